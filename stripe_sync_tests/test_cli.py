@@ -1,0 +1,140 @@
+"""The stripe-sync command line."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+import urllib.error
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+from stripe_sync.cli import main
+
+
+def test_help_lists_emulator() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0, result.output
+    assert "emulator" in result.output
+
+
+def test_emulator_options_reach_config_and_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every option lands in EmulatorConfig / serve() under the emulator's names."""
+    calls: list[tuple] = []
+
+    class FakeConfig:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+    fake = types.ModuleType("stripe_sync.testing")
+    fake.EmulatorConfig = FakeConfig
+    fake.serve = lambda host, port, config, state_file: calls.append(
+        (host, port, config, state_file)
+    )
+    monkeypatch.setitem(sys.modules, "stripe_sync.testing", fake)
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "emulator",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "4242",
+            "--latency-ms",
+            "5",
+            "--jitter-ms",
+            "2.5",
+            "--rate-limit",
+            "10",
+            "--endpoint-rate-limit",
+            "3",
+            "--fault-rate",
+            "0.1",
+            "--seed",
+            "7",
+            "--search-delay-s",
+            "0.5",
+            "--state-file",
+            "state.json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    [(host, port, config, state_file)] = calls
+    assert (host, port, state_file) == ("0.0.0.0", 4242, pathlib.Path("state.json"))
+    assert config.kwargs == {
+        "latency_ms": 5.0,
+        "latency_jitter_ms": 2.5,
+        "rate_limit": 10.0,
+        "endpoint_rate_limit": 3.0,
+        "fault_rate": 0.1,
+        "seed": 7,
+        "search_delay_s": 0.5,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stripe_sync_command() -> list[str]:
+    script = pathlib.Path(sys.executable).with_name("stripe-sync")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "stripe_sync.cli"]
+
+
+def test_emulator_subprocess_serves_and_stops_on_sigterm(tmp_path: pathlib.Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*_stripe_sync_command(), "emulator", "--port", str(port)],
+        cwd=tmp_path,  # no stray .env
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/account",
+            headers={"Authorization": "Bearer sk_test_x"},
+        )
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    status = response.status
+                    break
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+                break
+            except OSError:
+                time.sleep(0.1)
+        if status is None:
+            proc.kill()
+            output = proc.communicate(timeout=5)[0].decode(errors="replace")
+            pytest.fail(f"emulator never answered on port {port}; output:\n{output}")
+        assert status == 200
+
+        proc.send_signal(signal.SIGTERM)
+        try:
+            output = proc.communicate(timeout=10)[0].decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("emulator did not exit within 10 s of SIGTERM")
+        assert proc.returncode == 0, output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
