@@ -1,0 +1,50 @@
+"""Where catalog rows come from and where sync results go back: direct SQL or Supabase."""
+
+from __future__ import annotations
+
+from stripe_sync.catalog.base import (
+    SOURCE_COLUMNS,
+    WRITE_BACK_COLUMNS,
+    Catalog,
+    CatalogError,
+    WriteBack,
+)
+
+__all__ = [
+    "SOURCE_COLUMNS",
+    "WRITE_BACK_COLUMNS",
+    "Catalog",
+    "CatalogError",
+    "WriteBack",
+    "open_catalog",
+]
+
+_NOTHING_CONFIGURED = (
+    "No catalog configured: set CATALOG_DATABASE_URL (postgresql://… or sqlite:///…) "
+    "or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY."
+)
+
+
+def open_catalog(
+    *,
+    database_url: str | None,
+    supabase_url: str | None,
+    supabase_key: str | None,
+    table: str = "products",
+) -> Catalog:
+    """The configured catalog: a database URL wins over Supabase's REST API."""
+    # Imported on use: supabase-py takes most of a second to import and SQL users
+    # never need it.
+    if database_url:
+        from stripe_sync.catalog.sql import SqlCatalog
+
+        return SqlCatalog(database_url, table)
+    if supabase_url and supabase_key:
+        from stripe_sync.catalog.supabase import SupabaseCatalog
+
+        return SupabaseCatalog(supabase_url, supabase_key, table)
+    if supabase_url:
+        raise CatalogError("SUPABASE_URL is set without a key: set SUPABASE_SERVICE_ROLE_KEY.")
+    if supabase_key:
+        raise CatalogError("SUPABASE_SERVICE_ROLE_KEY is set without a URL: set SUPABASE_URL.")
+    raise CatalogError(_NOTHING_CONFIGURED)

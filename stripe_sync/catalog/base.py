@@ -1,0 +1,102 @@
+"""The catalog contract: what every catalog (direct SQL, Supabase) reads and writes back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+SOURCE_COLUMNS = (
+    "id",
+    "name",
+    "description",
+    "price",
+    "currency",
+    "images",
+    "active",
+    "updated_at",
+)
+WRITE_BACK_COLUMNS = (
+    "stripe_product_id",
+    "stripe_price_id",
+    "sync_status",
+    "sync_error",
+    "synced_at",
+    "sync_hash",
+)
+MIGRATION = "supabase/migrations/20261126000000_stripe_sync.sql"
+SYNC_STATUSES = ("synced", "failed", "invalid", "archived")
+
+
+class CatalogError(Exception):
+    """A configuration or connectivity problem, said in one sentence that names what to set
+    or fix (no traceback for users, never a secret)."""
+
+
+@dataclass(frozen=True)
+class WriteBack:
+    """The sync result of one catalog row: exactly the values of the write-back columns."""
+
+    id: str
+    stripe_product_id: str | None
+    stripe_price_id: str | None
+    sync_status: str
+    sync_error: str | None
+    synced_at: datetime
+    sync_hash: str | None
+
+    def __post_init__(self) -> None:
+        if self.sync_status not in SYNC_STATUSES:
+            raise ValueError(
+                f"sync_status must be one of {SYNC_STATUSES}, not {self.sync_status!r}"
+            )
+        if self.synced_at.utcoffset() is None:
+            raise ValueError("synced_at must be timezone-aware (UTC)")
+
+    def columns(self) -> dict[str, object]:
+        """The write-back column values, keyed by column name (without `id`)."""
+        return {column: getattr(self, column) for column in WRITE_BACK_COLUMNS}
+
+
+class Catalog(Protocol):
+    table: str
+
+    def describe(self) -> str:
+        """Where the catalog is, e.g. "PostgreSQL 127.0.0.1:5432/test, table products";
+        never a password or key."""
+
+    def check(self) -> None:
+        """Raise CatalogError when the catalog is unreachable, the table is missing or it
+        lacks columns."""
+
+    def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
+        """Ids >= start as text, in the database's order of the id column."""
+
+    def count_ids(self, start: str | None = None) -> int:
+        """How many ids are >= start."""
+
+    def read_rows(
+        self, lower: str | None, upper: str | None, page_size: int = 1_000
+    ) -> Iterator[dict]:
+        """Rows with lower <= id < upper (None: open bound) in id order, keyset-paged; each
+        holds exactly SOURCE_COLUMNS + WRITE_BACK_COLUMNS, `id` as text."""
+
+    def write_back(self, results: Sequence[WriteBack]) -> int:
+        """Write the write-back columns (and only those); return the requests or
+        statements made."""
+
+    def close(self) -> None: ...
+
+
+def missing_columns_error(table: str, missing: Iterable[str]) -> CatalogError:
+    """The error for a table without some of the contract's columns."""
+    missing = set(missing)
+    source = [column for column in SOURCE_COLUMNS if column in missing]
+    write_back = [column for column in WRITE_BACK_COLUMNS if column in missing]
+    problems = []
+    if source:
+        problems.append(f"the catalog columns {', '.join(source)} (rename or add them)")
+    if write_back:
+        problems.append(f"the write-back columns {', '.join(write_back)} (apply {MIGRATION})")
+    return CatalogError(f"Table {table} lacks {' and '.join(problems)}.")

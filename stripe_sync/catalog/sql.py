@@ -1,0 +1,208 @@
+"""The catalog over a direct SQL connection (PostgreSQL or SQLite) with SQLAlchemy Core.
+
+Reads are keyset pages (`id > last ORDER BY id LIMIT n`), each in its own short
+transaction, so a long read holds no locks and no cursor between pages. Bounds travel
+as text and are cast to the id column's type by the database, so integer ids compare
+numerically and every comparison follows the database's own ordering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, make_url
+
+from stripe_sync.catalog.base import (
+    SOURCE_COLUMNS,
+    WRITE_BACK_COLUMNS,
+    CatalogError,
+    WriteBack,
+    missing_columns_error,
+)
+from stripe_sync.core.secrets import redact
+
+# SQLite allows 32,766 bound parameters a statement (PostgreSQL 65,535); a write-back row
+# binds 7, so larger batches are split into several statements.
+MAX_ROWS_PER_STATEMENT = 4_000
+_CONNECT_TIMEOUT_S = 10
+# The contract's types, not the reflected ones: a SQLite file may declare anything
+# (TEXT, TIMESTAMP, nothing) and PostgreSQL converts on assignment.
+_WRITE_BACK_TYPES = {column: sa.Text() for column in WRITE_BACK_COLUMNS} | {
+    "synced_at": sa.DateTime(timezone=True)
+}
+
+
+def engine_url(url: str) -> URL:
+    """`url` with the psycopg 3 driver for postgresql:// and postgres:// URLs."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+        raise CatalogError(
+            "CATALOG_DATABASE_URL must start with postgresql://, postgres:// or sqlite:///."
+        )
+    return parsed
+
+
+class SqlCatalog:
+    """A catalog table reached through SQLAlchemy: `table` may be `schema.table`."""
+
+    def __init__(self, url: str, table: str = "products") -> None:
+        self.table = table
+        self._url = engine_url(url)
+        self._is_sqlite = self._url.get_backend_name() == "sqlite"
+        connect_args = {} if self._is_sqlite else {"connect_timeout": _CONNECT_TIMEOUT_S}
+        self.engine = sa.create_engine(self._url, connect_args=connect_args)
+
+    def describe(self) -> str:
+        return f"{self._location()}, table {self.table}"
+
+    def check(self) -> None:
+        missing = [
+            column
+            for column in SOURCE_COLUMNS + WRITE_BACK_COLUMNS
+            if column not in self._table.columns
+        ]
+        if missing:
+            raise missing_columns_error(self.table, missing)
+
+    def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
+        query = sa.select(self._id_text)
+        for page in self._pages(query, start, None, page_size):
+            yield from (row[0] for row in page)
+
+    def count_ids(self, start: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(self._table)
+        if start is not None:
+            query = query.where(self._id >= self._as_id(start))
+        with self._connect() as connection:
+            return connection.execute(query).scalar_one()
+
+    def read_rows(
+        self, lower: str | None, upper: str | None, page_size: int = 1_000
+    ) -> Iterator[dict]:
+        # The price as the database's own text: exact for NUMERIC, and a stray string in a
+        # numeric column (SQLite allows one) reaches validation instead of crashing the read.
+        columns = [self._id_text.label("id")] + [
+            sa.cast(self._table.c[column], sa.Text).label(column)
+            if column == "price"
+            else self._table.c[column]
+            for column in SOURCE_COLUMNS[1:] + WRITE_BACK_COLUMNS
+        ]
+        for page in self._pages(sa.select(*columns), lower, upper, page_size):
+            yield from (dict(row._mapping) for row in page)
+
+    def write_back(self, results: Sequence[WriteBack]) -> int:
+        chunks = [
+            results[at : at + MAX_ROWS_PER_STATEMENT]
+            for at in range(0, len(results), MAX_ROWS_PER_STATEMENT)
+        ]
+        with self._connect() as connection, connection.begin():
+            for chunk in chunks:
+                connection.execute(self._write_back_statement(chunk))
+        return len(chunks)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @cached_property
+    def _table(self) -> sa.Table:
+        schema, _, name = self.table.rpartition(".")
+        with self._connect() as connection:
+            try:
+                return sa.Table(
+                    name, sa.MetaData(), schema=schema or None, autoload_with=connection
+                )
+            except sa.exc.NoSuchTableError:
+                raise CatalogError(
+                    f"Table {self.table} not found in {self._location()}: create it or set "
+                    "the table name."
+                ) from None
+
+    @property
+    def _id(self) -> sa.Column:
+        if "id" not in self._table.columns:
+            raise missing_columns_error(self.table, ["id"])
+        return self._table.c.id
+
+    @property
+    def _id_text(self) -> sa.ColumnElement:
+        return sa.cast(self._id, sa.Text)
+
+    def _as_id(self, text: str) -> sa.ColumnElement:
+        """A text bound as a value of the id column's type, cast by the database."""
+        return sa.cast(sa.literal(text, sa.Text), self._id.type)
+
+    def _pages(
+        self, query: sa.Select, lower: str | None, upper: str | None, page_size: int
+    ) -> Iterator[Sequence[sa.Row]]:
+        """Keyset pages of `query` over lower <= id < upper; the first column is id as text."""
+        if upper is not None:
+            query = query.where(self._id < self._as_id(upper))
+        query = query.order_by(self._id).limit(page_size)
+        page_query = query if lower is None else query.where(self._id >= self._as_id(lower))
+        while True:
+            with self._connect() as connection:
+                page = connection.execute(page_query).all()
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            page_query = query.where(self._id > self._as_id(page[-1][0]))
+
+    def _write_back_statement(self, results: Sequence[WriteBack]) -> sa.Update:
+        """WITH write_back AS (VALUES ...) UPDATE ... FROM write_back: one statement setting
+        only the write-back columns (SQLite takes no column list on a VALUES alias; a CTE
+        works on both)."""
+        rows = (
+            sa.values(
+                sa.column("id", sa.Text),
+                *(sa.column(column, _WRITE_BACK_TYPES[column]) for column in WRITE_BACK_COLUMNS),
+                name="write_back",
+            )
+            .data([(result.id, *result.columns().values()) for result in results])
+            .cte("write_back")
+        )
+        return (
+            sa.update(self._table)
+            .where(self._id == sa.cast(rows.c.id, self._id.type))
+            .values({column: rows.c[column] for column in WRITE_BACK_COLUMNS})
+        )
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        if self._is_sqlite and not self._sqlite_file_exists():
+            raise CatalogError(
+                f"The SQLite catalog file {self._url.database} does not exist: set "
+                "CATALOG_DATABASE_URL to an existing sqlite:/// file."
+            )
+        try:
+            connection = self.engine.connect()
+        except sa.exc.OperationalError as error:
+            reason = redact(str(error.orig).strip().splitlines()[0], self._url.password)
+            raise CatalogError(
+                f"Cannot reach the catalog database at {self._address()} ({reason}): check "
+                "CATALOG_DATABASE_URL and that the database is running."
+            ) from None
+        with connection:
+            yield connection
+
+    def _sqlite_file_exists(self) -> bool:
+        database = self._url.database
+        return not database or database == ":memory:" or Path(database).exists()
+
+    def _address(self) -> str:
+        if self._is_sqlite:
+            return self._url.database or ":memory:"
+        return f"{self._url.host or 'localhost'}:{self._url.port or 5432}"
+
+    def _location(self) -> str:
+        if self._is_sqlite:
+            return f"SQLite {self._address()}"
+        return f"PostgreSQL {self._address()}/{self._url.database}"

@@ -1,0 +1,224 @@
+"""The catalog over Supabase's REST API (PostgREST) with supabase-py.
+
+Reads are keyset pages of at least 1,000 rows (`id=gt.<last>&order=id.asc&limit=n`);
+PostgREST casts filter values to the id column's type, so integer ids compare
+numerically. `id` and `price` are selected as `::text` so ids are the database's own
+text and prices stay exact (JSON numbers would become floats). Write-back is one RPC
+request a batch to `stripe_sync_write_back` (installed by the migration); without it,
+one PATCH a row. Never an upsert: PostgREST turns it into an INSERT ... ON CONFLICT,
+which fails on the CMS's NOT NULL columns the payload does not carry.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Iterator, Sequence
+
+import httpx
+from postgrest import APIError
+from postgrest.constants import DEFAULT_POSTGREST_CLIENT_HEADERS
+from postgrest.types import CountMethod, ReturnMethod
+from supabase import ClientOptions, SupabaseException, create_client
+
+from stripe_sync.catalog.base import (
+    MIGRATION,
+    SOURCE_COLUMNS,
+    WRITE_BACK_COLUMNS,
+    CatalogError,
+    WriteBack,
+    missing_columns_error,
+)
+from stripe_sync.core.secrets import redact
+
+log = logging.getLogger(__name__)
+
+WRITE_BACK_FUNCTION = "stripe_sync_write_back"
+MIN_PAGE_SIZE = 1_000
+_SELECTED = ",".join(
+    ["id::text"]
+    + [f"{column}::text" if column == "price" else column for column in SOURCE_COLUMNS[1:]]
+    + list(WRITE_BACK_COLUMNS)
+)
+_TIMEOUT_S = 60
+_FUNCTION_MISSING = "PGRST202"
+_TABLE_MISSING = ("PGRST205", "42P01")
+_COLUMN_MISSING = "42703"
+
+
+class SupabaseCatalog:
+    """A catalog table in a Supabase project, reached with the service_role key."""
+
+    def __init__(self, url: str, service_role_key: str, table: str = "products") -> None:
+        self.table = table
+        self._url = url.rstrip("/")
+        self._key = service_role_key
+        # Our own HTTP client (with PostgREST's default headers): supabase-py otherwise
+        # hands the PostgREST client deprecated options, a warning on every catalog.
+        self._http = httpx.Client(headers=DEFAULT_POSTGREST_CLIENT_HEADERS, timeout=_TIMEOUT_S)
+        try:
+            self._client = create_client(
+                self._url,
+                service_role_key,
+                options=ClientOptions(
+                    auto_refresh_token=False, persist_session=False, httpx_client=self._http
+                ),
+            )
+        except SupabaseException as error:  # supabase-py's own checks: a malformed URL
+            raise CatalogError(
+                f"Cannot use SUPABASE_URL {self._url}: {redact(str(error), self._key)}"
+            ) from None
+        self._rpc_installed = True
+
+    def __repr__(self) -> str:
+        return f"SupabaseCatalog({self.describe()!r})"
+
+    def describe(self) -> str:
+        return f"Supabase {self._url}, table {self.table}"
+
+    def check(self) -> None:
+        role = _jwt_role(self._key)
+        if role not in (None, "service_role"):
+            raise CatalogError(
+                f"SUPABASE_SERVICE_ROLE_KEY holds a key with role {role!r}: set it to the "
+                "project's service_role key (Project Settings > API)."
+            )
+        try:  # no retries: a wrong URL should fail the preflight at once
+            self._request(self._select(_SELECTED).limit(1).retry(False))
+        except _ColumnMissing:
+            missing = [
+                column
+                for column in SOURCE_COLUMNS + WRITE_BACK_COLUMNS
+                if not self._column_exists(column)
+            ]
+            raise missing_columns_error(self.table, missing) from None
+
+    def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
+        for page in self._pages("id::text", start, None, page_size):
+            yield from (row["id"] for row in page)
+
+    def count_ids(self, start: str | None = None) -> int:
+        query = self._client.table(self.table).select("id", count=CountMethod.exact, head=True)
+        if start is not None:
+            query = query.gte("id", start)
+        return self._request(query).count
+
+    def read_rows(
+        self, lower: str | None, upper: str | None, page_size: int = 1_000
+    ) -> Iterator[dict]:
+        for page in self._pages(_SELECTED, lower, upper, page_size):
+            yield from page
+
+    def write_back(self, results: Sequence[WriteBack]) -> int:
+        if not results:
+            return 0
+        rows = [{"id": result.id, **result.columns()} for result in results]
+        if self._rpc_installed:
+            query = self._client.rpc(
+                WRITE_BACK_FUNCTION, {"target_table": self.table, "rows": rows}
+            )
+            try:
+                self._request(query)
+                return 1
+            except _FunctionMissing:
+                self._rpc_installed = False
+                log.warning(
+                    "The function public.%s is not installed in Supabase: writing back one "
+                    "PATCH request a row; apply %s to write back a batch in one request.",
+                    WRITE_BACK_FUNCTION,
+                    MIGRATION,
+                )
+        for row in rows:
+            values = {column: row[column] for column in WRITE_BACK_COLUMNS}
+            update = self._client.table(self.table).update(values, returning=ReturnMethod.minimal)
+            self._request(update.eq("id", row["id"]))
+        return len(rows)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _select(self, columns: str):
+        return self._client.table(self.table).select(columns)
+
+    def _pages(
+        self, columns: str, lower: str | None, upper: str | None, page_size: int
+    ) -> Iterator[list[dict]]:
+        """Keyset pages over lower <= id < upper, ordered by id."""
+        page_size = max(page_size, MIN_PAGE_SIZE)
+        last = None
+        while True:
+            query = self._select(columns)
+            if last is not None:
+                query = query.gt("id", last)
+            elif lower is not None:
+                query = query.gte("id", lower)
+            if upper is not None:
+                query = query.lt("id", upper)
+            page = self._request(query.order("id").limit(page_size)).data
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            last = page[-1]["id"]
+
+    def _column_exists(self, column: str) -> bool:
+        try:
+            self._request(self._select(column).limit(0).retry(False))
+        except _ColumnMissing:
+            return False
+        return True
+
+    def _request(self, query):
+        """Execute `query`, turning transport and PostgREST errors into CatalogError."""
+        try:
+            return query.execute()
+        except httpx.HTTPError as error:
+            raise CatalogError(
+                f"Cannot reach Supabase at {self._url} ({redact(str(error), self._key)}): check "
+                "SUPABASE_URL."
+            ) from None
+        except APIError as error:
+            raise self._api_error(error) from None
+
+    def _api_error(self, error: APIError) -> Exception:
+        code = error.code or ""
+        message = redact(error.message or "", self._key)
+        if code == _FUNCTION_MISSING:
+            return _FunctionMissing(message)
+        if code == _COLUMN_MISSING:
+            return _ColumnMissing(
+                f"Table {self.table} lacks a column ({message}): apply {MIGRATION}."
+            )
+        if code in _TABLE_MISSING:
+            return CatalogError(
+                f"Table {self.table} not found in Supabase at {self._url}: create it or set "
+                "the table name."
+            )
+        if code == "42501" or code.startswith("PGRST3"):
+            return CatalogError(
+                f"Supabase refused the request ({code} {message}): set "
+                "SUPABASE_SERVICE_ROLE_KEY to the project's service_role key."
+            )
+        return CatalogError(f"Supabase answered {code or 'an error'}: {message}")
+
+
+class _FunctionMissing(CatalogError):
+    """PostgREST has no write-back function (PGRST202)."""
+
+
+class _ColumnMissing(CatalogError):
+    """PostgREST does not know a selected column (42703)."""
+
+
+def _jwt_role(key: str) -> str | None:
+    """The `role` claim of a JWT key (unverified: only to name a wrong key), else None."""
+    parts = key.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return claims.get("role") if isinstance(claims, dict) else None

@@ -1,0 +1,135 @@
+"""Sample catalog tables for tests: the CMS's columns, with or without write-back columns."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from contextlib import closing
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from stripe_sync.catalog import WRITE_BACK_COLUMNS, WriteBack
+
+ID_KINDS = ("integer", "text", "uuid")
+_POSTGRES_ID_TYPES = {"integer": "bigint", "text": "text", "uuid": "uuid"}
+_POSTGRES_WRITE_BACK = (
+    "stripe_product_id text, stripe_price_id text, sync_status text, sync_error text, "
+    "synced_at timestamptz, sync_hash text"
+)
+_SQLITE_ID_TYPES = {"integer": "INTEGER", "text": "TEXT"}
+_SQLITE_WRITE_BACK = (
+    "stripe_product_id TEXT, stripe_price_id TEXT, sync_status TEXT, sync_error TEXT, "
+    "synced_at TIMESTAMP, sync_hash TEXT"
+)
+UPDATED_AT = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+SYNCED_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+CMS_COLUMNS = ("id", "name", "description", "price", "currency", "images", "active", "updated_at")
+
+
+def sample_ids(id_kind: str, count: int) -> list[str]:
+    """`count` ids as text, in the order of the id column (unambiguous in any collation)."""
+    if id_kind == "integer":
+        return [str(n) for n in range(1, count + 1)]  # numeric order: "2" before "10"
+    if id_kind == "text":
+        return [f"sku{n:05d}" for n in range(1, count + 1)]
+    return sorted(str(uuid.uuid5(uuid.NAMESPACE_URL, f"product/{n}")) for n in range(count))
+
+
+def sample_row(id_: str, n: int) -> dict:
+    """A plausible CMS row with every kind of value, NULLs included."""
+    return {
+        "id": id_,
+        "name": f"Product {n}",
+        "description": None if n % 3 == 0 else f"Description of product {n}",
+        "price": Decimal(f"{n}.50"),
+        "currency": ("eur", "usd", "jpy", None)[n % 4],
+        "images": None if n % 5 == 0 else [f"https://img.example/{n}.png"],
+        "active": (True, False, None)[n % 3],
+        "updated_at": UPDATED_AT,
+    }
+
+
+def synced(id_: str, n: int) -> WriteBack:
+    """The write-back of a product synced as prod_<n>/price_<n>."""
+    return WriteBack(
+        id=id_,
+        stripe_product_id=f"prod_{n}",
+        stripe_price_id=f"price_{n}",
+        sync_status="synced",
+        sync_error=None,
+        synced_at=SYNCED_AT,
+        sync_hash=f"hash{n}",
+    )
+
+
+def create_postgres_products(
+    connection: psycopg.Connection,
+    table: str,
+    id_kind: str,
+    count: int,
+    *,
+    write_back: bool = True,
+) -> list[str]:
+    """(Re)create public.`table` with `count` sample rows; return the ids in order."""
+    name = sql.Identifier("public", table)
+    extra = sql.SQL(", " + _POSTGRES_WRITE_BACK if write_back else "")
+    connection.execute(sql.SQL("drop table if exists {} cascade").format(name))
+    connection.execute(
+        sql.SQL(
+            "create table {} (id {} primary key, name text not null, description text, "
+            "price numeric(12, 2) not null, currency text, images jsonb, active boolean, "
+            "updated_at timestamptz not null{})"
+        ).format(name, sql.SQL(_POSTGRES_ID_TYPES[id_kind]), extra)
+    )
+    ids = sample_ids(id_kind, count)
+    rows = [sample_row(id_, n) for n, id_ in enumerate(ids)]
+    with connection.cursor() as cursor:  # CMS_COLUMNS order is sample_row's key order
+        cursor.executemany(
+            sql.SQL("insert into {} ({}) values (%s, %s, %s, %s, %s, %s::jsonb, %s, %s)").format(
+                name, sql.SQL(", ").join(map(sql.Identifier, CMS_COLUMNS))
+            ),
+            [tuple({**row, "images": _json(row["images"])}.values()) for row in rows],
+        )
+    return ids
+
+
+def create_sqlite_products(
+    path: Path, id_kind: str, count: int, *, write_back: bool = True
+) -> list[str]:
+    """A SQLite catalog file as the demo makes it: images as JSON text, price as TEXT."""
+    extra = ", " + _SQLITE_WRITE_BACK if write_back else ""
+    ids = sample_ids(id_kind, count)
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute(
+            f"create table products (id {_SQLITE_ID_TYPES[id_kind]} primary key, "
+            "name TEXT not null, description TEXT, price TEXT not null, currency TEXT, "
+            f"images TEXT, active BOOLEAN, updated_at TEXT not null{extra})"
+        )
+        connection.executemany(
+            "insert into products values (?, ?, ?, ?, ?, ?, ?, ?"
+            + ", null" * (len(WRITE_BACK_COLUMNS) if write_back else 0)
+            + ")",
+            [
+                (
+                    int(row["id"]) if id_kind == "integer" else row["id"],
+                    row["name"],
+                    row["description"],
+                    str(row["price"]),
+                    row["currency"],
+                    _json(row["images"]),
+                    row["active"],
+                    row["updated_at"].isoformat(),
+                )
+                for row in (sample_row(id_, n) for n, id_ in enumerate(ids))
+            ],
+        )
+    return ids
+
+
+def _json(value: object) -> str | None:
+    return None if value is None else json.dumps(value)

@@ -1,0 +1,173 @@
+"""The direct SQL catalog against real PostgreSQL 15 and a real SQLite file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from stripe_sync.catalog import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, CatalogError, WriteBack
+from stripe_sync.catalog.sql import SqlCatalog
+from stripe_sync_tests.catalog.tables import SYNCED_AT, create_sqlite_products, synced
+
+
+def test_check_passes_on_a_table_with_every_contract_column(sql_sample):
+    sql_sample.catalog.check()
+
+
+def test_ids_come_in_the_id_columns_order_from_start(sql_sample):
+    ids = sql_sample.ids
+    assert list(sql_sample.catalog.iter_ids(page_size=7)) == ids
+    assert list(sql_sample.catalog.iter_ids(start=ids[9], page_size=7)) == ids[9:]
+    assert sql_sample.catalog.count_ids() == len(ids)
+    assert sql_sample.catalog.count_ids(start=ids[9]) == len(ids) - 9
+
+
+def test_integer_ids_are_ordered_and_bounded_numerically(postgres_table, fresh_database_url):
+    table, _ = postgres_table("integer", 12)
+    catalog = SqlCatalog(fresh_database_url, table)
+    assert list(catalog.iter_ids(start="9")) == ["9", "10", "11", "12"]
+    assert [row["id"] for row in catalog.read_rows("2", "10")] == [str(n) for n in range(2, 10)]
+    catalog.close()
+
+
+def test_read_rows_keeps_lower_bound_drops_upper_bound_and_pages_by_keyset(sql_sample):
+    ids = sql_sample.ids
+    sql_sample.catalog.check()  # reflects the table: its queries are not counted
+    pages = []
+    sa.event.listen(
+        sql_sample.catalog.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, statement, params, *_: pages.append(params),
+    )
+    rows = list(sql_sample.catalog.read_rows(ids[3], ids[20], page_size=5))
+    assert [row["id"] for row in rows] == ids[3:20]
+    assert len(pages) == 4  # 17 rows in pages of 5
+    for page, last_of_previous in zip(pages[1:], (ids[7], ids[12], ids[17])):
+        values = page.values() if isinstance(page, dict) else page
+        assert last_of_previous in values  # the next page starts after the last id seen
+    assert [row["id"] for row in sql_sample.catalog.read_rows(None, ids[2])] == ids[:2]
+    assert [row["id"] for row in sql_sample.catalog.read_rows(ids[-2], None)] == ids[-2:]
+
+
+def test_a_row_holds_exactly_the_contract_columns_with_raw_values(sql_sample):
+    row = next(sql_sample.catalog.read_rows(None, None))
+    assert tuple(row) == SOURCE_COLUMNS + WRITE_BACK_COLUMNS
+    assert row["id"] == sql_sample.ids[0]
+    assert row["name"] == "Product 0"
+    assert Decimal(row["price"]) == Decimal("0.50")
+    assert row["sync_status"] is None
+
+
+def test_write_back_is_one_statement_that_changes_only_the_write_back_columns(sql_sample):
+    catalog = sql_sample.catalog
+    catalog.check()
+    before = sql_sample.cms_rows()
+    results = [synced(id_, n) for n, id_ in enumerate(sql_sample.ids[:10])]
+    statements = []
+    sa.event.listen(
+        catalog.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+    )
+    assert catalog.write_back(results) == 1
+    assert len(statements) == 1 and "UPDATE" in statements[0]
+    assert sql_sample.cms_rows() == before
+    rows = {row["id"]: row for row in catalog.read_rows(None, None)}
+    assert rows[sql_sample.ids[4]]["stripe_product_id"] == "prod_4"
+    assert rows[sql_sample.ids[4]]["sync_status"] == "synced"
+    assert rows[sql_sample.ids[4]]["sync_hash"] == "hash4"
+    assert _as_utc(rows[sql_sample.ids[4]]["synced_at"]) == SYNCED_AT
+    assert rows[sql_sample.ids[10]]["sync_status"] is None
+
+
+def test_write_back_can_clear_values_and_record_a_failure(sql_sample):
+    catalog = sql_sample.catalog
+    catalog.write_back([synced(sql_sample.ids[0], 0)])
+    failure = WriteBack(
+        id=sql_sample.ids[0],
+        stripe_product_id=None,
+        stripe_price_id=None,
+        sync_status="failed",
+        sync_error="card_declined: no",
+        synced_at=SYNCED_AT,
+        sync_hash=None,
+    )
+    catalog.write_back([failure])
+    row = next(catalog.read_rows(None, sql_sample.ids[1]))
+    assert (row["stripe_product_id"], row["sync_status"], row["sync_error"]) == (
+        None,
+        "failed",
+        "card_declined: no",
+    )
+
+
+def test_a_batch_beyond_the_bound_parameter_limit_takes_several_statements(sql_sample, monkeypatch):
+    monkeypatch.setattr("stripe_sync.catalog.sql.MAX_ROWS_PER_STATEMENT", 4)
+    results = [synced(id_, n) for n, id_ in enumerate(sql_sample.ids[:10])]
+    assert sql_sample.catalog.write_back(results) == 3
+    rows = list(sql_sample.catalog.read_rows(None, sql_sample.ids[10]))
+    assert [row["stripe_product_id"] for row in rows] == [f"prod_{n}" for n in range(10)]
+
+
+def test_write_back_of_nothing_makes_no_statement(sql_sample):
+    assert sql_sample.catalog.write_back([]) == 0
+
+
+def test_a_missing_table_is_named(fresh_database_url):
+    catalog = SqlCatalog(fresh_database_url, "no_such_products")
+    with pytest.raises(CatalogError, match="Table no_such_products not found in PostgreSQL"):
+        catalog.check()
+
+
+def test_missing_write_back_columns_are_named_with_the_migration_to_apply(
+    postgres_table, fresh_database_url
+):
+    table, _ = postgres_table("integer", 1, write_back=False)
+    with pytest.raises(CatalogError) as error:
+        SqlCatalog(fresh_database_url, table).check()
+    assert str(error.value) == (
+        f"Table {table} lacks the write-back columns stripe_product_id, stripe_price_id, "
+        "sync_status, sync_error, synced_at, sync_hash "
+        "(apply supabase/migrations/20261126000000_stripe_sync.sql)."
+    )
+
+
+def test_an_unreachable_host_is_named_without_the_password(closed_port):
+    catalog = SqlCatalog(f"postgresql://postgres:hunter2@127.0.0.1:{closed_port}/test")
+    with pytest.raises(CatalogError) as error:
+        catalog.check()
+    message = str(error.value)
+    assert message.startswith(f"Cannot reach the catalog database at 127.0.0.1:{closed_port} (")
+    assert message.endswith("check CATALOG_DATABASE_URL and that the database is running.")
+    assert "hunter2" not in message and "\n" not in message
+
+
+def test_describe_names_the_database_and_table_but_never_the_password():
+    catalog = SqlCatalog("postgres://app:hunter2@db.example.com:6543/shop", "items")
+    assert catalog.describe() == "PostgreSQL db.example.com:6543/shop, table items"
+
+
+def test_a_missing_sqlite_file_is_not_created(tmp_path):
+    path = tmp_path / "absent.db"
+    with pytest.raises(CatalogError, match="SQLite catalog file .*absent.db does not exist"):
+        SqlCatalog(f"sqlite:///{path}").check()
+    assert not path.exists()
+
+
+def test_sqlite_missing_write_back_columns_are_named(tmp_path):
+    path = tmp_path / "cms.db"
+    create_sqlite_products(path, "integer", 1, write_back=False)
+    with pytest.raises(CatalogError, match="lacks the write-back columns stripe_product_id"):
+        SqlCatalog(f"sqlite:///{path}").check()
+
+
+def test_a_url_of_another_database_is_refused():
+    with pytest.raises(CatalogError, match="must start with postgresql://"):
+        SqlCatalog("mysql://root@localhost/shop")
+
+
+def _as_utc(value: datetime | str) -> datetime:
+    """SQLite hands timestamps back naive (stored as UTC)."""
+    value = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
