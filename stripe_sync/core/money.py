@@ -1,7 +1,9 @@
 """Currencies as Stripe knows them (docs.stripe.com/currencies).
 
-Plain data, no Dagster: the Stripe emulator and the validation rules both read it.
+Plain Python, no Dagster: the Stripe emulator and the validation rules both use it.
 """
+
+from decimal import ROUND_DOWN, Decimal
 
 # Presentment currencies Stripe accepts for prices, lowercase, in the order Stripe's own
 # "Invalid currency" error lists them (2024).
@@ -15,3 +17,52 @@ _STRIPE_CURRENCY_LIST = """
     wst xaf xcd xof xpf yer zar zmw usdc btn ghs eek lvl svc vef ltl sll mro
 """
 SUPPORTED_CURRENCIES: tuple[str, ...] = tuple(_STRIPE_CURRENCY_LIST.split())
+
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    [
+        "bif",
+        "clp",
+        "djf",
+        "gnf",
+        "jpy",
+        "kmf",
+        "krw",
+        "mga",
+        "pyg",
+        "rwf",
+        "ugx",
+        "vnd",
+        "vuv",
+        "xaf",
+        "xof",
+        "xpf",
+    ]
+)
+THREE_DECIMAL_CURRENCIES = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
+# ISK is two-decimal in the API for backwards compatibility, but amounts must be whole
+# krónur (divisible by 100): docs.stripe.com/currencies#special-cases.
+WHOLE_MAJOR_UNIT_CURRENCIES = frozenset({"isk"})
+
+
+class AmountError(ValueError):
+    """An amount that can't be expressed exactly in the currency's minor unit."""
+
+
+def minor_unit_exponent(currency: str) -> int:
+    """Digits after the decimal point in the currency's minor unit (Stripe's view)."""
+    if currency in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    if currency in THREE_DECIMAL_CURRENCIES:
+        return 3
+    return 2
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """`amount` in major units -> Stripe's integer `unit_amount`, exactly or not at all."""
+    exponent = minor_unit_exponent(currency)
+    allowed_decimals = 0 if currency in WHOLE_MAJOR_UNIT_CURRENCIES else exponent
+    if amount != amount.quantize(Decimal(1).scaleb(-allowed_decimals), rounding=ROUND_DOWN):
+        raise AmountError(
+            f"{amount} {currency.upper()} has more decimals than {currency.upper()} allows ({allowed_decimals})"
+        )
+    return int(amount.scaleb(exponent))

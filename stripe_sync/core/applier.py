@@ -1,0 +1,360 @@
+"""Apply: actions -> the fewest Stripe requests that bring each product to its desired state.
+
+Two phases, one per Stripe asset:
+
+- Products. CREATE is one request: the product with `default_price_data`; if Stripe
+  says the id exists (an earlier run created it and never wrote back), it reads the
+  product and continues as RECONCILE. UPDATE sends only the changed fields, in one
+  request. RECONCILE reads the product (with its default price) and sends what differs.
+- Prices, for the products whose amount or currency changed: create the new price
+  (or find it by its lookup key), make it the default, then archive the old one, in
+  that order (Stripe refuses to archive a default price).
+
+Every write carries a deterministic idempotency key, and new prices a lookup key unique
+to (product, currency, amount): a step repeated after a crash finds what the first
+attempt made instead of making it twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from stripe_sync.core.identity import PRODUCT_FIELDS, DesiredProduct, idempotency_key
+from stripe_sync.core.planner import Action, ActionKind
+from stripe_sync.core.stripe_api import ErrorKind, StripeApi, StripeFailure
+
+Item = TypeVar("Item")
+
+
+class Result:
+    """What happened to a row (the report's vocabulary)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    INVALID = "invalid"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    cms_id: str
+    action: ActionKind
+    result: str
+    stripe_product_id: str | None = None
+    stripe_price_id: str | None = None
+    sync_hash: str | None = None
+    error: str | None = None
+    price_pending: bool = False  # the prices phase still has to give it a new default price
+    requests: int = 0  # Stripe HTTP requests this row cost in this phase, retries included
+
+    @property
+    def sync_status(self) -> str:
+        return {Result.INVALID: "invalid", Result.FAILED: "failed"}.get(self.result, "synced")
+
+
+class FatalStripeError(Exception):
+    """Stripe refused the key itself: the run must stop, after writing back `finished`."""
+
+    def __init__(self, message: str, finished: list[Outcome]):
+        super().__init__(message)
+        self.finished = finished
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int
+    started: float
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        return (self.total - self.done) / self.rate if self.rate else None
+
+    def describe(self) -> str:
+        eta = f"{self.eta_s:.0f} s" if self.eta_s is not None else "?"
+        return f"{self.done}/{self.total} products, {self.rate:.1f}/s, ETA {eta}"
+
+
+class Applier:
+    """Applies actions with up to `max_in_flight` products in progress at once."""
+
+    def __init__(
+        self,
+        stripe_api: StripeApi,
+        *,
+        max_in_flight: int = 8,
+        on_progress: Callable[[Progress], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ):
+        self._stripe = stripe_api
+        self._max_in_flight = max_in_flight
+        self._on_progress = on_progress
+        self._should_stop = should_stop
+
+    def apply_products(self, actions: Iterable[Action]) -> list[Outcome]:
+        """Phase one: every action's product; outcomes for the rows it got to.
+
+        Rows not started because of a stop are left out: they stay as they were in the
+        catalog and the next run picks them up.
+        """
+        immediate, stripe_work = [], []
+        for action in actions:
+            if action.kind is ActionKind.UNCHANGED:
+                state = action.state
+                immediate.append(
+                    Outcome(
+                        action.cms_id,
+                        action.kind,
+                        Result.UNCHANGED,
+                        state.stripe_product_id,
+                        state.stripe_price_id,
+                        state.sync_hash,
+                    )
+                )
+            elif action.kind is ActionKind.INVALID:
+                immediate.append(
+                    Outcome(
+                        action.cms_id, action.kind, Result.INVALID, error="; ".join(action.reasons)
+                    )
+                )
+            else:
+                stripe_work.append(action)
+        try:
+            return immediate + self._run(stripe_work, self._apply_product)
+        except FatalStripeError as error:
+            error.finished[:0] = immediate
+            raise
+
+    def apply_prices(self, pending: Iterable[tuple[Outcome, DesiredProduct]]) -> list[Outcome]:
+        """Phase two: a new default price for each outcome left `price_pending`."""
+        return self._run(list(pending), self._reprice)
+
+    # --- products -----------------------------------------------------------------------
+
+    def _apply_product(self, action: Action) -> Outcome:
+        try:
+            if action.kind is ActionKind.CREATE:
+                return self._create(action)
+            if action.kind is ActionKind.UPDATE:
+                return self._update(action)
+            return self._reconcile(action)
+        except StripeFailure as failure:
+            if failure.kind is ErrorKind.FATAL:
+                raise
+            return Outcome(action.cms_id, action.kind, Result.FAILED, error=failure.message)
+
+    def _create(self, action: Action) -> Outcome:
+        desired = action.desired
+        params = {
+            "id": desired.stripe_id,
+            **desired.product_fields(),
+            "default_price_data": desired.price_fields(),
+        }
+        try:
+            product = self._stripe.create_product(
+                params, idempotency_key("create-product", desired.stripe_id, params)
+            )
+        except StripeFailure as failure:
+            if failure.code != "resource_already_exists":
+                raise
+            return self._reconcile(action)
+        return Outcome(
+            action.cms_id,
+            action.kind,
+            Result.CREATED,
+            desired.stripe_id,
+            product["default_price"],
+            desired.sync_hash,
+        )
+
+    def _update(self, action: Action) -> Outcome:
+        try:
+            return self._write_fields(action, action.state.stripe_price_id)
+        except StripeFailure as failure:
+            if failure.code != "resource_missing":
+                raise
+            # Gone from Stripe (deleted by hand): start again from the catalog's truth.
+            return self._create(replace(action, kind=ActionKind.CREATE))
+
+    def _reconcile(self, action: Action) -> Outcome:
+        desired = action.desired
+        try:
+            product = self._stripe.retrieve_product(desired.stripe_id)
+        except StripeFailure as failure:
+            if failure.code != "resource_missing":
+                raise
+            return self._create(replace(action, kind=ActionKind.CREATE))
+        wanted = desired.product_fields()
+        changes = tuple(name for name in PRODUCT_FIELDS if _differs(name, product, wanted))
+        default_price = product.get("default_price") or {}
+        if not _is_desired_price(default_price, desired):
+            changes += ("price",)
+        return self._write_fields(replace(action, fields=changes), default_price.get("id"))
+
+    def _write_fields(self, action: Action, current_price_id: str | None) -> Outcome:
+        """One product update with the changed fields; none if only the price changed."""
+        desired = action.desired
+        wanted = desired.product_fields()
+        fields = [name for name in action.fields if name in PRODUCT_FIELDS]
+        if fields:
+            params: dict = {
+                name: _unset_empty(wanted.get(name)) for name in fields if name != "metadata"
+            }
+            metadata = (
+                dict(wanted["metadata"])
+                if "metadata" in fields
+                else {"sync_hash": desired.sync_hash}
+            )
+            if action.reprice:
+                metadata.pop("sync_hash")  # the new content hash comes with the new default price
+            if metadata:
+                params["metadata"] = metadata
+            self._stripe.update_product(
+                desired.stripe_id,
+                params,
+                idempotency_key("update-product", desired.stripe_id, params),
+            )
+        if action.kind is ActionKind.CREATE:
+            result = Result.CREATED  # made by an earlier run that never wrote back
+        else:
+            result = Result.UPDATED if action.fields else Result.UNCHANGED
+        return Outcome(
+            action.cms_id,
+            action.kind,
+            result,
+            desired.stripe_id,
+            current_price_id,
+            desired.sync_hash,
+            price_pending=action.reprice,
+        )
+
+    # --- prices -------------------------------------------------------------------------
+
+    def _reprice(self, item: tuple[Outcome, DesiredProduct]) -> Outcome:
+        outcome, desired = item
+        try:
+            new_price = self._ensure_price(desired)
+            params = {"default_price": new_price, "metadata": {"sync_hash": desired.sync_hash}}
+            self._stripe.update_product(
+                desired.stripe_id,
+                params,
+                idempotency_key("update-product", desired.stripe_id, params),
+            )
+            old_price = outcome.stripe_price_id
+            if old_price and old_price != new_price:
+                archive = {"active": False}
+                self._stripe.update_price(
+                    old_price, archive, idempotency_key("archive-price", old_price, archive)
+                )
+        except StripeFailure as failure:
+            if failure.kind is ErrorKind.FATAL:
+                raise
+            return replace(
+                outcome, result=Result.FAILED, error=failure.message, price_pending=False
+            )
+        result = Result.CREATED if outcome.result == Result.CREATED else Result.UPDATED
+        return replace(outcome, result=result, stripe_price_id=new_price, price_pending=False)
+
+    def _ensure_price(self, desired: DesiredProduct) -> str:
+        """The id of an active price for the desired amount: found by lookup key or created."""
+        lookup_key = desired.price_lookup_key()
+        params = {"product": desired.stripe_id, **desired.price_fields(), "lookup_key": lookup_key}
+        try:
+            return self._stripe.create_price(
+                params, idempotency_key("create-price", desired.stripe_id, params)
+            )["id"]
+        except StripeFailure as failure:
+            if "already uses that lookup key" not in failure.message:
+                raise
+        price = self._stripe.price_by_lookup_key(lookup_key)
+        if not price["active"]:
+            reactivate = {"active": True}
+            self._stripe.update_price(
+                price["id"],
+                reactivate,
+                idempotency_key("reactivate-price", price["id"], reactivate),
+            )
+        return price["id"]
+
+    # --- running ------------------------------------------------------------------------
+
+    def _run(self, items: list[Item], apply_one: Callable[[Item], Outcome]) -> list[Outcome]:
+        """`apply_one` over items, `max_in_flight` at a time; stops on a fatal error."""
+        progress = Progress(0, len(items), time.monotonic())
+        outcomes: list[Outcome] = []
+        fatal: StripeFailure | None = None
+        lock = threading.Lock()
+
+        def apply_counted(item: Item) -> Outcome:
+            before = self._stripe.requests_sent_by_this_thread
+            outcome = apply_one(item)
+            return replace(outcome, requests=self._stripe.requests_sent_by_this_thread - before)
+
+        def collect(done: set[Future]) -> StripeFailure | None:
+            first_fatal = None
+            for future in done:
+                try:
+                    outcome = future.result()
+                except StripeFailure as failure:
+                    first_fatal = first_fatal or failure
+                    continue
+                with lock:
+                    outcomes.append(outcome)
+                    progress.done += 1
+                if self._on_progress:
+                    self._on_progress(progress)
+            return first_fatal
+
+        pending: set[Future] = set()
+        with ThreadPoolExecutor(self._max_in_flight, thread_name_prefix="stripe") as pool:
+            for item in items:
+                if fatal is not None or self._should_stop():
+                    break
+                if len(pending) >= self._max_in_flight:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    fatal = collect(done)
+                    if fatal is not None:
+                        break
+                pending.add(pool.submit(apply_counted, item))
+            done, _ = wait(pending)
+            fatal = fatal or collect(done)
+        if fatal is not None:
+            raise FatalStripeError(fatal.message, outcomes)
+        return outcomes
+
+
+def _differs(name: str, product: dict, wanted: dict) -> bool:
+    if name == "metadata":
+        current = product.get("metadata") or {}
+        return any(
+            current.get(key) != value
+            for key, value in wanted["metadata"].items()
+            if key != "sync_hash"
+        )
+    if name == "description":
+        return (product.get("description") or None) != wanted.get("description")
+    return product.get(name) != wanted.get(name)
+
+
+def _is_desired_price(price: dict, desired: DesiredProduct) -> bool:
+    return (
+        price.get("currency") == desired.currency
+        and price.get("unit_amount") == desired.unit_amount
+        and price.get("active", False)
+    )
+
+
+def _unset_empty(value: object) -> object:
+    # Stripe unsets a field sent as "" (a description removed in the catalog, no images).
+    return "" if value is None or value == [] else value

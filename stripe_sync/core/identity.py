@@ -1,0 +1,116 @@
+"""Who a catalog row is in Stripe, and what exactly it should look like there.
+
+Product ids are derived from catalog ids, so the same row always maps to the same
+Stripe product: a retried or repeated create can't make a second one (Stripe answers
+`resource_already_exists`), however long after the first.
+
+The rule: a catalog id made only of ASCII letters, digits, `_` and `-`, at most 64
+characters, becomes `cms_<id>` (`42` -> `cms_42`). Any other id (spaces, `/`, dots,
+non-ASCII, longer) becomes `cmsx_<first 32 hex digits of sha256(id)>`: the prefix can't
+collide with the first form, and the exact id is kept in `metadata.cms_id`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+MANAGED_BY = "stripe_sync"
+HASH_VERSION = "v1"
+PRODUCT_FIELDS = ("name", "description", "images", "metadata", "active")
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def stripe_product_id(cms_id: str) -> str:
+    """The Stripe product id for a catalog id (see the module docstring for the rule)."""
+    if _SAFE_ID.fullmatch(cms_id):
+        return f"cms_{cms_id}"
+    return f"cmsx_{hashlib.sha256(cms_id.encode()).hexdigest()[:32]}"
+
+
+def _digest(value: object) -> str:
+    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class DesiredProduct:
+    """A catalog row as it must be in Stripe: exactly what the pipeline sends."""
+
+    cms_id: str
+    name: str
+    description: str | None
+    images: tuple[str, ...]
+    active: bool
+    currency: str
+    unit_amount: int
+    extra_metadata: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def stripe_id(self) -> str:
+        return stripe_product_id(self.cms_id)
+
+    def managed_metadata(self) -> dict[str, str]:
+        """Metadata the pipeline owns on the product and its prices (not the hash)."""
+        return {**dict(self.extra_metadata), "cms_id": self.cms_id, "managed_by": MANAGED_BY}
+
+    def field_digests(self) -> dict[str, str]:
+        """One short digest per Stripe field, so a diff says which fields changed."""
+        return {
+            "name": _digest(self.name),
+            "description": _digest(self.description),
+            "images": _digest(list(self.images)),
+            "metadata": _digest(self.managed_metadata()),
+            "active": _digest(self.active),
+            "price": _digest([self.currency, self.unit_amount]),
+        }
+
+    @property
+    def sync_hash(self) -> str:
+        """The content hash stored in the catalog and in the product's metadata."""
+        digests = self.field_digests()
+        return HASH_VERSION + ":" + ",".join(f"{name}={digests[name]}" for name in sorted(digests))
+
+    def product_fields(self) -> dict[str, object]:
+        """The product's own fields as Stripe takes them on create (no price)."""
+        fields: dict[str, object] = {
+            "name": self.name,
+            "images": list(self.images),
+            "metadata": {**self.managed_metadata(), "sync_hash": self.sync_hash},
+            "active": self.active,
+        }
+        if self.description:
+            fields["description"] = self.description
+        return fields
+
+    def price_fields(self) -> dict[str, object]:
+        return {
+            "currency": self.currency,
+            "unit_amount": self.unit_amount,
+            "metadata": self.managed_metadata(),
+        }
+
+    def price_lookup_key(self) -> str:
+        """Unique per product, currency and amount: a price made twice is found, not duplicated."""
+        return f"{MANAGED_BY}:{self.stripe_id}:{self.currency}:{self.unit_amount}"
+
+
+def changed_fields(stored_hash: str | None, desired: DesiredProduct) -> tuple[str, ...] | None:
+    """Fields (and `price`) whose digest differs from the stored hash; None if it can't tell."""
+    if not stored_hash or not stored_hash.startswith(HASH_VERSION + ":"):
+        return None
+    try:
+        stored = dict(part.split("=", 1) for part in stored_hash.split(":", 1)[1].split(","))
+    except ValueError:
+        return None
+    current = desired.field_digests()
+    if set(stored) != set(current):
+        return None
+    return tuple(name for name in sorted(current) if stored[name] != current[name])
+
+
+def idempotency_key(operation: str, object_id: str, params: dict) -> str:
+    """The same logical write always carries the same key; other parameters, another key."""
+    return f"{MANAGED_BY}-{operation}-{object_id[:80]}-{_digest(params)}"

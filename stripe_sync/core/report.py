@@ -1,0 +1,89 @@
+"""The migration report: what the latest run of every batch did, in numbers and rows."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+RESULTS = ("created", "updated", "unchanged", "invalid", "failed")
+
+
+@dataclass
+class Report:
+    mode: str
+    batches: int
+    products: int
+    counts: dict[str, int]
+    stripe_requests: int
+    stripe_seconds: float
+    failures: list[dict] = field(default_factory=list)
+    invalid: list[dict] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """Products brought in sync per second of Stripe work."""
+        worked = self.products - self.counts.get("unchanged", 0) - self.counts.get("invalid", 0)
+        return worked / self.stripe_seconds if self.stripe_seconds else 0.0
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "rate_per_s": round(self.rate, 2)}
+
+    def to_markdown(self, row_limit: int = 50) -> str:
+        lines = [
+            "# Migration report",
+            "",
+            f"Stripe mode: **{self.mode}**; {self.products} products in {self.batches} batches.",
+            "",
+            "| created | updated | unchanged | invalid | failed |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+            "| " + " | ".join(str(self.counts.get(name, 0)) for name in RESULTS) + " |",
+            "",
+            (
+                f"Stripe requests: {self.stripe_requests}; Stripe time {self.stripe_seconds:.1f} s; "
+                f"rate {self.rate:.1f} products/s."
+            ),
+        ]
+        for title, rows in (("Failed", self.failures), ("Invalid (quarantined)", self.invalid)):
+            if rows:
+                lines += [
+                    "",
+                    f"## {title} ({len(rows)})",
+                    "",
+                    "| catalog id | batch | reason |",
+                    "| --- | --- | --- |",
+                ]
+                lines += [
+                    f"| {_cell(r['cms_id'])} | {_cell(r['batch'])} | {_cell(r['error'])} |"
+                    for r in rows[:row_limit]
+                ]
+                if len(rows) > row_limit:
+                    lines.append(f"\n… and {len(rows) - row_limit} more (see the JSON report).")
+        return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def build_report(mode: str, batch_records: list[dict]) -> Report:
+    """A report from each batch's final ledger record (`outcomes`, `requests`, `seconds`)."""
+    counts: Counter[str] = Counter()
+    failures, invalid = [], []
+    for record in batch_records:
+        for outcome in record["outcomes"]:
+            counts[outcome["result"]] += 1
+            row = {"cms_id": outcome["cms_id"], "batch": record["batch"], "error": outcome["error"]}
+            if outcome["result"] == "failed":
+                failures.append(row)
+            elif outcome["result"] == "invalid":
+                invalid.append(row)
+    return Report(
+        mode=mode,
+        batches=len(batch_records),
+        products=sum(counts.values()),
+        counts={name: counts.get(name, 0) for name in RESULTS},
+        stripe_requests=sum(record["requests"] for record in batch_records),
+        stripe_seconds=sum(record["seconds"] for record in batch_records),
+        failures=failures,
+        invalid=invalid,
+    )

@@ -1,0 +1,170 @@
+import pytest
+import stripe
+
+from stripe_sync.core.applier import Applier, FatalStripeError, Result
+from stripe_sync.core.identity import DesiredProduct
+from stripe_sync.core.planner import ActionKind, SyncState, plan_row
+from stripe_sync.core.stripe_api import StripeApi
+from stripe_sync.testing import EmulatorControl, run_emulator
+
+KEY = "sk_test_applier"
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    with run_emulator() as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def control(base_url):
+    """A fresh emulator account for every test."""
+    control = EmulatorControl(base_url)
+    control.reset()
+    return control
+
+
+@pytest.fixture
+def applier(base_url):
+    return Applier(StripeApi(KEY, api_base=base_url), max_in_flight=4)
+
+
+@pytest.fixture
+def client(base_url):
+    return stripe.StripeClient(KEY, base_addresses={"api": base_url})
+
+
+def hat(**changes) -> DesiredProduct:
+    fields = {
+        "cms_id": "42",
+        "name": "Hat",
+        "description": "Warm",
+        "images": (),
+        "active": True,
+        "currency": "eur",
+        "unit_amount": 1250,
+    }
+    return DesiredProduct(**{**fields, **changes})
+
+
+def sync(applier, desired, state=None):
+    """Both phases for one row, as the two Stripe assets run them."""
+    [outcome] = applier.apply_products(
+        [plan_row(desired.cms_id, desired, (), state or SyncState())]
+    )
+    if outcome.price_pending:
+        [outcome] = applier.apply_prices([(outcome, desired)])
+    return outcome
+
+
+def state_after(outcome) -> SyncState:
+    return SyncState(
+        outcome.stripe_product_id, outcome.stripe_price_id, outcome.sync_status, outcome.sync_hash
+    )
+
+
+def writes(control):
+    return [r["endpoint"] for r in control.requests() if r["method"] != "GET"]
+
+
+def test_a_new_product_costs_one_request_with_its_default_price(applier, control, client):
+    outcome = sync(applier, hat())
+    assert (outcome.result, outcome.requests) == (Result.CREATED, 1)
+    assert writes(control) == ["POST /v1/products"]
+    price = client.v1.prices.retrieve(outcome.stripe_price_id)
+    assert (price.unit_amount, price.currency, price.product) == (1250, "eur", "cms_42")
+
+
+def test_a_create_whose_write_back_was_lost_finds_the_product_instead_of_duplicating_it(
+    applier, control, client
+):
+    first = sync(applier, hat())
+    again = sync(applier, hat())  # the catalog never heard of `first`
+    assert again.result == Result.CREATED and again.stripe_price_id == first.stripe_price_id
+    assert writes(control) == [
+        "POST /v1/products",
+        "POST /v1/products",
+    ]  # the second one was refused
+    assert len(client.v1.prices.list(params={"product": "cms_42"}).data) == 1
+
+
+def test_a_changed_name_costs_one_update_with_only_that_field(applier, control, client):
+    state = state_after(sync(applier, hat()))
+    outcome = sync(applier, hat(name="Cap"), state)
+    assert (outcome.result, outcome.requests) == (Result.UPDATED, 1)
+    assert writes(control)[1:] == ["POST /v1/products/{id}"]
+    product = client.v1.products.retrieve("cms_42")
+    assert product.name == "Cap" and product.metadata["sync_hash"] == hat(name="Cap").sync_hash
+
+
+def test_a_new_price_is_created_made_default_and_the_old_one_archived_in_that_order(
+    applier, control, client
+):
+    first = sync(applier, hat())
+    outcome = sync(applier, hat(unit_amount=990), state_after(first))
+    assert writes(control)[1:] == [
+        "POST /v1/prices",
+        "POST /v1/products/{id}",
+        "POST /v1/prices/{id}",
+    ]
+    product = client.v1.products.retrieve("cms_42", params={"expand": ["default_price"]})
+    assert (
+        product.default_price.id == outcome.stripe_price_id
+        and product.default_price.unit_amount == 990
+    )
+    assert client.v1.prices.retrieve(first.stripe_price_id).active is False
+
+
+def test_a_price_made_before_a_crash_is_found_by_its_lookup_key_not_made_again(applier, client):
+    first = sync(applier, hat())
+    made_before_crash = client.v1.prices.create(
+        params={
+            "product": "cms_42",
+            "currency": "eur",
+            "unit_amount": 990,
+            "lookup_key": hat(unit_amount=990).price_lookup_key(),
+        }
+    )
+    outcome = sync(applier, hat(unit_amount=990), state_after(first))
+    assert outcome.stripe_price_id == made_before_crash.id
+    assert len(client.v1.prices.list(params={"product": "cms_42"}).data) == 2
+
+
+def test_a_row_stripe_refuses_fails_alone(applier):
+    outcomes = applier.apply_products(
+        [
+            plan_row(d.cms_id, d, (), SyncState())
+            for d in (hat(cms_id="ok"), hat(cms_id="bad", images=("https://x",) * 9))
+        ]
+    )
+    results = {o.cms_id: (o.result, o.error) for o in outcomes}
+    assert results["ok"] == (Result.CREATED, None)
+    assert results["bad"] == (Result.FAILED, "Invalid array: must have at most 8 elements")
+
+
+def test_a_rejected_key_stops_the_run_and_hands_back_what_finished(base_url, control):
+    control.configure(api_keys=["sk_test_other"])
+    try:
+        with pytest.raises(FatalStripeError) as error:
+            Applier(StripeApi(KEY, api_base=base_url)).apply_products(
+                [plan_row("42", hat(), (), SyncState())]
+            )
+    finally:
+        control.configure(api_keys=None)
+    assert "sk_test_applier" not in str(error.value)
+    assert error.value.finished == []
+
+
+def test_unchanged_and_invalid_rows_cost_no_request(applier, control):
+    state = state_after(sync(applier, hat()))
+    outcomes = applier.apply_products(
+        [
+            plan_row("42", hat(), (), state),
+            plan_row("x", None, ("name_missing: no name",), SyncState()),
+        ]
+    )
+    assert sorted((o.action, o.result) for o in outcomes) == [
+        (ActionKind.INVALID, Result.INVALID),
+        (ActionKind.UNCHANGED, Result.UNCHANGED),
+    ]
+    assert len(control.requests()) == 1
