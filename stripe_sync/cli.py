@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pathlib
+import sys
+from collections.abc import Iterator
 
 import click
 from dotenv import load_dotenv
@@ -14,6 +18,179 @@ def main() -> None:
     # Settings may come from a .env file in the working directory; real environment
     # variables win over it.
     load_dotenv(pathlib.Path.cwd() / ".env", override=False)
+
+
+@contextlib.contextmanager
+def _one_sentence_errors() -> Iterator[None]:
+    """Configuration problems end the command with their sentence, not a traceback."""
+    from stripe_sync.catalog import CatalogError
+    from stripe_sync.core.errors import ConfigError
+
+    try:
+        yield
+    except (ConfigError, CatalogError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+
+
+def _dagster_home() -> pathlib.Path:
+    """DAGSTER_HOME, defaulting to ./.dagster_home (with the repository's dagster.yaml)."""
+    home = pathlib.Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    instance_yaml, repo_yaml = home / "dagster.yaml", pathlib.Path("dagster.yaml").resolve()
+    if not instance_yaml.exists():
+        instance_yaml.write_text(
+            repo_yaml.read_text() if repo_yaml.exists() else "telemetry:\n  enabled: false\n"
+        )
+    return home
+
+
+def _allow_live_mode(allow: bool) -> None:
+    if allow:
+        os.environ["STRIPE_ALLOW_LIVE_MODE"] = "true"
+
+
+def _checked_definitions():
+    """Definitions configured from the environment, after a pre-flight that passed (printed)."""
+    import dagster as dg
+
+    from stripe_sync.definitions import build_definitions
+    from stripe_sync.preflight import preflight
+
+    defs = build_definitions()
+    with dg.build_resources(
+        {name: defs.resources[name] for name in ("catalog", "stripe")}
+    ) as resources:
+        for line in preflight(resources.catalog, resources.stripe).lines():
+            click.echo(line)
+    return defs
+
+
+@main.command()
+@click.option("--allow-live-mode", is_flag=True, help="Accept a live-mode Stripe key.")
+def preflight(allow_live_mode: bool) -> None:
+    """Check the catalog (reachable, table and write-back columns) and the Stripe key (valid,
+    test or live mode, account) without writing anything."""
+    _allow_live_mode(allow_live_mode)
+    with _one_sentence_errors():
+        _checked_definitions()
+    click.echo("preflight: ok")
+
+
+@main.command()
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows per batch for new batches (default 1000).",
+)
+@click.option(
+    "--batches-per-run",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Batches in one Dagster run.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARN", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
+@click.option(
+    "--log-file",
+    default="logs/stripe-sync.log",
+    show_default=True,
+    help="Logs are also appended here.",
+)
+@click.option("--allow-live-mode", is_flag=True, help="Accept a live-mode Stripe key.")
+def migrate(
+    batch_size: int | None,
+    batches_per_run: int,
+    log_level: str,
+    log_file: str,
+    allow_live_mode: bool,
+) -> None:
+    """Sync the catalog into Stripe: pre-flight, register batches, run them, report.
+
+    Runs are recorded in the DAGSTER_HOME instance and show in `dagster dev`. Exits 0 when
+    every valid product is synced, 1 when any batch failed.
+    """
+    if batch_size is not None:
+        os.environ["STRIPE_SYNC_BATCH_SIZE"] = str(batch_size)
+    _allow_live_mode(allow_live_mode)
+    sys.exit(0 if _migrate(batches_per_run, log_level, log_file) else 1)
+
+
+def _migrate(batches_per_run: int, log_level: str, log_file: str) -> bool:
+    import dagster as dg
+
+    from stripe_sync.migration import run_migration
+
+    home = _dagster_home()
+    with _one_sentence_errors():
+        defs = _checked_definitions()
+        result = run_migration(
+            defs,
+            dg.DagsterInstance.get(),
+            batches_per_run=batches_per_run,
+            log_level=log_level,
+            log_file=log_file,
+            say=click.echo,
+        )
+    click.echo(result.report_markdown)
+    click.echo(f"Dagster runs are in {home}: see them with `DAGSTER_HOME={home} dagster dev`.")
+    if not result.succeeded:
+        click.echo(
+            f"{len(result.failed_batches)} batches failed: rerun `stripe-sync migrate` to retry them.",
+            err=True,
+        )
+    return result.succeeded
+
+
+@main.command()
+@click.option("--products", default=240, show_default=True, help="Products in the sample catalog.")
+@click.option(
+    "--dir",
+    "demo_dir",
+    default=".stripe_sync_demo",
+    show_default=True,
+    type=click.Path(path_type=pathlib.Path),
+)
+def demo(products: int, demo_dir: pathlib.Path) -> None:
+    """Run a whole migration locally, no accounts needed: a sample catalog in SQLite, the
+    Stripe emulator, the migration, the report."""
+    from stripe_sync.demo import seed_sample_catalog
+    from stripe_sync.testing import EmulatorConfig, run_emulator
+
+    demo_dir = demo_dir.resolve()
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    catalog_url = seed_sample_catalog(demo_dir / "catalog.db", products)
+    state_file = demo_dir / "stripe_emulator.json"
+    os.environ.update(
+        CATALOG_DATABASE_URL=catalog_url,
+        STRIPE_SECRET_KEY="sk_test_stripe_sync_demo",
+        DAGSTER_HOME=os.environ.get("DAGSTER_HOME") or str(demo_dir / "dagster_home"),
+        STRIPE_SYNC_REPORTS_DIR=str(demo_dir / "reports"),
+        STRIPE_SYNC_BATCH_SIZE=os.environ.get("STRIPE_SYNC_BATCH_SIZE", "50"),
+    )
+    with run_emulator(
+        EmulatorConfig(latency_ms=20, latency_jitter_ms=10), state_file=state_file
+    ) as base_url:
+        os.environ["STRIPE_API_BASE"] = base_url
+        click.echo(f"sample catalog: {catalog_url}; Stripe emulator at {base_url}")
+        succeeded = _migrate(
+            batches_per_run=2, log_level="INFO", log_file=str(demo_dir / "stripe-sync.log")
+        )
+    click.echo(
+        "\nTo browse these runs in the Dagster UI, start the emulator on its saved state and dagster dev:\n"
+        f"  {pathlib.Path(sys.executable).parent / 'stripe-sync'} emulator --port 12111 --state-file {state_file} &\n"
+        f"  CATALOG_DATABASE_URL={catalog_url} STRIPE_SECRET_KEY=sk_test_stripe_sync_demo "
+        f"STRIPE_API_BASE=http://127.0.0.1:12111 DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
+        f"{pathlib.Path(sys.executable).parent / 'dagster'} dev"
+    )
+    sys.exit(0 if succeeded else 1)
 
 
 @main.command()

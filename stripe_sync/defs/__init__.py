@@ -1,0 +1,1 @@
+"""Everything Dagster: assets, checks, jobs, resources and partitions of stripe_sync."""

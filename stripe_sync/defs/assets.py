@@ -1,0 +1,342 @@
+"""The five assets of a migration, per batch of catalog rows, and the report over all."""
+
+import contextlib
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from dagster_pandera import pandera_schema_to_dagster_type
+
+from stripe_sync.catalog import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, Catalog, CatalogError, WriteBack
+from stripe_sync.core.applier import Applier, FatalStripeError, Outcome, Progress, Result
+from stripe_sync.core.errors import ConfigError
+from stripe_sync.core.planner import ActionKind, plan_row
+from stripe_sync.core.report import build_report
+from stripe_sync.core.schemas import CatalogRows, ValidatedProducts
+from stripe_sync.core.validation import planning_inputs, validate_batch
+from stripe_sync.defs.partitions import batch_partitions, batches_for
+from stripe_sync.defs.resources import CatalogResource, OutcomeLedger, StripeResource, SyncSettings
+
+PROGRESS_EVERY_S = 2.0
+# Unlike `eager()`, which waits until every batch exists, rebuild after any batch changed.
+REPORT_AFTER_ANY_BATCH = (
+    dg.AutomationCondition.any_deps_updated()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+)
+
+with warnings.catch_warnings():  # dagster-pandera's converter is marked beta
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    CatalogRowsType = pandera_schema_to_dagster_type(CatalogRows)
+    ValidatedProductsType = pandera_schema_to_dagster_type(ValidatedProducts)
+
+
+@dg.asset(
+    partitions_def=batch_partitions,
+    io_manager_key="batch_frames",
+    dagster_type=CatalogRowsType,
+    kinds={"supabase"},
+)
+def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResource) -> pd.DataFrame:
+    """The batch's catalog rows as read: the CMS's columns and the sync state written back."""
+    rows = []
+    with _user_errors(), _opened(catalog) as source:
+        for batch in batches_for(context.instance, context.partition_keys):
+            batch_rows = [
+                {"batch": batch.key, **row} for row in source.read_rows(batch.lower, batch.upper)
+            ]
+            rows += batch_rows
+            context.log.info(f"batch {batch.key}: {len(batch_rows)} rows, {batch.describe()}")
+    raw = pd.DataFrame(rows, columns=["batch", *SOURCE_COLUMNS, *WRITE_BACK_COLUMNS], dtype=object)
+    context.add_output_metadata({"dagster/row_count": len(raw), "catalog": source.describe()})
+    return raw
+
+
+@dg.asset(
+    partitions_def=batch_partitions,
+    io_manager_key="batch_frames",
+    dagster_type=ValidatedProductsType,
+    kinds={"pandas"},
+)
+def validated_products(
+    context: dg.AssetExecutionContext, supabase_products: pd.DataFrame, settings: SyncSettings
+) -> pd.DataFrame:
+    """Every row checked and transformed for Stripe; rows that can't be are quarantined with reasons."""
+    validated = validate_batch(supabase_products, settings.validation_rules())
+    invalid = validated[validated["reasons"].map(len) > 0]
+    context.add_output_metadata(
+        {
+            "dagster/row_count": len(validated),
+            "valid": len(validated) - len(invalid),
+            "invalid": len(invalid),
+            "quarantined": dg.MetadataValue.md(
+                "\n".join(
+                    ["| catalog id | reasons |", "| --- | --- |"]
+                    + [
+                        f"| {row.cms_id} | {'; '.join(row.reasons)} |"
+                        for row in invalid.head(50).itertuples()
+                    ]
+                )
+            ),
+        }
+    )
+    return validated
+
+
+@dg.asset(partitions_def=batch_partitions, pool="stripe_writes", kinds={"stripe"})
+def stripe_products(
+    context: dg.AssetExecutionContext,
+    validated_products: pd.DataFrame,
+    stripe: StripeResource,
+    catalog: CatalogResource,
+    ledger: OutcomeLedger,
+) -> dg.MaterializeResult:
+    """Stripe products of the batch, each created with its default price in one request,
+    updated with only what changed, or left alone; Stripe ids written back to the catalog."""
+    started = time.monotonic()
+    actions = [plan_row(*inputs) for inputs in planning_inputs(validated_products)]
+    with _user_errors(), _opened(catalog) as source:
+        api = stripe.api()
+        context.log.info(f"Stripe {api.mode} mode at {api.api_base}: {len(actions)} products")
+        applier = Applier(
+            api, max_in_flight=stripe.max_in_flight, on_progress=_progress_logger(context)
+        )
+        fatal = None
+        try:
+            outcomes = applier.apply_products(actions)
+        except FatalStripeError as error:
+            outcomes, fatal = error.finished, error
+        write_backs = _write_back(
+            source, [o for o in outcomes if not o.price_pending], validated_products
+        )
+    _save_ledger(
+        ledger, "stripe_products", context, api.mode, outcomes, validated_products, started
+    )
+    if fatal is not None:
+        raise dg.Failure(
+            f"Stripe refused the key ({fatal}); the run stopped. Finished products were written back; "
+            "check STRIPE_SECRET_KEY and its permissions."
+        )
+    return dg.MaterializeResult(metadata=_summary(outcomes, write_backs, started))
+
+
+@dg.asset(
+    partitions_def=batch_partitions, deps=[stripe_products], pool="stripe_writes", kinds={"stripe"}
+)
+def stripe_prices(
+    context: dg.AssetExecutionContext,
+    validated_products: pd.DataFrame,
+    stripe: StripeResource,
+    catalog: CatalogResource,
+    ledger: OutcomeLedger,
+) -> dg.MaterializeResult:
+    """Stripe prices of the batch: a new default price where the amount or currency changed
+    (created, made the default, the old one archived). The batch fails if any product did."""
+    started = time.monotonic()
+    desired = {inputs[0]: inputs[1] for inputs in planning_inputs(validated_products)}
+    product_outcomes = [
+        Outcome(**{**o, "action": ActionKind(o["action"])})
+        for batch in context.partition_keys
+        for o in _this_run(ledger.load("stripe_products", batch), context)
+    ]
+    pending = [(o, desired[o.cms_id]) for o in product_outcomes if o.price_pending]
+    with _user_errors(), _opened(catalog) as source:
+        api = stripe.api()
+        fatal = None
+        try:
+            price_outcomes = Applier(api, max_in_flight=stripe.max_in_flight).apply_prices(pending)
+        except FatalStripeError as error:
+            price_outcomes, fatal = error.finished, error
+        write_backs = _write_back(source, price_outcomes, validated_products)
+    repriced = {o.cms_id: o for o in price_outcomes}
+    final = [
+        _with_requests(repriced[o.cms_id], o.requests) if o.cms_id in repriced else o
+        for o in product_outcomes
+    ]
+    _save_ledger(ledger, "stripe_prices", context, api.mode, final, validated_products, started)
+    if fatal is not None:
+        raise dg.Failure(f"Stripe refused the key ({fatal}); the run stopped.")
+    failed = [o for o in final if o.result == Result.FAILED]
+    if failed:
+        examples = "; ".join(f"{o.cms_id}: {o.error}" for o in failed[:3])
+        raise dg.Failure(
+            f"{len(failed)} of {len(final)} products failed (e.g. {examples}); the rest synced and were "
+            "written back. Rerun the failed batches.",
+            metadata={"failed": len(failed)},
+        )
+    return dg.MaterializeResult(metadata=_summary(price_outcomes, write_backs, started))
+
+
+@dg.asset(deps=[stripe_prices], kinds={"stripe"}, automation_condition=REPORT_AFTER_ANY_BATCH)
+def migration_report(
+    context: dg.AssetExecutionContext, ledger: OutcomeLedger, settings: SyncSettings
+) -> dg.MaterializeResult:
+    """What the latest run of every batch did: created, updated, unchanged, invalid and failed
+    products, failures with reasons, Stripe requests and time; also saved as JSON and Markdown."""
+    records = [
+        record
+        for key in context.instance.get_dynamic_partitions(batch_partitions.name)
+        if (record := _final_record(ledger, key)) is not None
+    ]
+    mode = records[0]["mode"] if records else "unknown"
+    report = build_report(mode, records)
+    markdown = report.to_markdown()
+    paths = _save_report(Path(settings.reports_dir), report.to_json(), markdown)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.products,
+            **{name: count for name, count in report.counts.items()},
+            "stripe_requests": report.stripe_requests,
+            "report": dg.MetadataValue.md(markdown),
+            "json": dg.MetadataValue.path(str(paths[0])),
+            "markdown": dg.MetadataValue.path(str(paths[1])),
+        }
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Configuration problems fail the step with their one sentence, not a traceback."""
+    try:
+        yield
+    except (ConfigError, CatalogError) as error:
+        raise dg.Failure(str(error)) from None
+
+
+@contextlib.contextmanager
+def _opened(catalog: CatalogResource) -> Iterator[Catalog]:
+    source = catalog.open()
+    try:
+        yield source
+    finally:
+        source.close()
+
+
+def _progress_logger(context: dg.AssetExecutionContext):
+    last = [0.0]
+
+    def log(progress: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_S or progress.done == progress.total:
+            last[0] = now
+            context.log.info(progress.describe())
+
+    return log
+
+
+def _write_back(source: Catalog, outcomes: list[Outcome], validated: pd.DataFrame) -> int:
+    """Write what changed for these rows in one request; returns the requests made."""
+    states = validated.set_index("cms_id")
+    now = datetime.now(UTC)
+    write_backs = []
+    for outcome in outcomes:
+        before = states.loc[outcome.cms_id]
+        synced = outcome.sync_status == "synced"
+        row = WriteBack(
+            id=outcome.cms_id,
+            stripe_product_id=outcome.stripe_product_id or before["stripe_product_id"],
+            stripe_price_id=outcome.stripe_price_id or before["stripe_price_id"],
+            sync_status=outcome.sync_status,
+            sync_error=outcome.error,
+            synced_at=now,
+            sync_hash=outcome.sync_hash if synced else before["sync_hash"],
+        )
+        unchanged = all(
+            getattr(row, column) == before[column]
+            for column in (
+                "stripe_product_id",
+                "stripe_price_id",
+                "sync_status",
+                "sync_error",
+                "sync_hash",
+            )
+        )
+        if not unchanged:
+            write_backs.append(row)
+    return source.write_back(write_backs) if write_backs else 0
+
+
+def _summary(outcomes: list[Outcome], write_backs: int, started: float) -> dict:
+    results = {name: 0 for name in ("created", "updated", "unchanged", "invalid", "failed")}
+    for outcome in outcomes:
+        results[outcome.result] += 1
+    return {
+        **results,
+        "stripe_requests": sum(o.requests for o in outcomes),
+        "catalog_write_back_requests": write_backs,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _save_ledger(
+    ledger: OutcomeLedger,
+    asset: str,
+    context: dg.AssetExecutionContext,
+    mode: str,
+    outcomes: list[Outcome],
+    validated: pd.DataFrame,
+    started: float,
+) -> None:
+    batch_of = dict(zip(validated["cms_id"], validated["batch"], strict=True))
+    seconds = time.monotonic() - started
+    for batch in context.partition_keys:
+        mine = [o for o in outcomes if batch_of[o.cms_id] == batch]
+        ledger.save(
+            asset,
+            batch,
+            {
+                "run_id": context.run.run_id,
+                "batch": batch,
+                "mode": mode,
+                "requests": sum(o.requests for o in mine),
+                "seconds": seconds * len(mine) / max(len(outcomes), 1),
+                "outcomes": [asdict(o) for o in mine],
+            },
+        )
+
+
+def _this_run(record: dict | None, context: dg.AssetExecutionContext) -> list[dict]:
+    return (
+        record["outcomes"] if record is not None and record["run_id"] == context.run.run_id else []
+    )
+
+
+def _with_requests(outcome: Outcome, earlier_requests: int) -> Outcome:
+    return replace(outcome, requests=outcome.requests + earlier_requests)
+
+
+def _final_record(ledger: OutcomeLedger, batch: str) -> dict | None:
+    """The prices step's record when it ran in the products step's run; else the products one."""
+    products = ledger.load("stripe_products", batch)
+    prices = ledger.load("stripe_prices", batch)
+    if products is None:
+        return prices
+    if prices is not None and prices["run_id"] == products["run_id"]:
+        return {**prices, "seconds": prices["seconds"] + products["seconds"]}
+    return products
+
+
+def _save_report(reports_dir: Path, report_json: dict, markdown: str) -> tuple[Path, Path]:
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    json_path, md_path = (
+        reports_dir / f"migration_report_{stamp}.json",
+        reports_dir / f"migration_report_{stamp}.md",
+    )
+    json_path.write_text(json.dumps(report_json, indent=2))
+    md_path.write_text(markdown)
+    for path, latest in (
+        (json_path, "migration_report_latest.json"),
+        (md_path, "migration_report_latest.md"),
+    ):
+        (reports_dir / latest).write_text(path.read_text())
+    return json_path, md_path

@@ -1,0 +1,155 @@
+"""Resources: the catalog, Stripe, the pipeline's settings, and batch-frame storage."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from stripe_sync.catalog import Catalog, open_catalog
+from stripe_sync.core.errors import ConfigError
+from stripe_sync.core.stripe_api import StripeApi
+from stripe_sync.core.validation import ValidationRules
+
+
+class CatalogResource(dg.ConfigurableResource):
+    """The product catalog: direct SQL when `database_url` is set, else Supabase (PostgREST)."""
+
+    # Secrets (a URL may hold a password) stay out of reprs and error messages.
+    database_url: str = Field(default="", repr=False)
+    supabase_url: str = ""
+    supabase_service_role_key: str = Field(default="", repr=False)
+    table: str = "products"
+
+    def open(self) -> Catalog:
+        return open_catalog(
+            database_url=self.database_url or None,
+            supabase_url=self.supabase_url or None,
+            supabase_key=self.supabase_service_role_key or None,
+            table=self.table,
+        )
+
+
+class StripeResource(dg.ConfigurableResource):
+    """Stripe through stripe-python's StripeClient; `api_base` points it at an emulator."""
+
+    secret_key: str = Field(default="", repr=False)
+    api_base: str = ""
+    allow_live_mode: bool = False
+    max_network_retries: int = 2
+    timeout_s: float = 30.0
+    max_in_flight: int = 8
+
+    def api(self) -> StripeApi:
+        return StripeApi(
+            self.secret_key,
+            api_base=self.api_base or None,
+            max_network_retries=self.max_network_retries,
+            timeout_s=self.timeout_s,
+            allow_live_mode=self.allow_live_mode,
+        )
+
+
+class SyncSettings(dg.ConfigurableResource):
+    """How the pipeline batches, validates and reports."""
+
+    batch_size: int = 1_000
+    default_currency: str = "eur"
+    reports_dir: str = "reports"
+
+    def validation_rules(self) -> ValidationRules:
+        return ValidationRules(default_currency=self.default_currency)
+
+
+class BatchFrameIOManager(dg.ConfigurableIOManager):
+    """Stores an asset's DataFrame per batch partition; a run over several batches writes one
+    file per batch (split on the `batch` column) and a reader gets the batches it asks for."""
+
+    base_dir: str
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        for key in context.asset_partition_keys:
+            path = self._path(context, key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            obj[obj["batch"] == key].reset_index(drop=True).to_pickle(path)
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        paths = [self._path(context, key) for key in context.asset_partition_keys]
+        frames = [pd.read_pickle(path) for path in paths if path.exists()]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["batch"])
+
+    def _path(self, context: dg.OutputContext | dg.InputContext, partition_key: str) -> Path:
+        return Path(self.base_dir, *context.asset_key.path, f"{partition_key}.pkl")
+
+
+class OutcomeLedger(dg.ConfigurableResource):
+    """The per-row outcomes of the latest run of each Stripe asset and batch, as JSON files.
+
+    Written before a batch's step succeeds or fails, so a failed batch's finished work
+    still reaches the prices step of the next run and the report.
+    """
+
+    base_dir: str
+
+    def save(self, asset: str, batch: str, record: dict) -> None:
+        path = self._path(asset, batch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, default=str))
+        tmp.replace(path)
+
+    def load(self, asset: str, batch: str) -> dict | None:
+        path = self._path(asset, batch)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def _path(self, asset: str, batch: str) -> Path:
+        return Path(self.base_dir, asset, f"{batch}.json")
+
+
+def env_var(*names: str) -> dg.EnvVar | str:
+    """The first of `names` set in the environment, as an EnvVar (the UI and the run
+    storage show its name, never its value); "" when none is set."""
+    for name in names:
+        if os.environ.get(name):
+            return dg.EnvVar(name)
+    return ""
+
+
+def resources_from_env(storage_dir: Path) -> dict[str, object]:
+    """The resources, configured from the environment (keys wired as EnvVar, never values)."""
+    return {
+        "catalog": CatalogResource(
+            database_url=env_var("CATALOG_DATABASE_URL"),
+            supabase_url=env_var("SUPABASE_URL", "VITE_SUPABASE_URL"),
+            supabase_service_role_key=env_var("SUPABASE_SERVICE_ROLE_KEY"),
+            table=os.environ.get("CATALOG_TABLE", "products"),
+        ),
+        "stripe": StripeResource(
+            secret_key=env_var("STRIPE_SECRET_KEY"),
+            api_base=env_var("STRIPE_API_BASE"),
+            allow_live_mode=os.environ.get("STRIPE_ALLOW_LIVE_MODE", "").lower() == "true",
+        ),
+        "settings": SyncSettings(
+            batch_size=_whole_number("STRIPE_SYNC_BATCH_SIZE", default=1000),
+            default_currency=os.environ.get("STRIPE_SYNC_DEFAULT_CURRENCY", "eur"),
+            reports_dir=os.environ.get("STRIPE_SYNC_REPORTS_DIR", "reports"),
+        ),
+        "batch_frames": BatchFrameIOManager(base_dir=str(storage_dir / "frames")),
+        "ledger": OutcomeLedger(base_dir=str(storage_dir / "ledger")),
+    }
+
+
+def storage_dir() -> Path:
+    """Where the pipeline keeps batch frames and outcome ledgers: inside DAGSTER_HOME."""
+    return Path(os.environ.get("DAGSTER_HOME") or ".dagster_home", "stripe_sync")
+
+
+def _whole_number(name: str, *, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
+    return int(value)

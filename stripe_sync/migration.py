@@ -1,0 +1,124 @@
+"""A migration from the command line: register batches, run them in process, report.
+
+Runs go to the DAGSTER_HOME instance, so they show in `dagster dev` like runs launched
+from the UI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from stripe_sync.defs.jobs import register_batches
+from stripe_sync.defs.partitions import batch_partitions
+
+
+@dataclass
+class MigrationResult:
+    run_ids: list[str]
+    failed_batches: list[str]
+    new_batches: list[str]
+    report_markdown: str
+    report: dict
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.failed_batches
+
+
+def run_migration(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    *,
+    batches_per_run: int = 10,
+    log_level: str = "INFO",
+    log_file: str = "logs/stripe-sync.log",
+    say=print,
+) -> MigrationResult:
+    """Register new batches, sync every batch (several per run), then rebuild the report."""
+    for run_id in fail_abandoned_runs(instance):
+        say(
+            f"run {run_id} was killed before it finished: marked failed, its Stripe pool slots freed"
+        )
+    with dg.build_resources(
+        {name: defs.resources[name] for name in ("catalog", "settings")}
+    ) as resources:
+        new_batches = register_batches(instance, resources.catalog, resources.settings)
+    keys = instance.get_dynamic_partitions(batch_partitions.name)
+    say(f"{len(keys)} batches ({len(new_batches)} new), {batches_per_run} per run")
+    run_config = {
+        "loggers": {"console": {"config": {"log_level": log_level, "log_file": log_file}}}
+    }
+    job = defs.resolve_job_def("migrate_batches")
+    run_ids, failed = [], []
+    for start in range(0, len(keys), batches_per_run):
+        chunk = keys[start : start + batches_per_run]
+        result = job.execute_in_process(
+            instance=instance,
+            run_config=run_config,
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: chunk[0],
+                ASSET_PARTITION_RANGE_END_TAG: chunk[-1],
+                **_launcher_tags(),
+            },
+            raise_on_error=False,
+        )
+        run_ids.append(result.run_id)
+        if not result.success:
+            failed.extend(chunk)
+        say(
+            f"batches {start + 1}-{start + len(chunk)} of {len(keys)}: {'ok' if result.success else 'FAILED'} (run {result.run_id})"
+        )
+    report_result = defs.resolve_job_def("report").execute_in_process(
+        instance=instance, run_config=run_config, raise_on_error=False
+    )
+    materialization = report_result.asset_materializations_for_node("migration_report")[0]
+    json_path = Path(materialization.metadata["json"].value)
+    return MigrationResult(
+        run_ids=run_ids,
+        failed_batches=failed,
+        new_batches=new_batches,
+        report_markdown=materialization.metadata["report"].value,
+        report=json.loads(json_path.read_text()),
+    )
+
+
+_HOST_TAG, _PID_TAG = "stripe_sync/host", "stripe_sync/pid"
+
+
+def _launcher_tags() -> dict[str, str]:
+    return {_HOST_TAG: socket.gethostname(), _PID_TAG: str(os.getpid())}
+
+
+def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the in-process runs of this machine whose process is gone (SIGKILL, power
+    loss): no daemon watches them, and their pool slots would block every later run."""
+    abandoned = []
+    started_here = dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.STARTED], tags={_HOST_TAG: socket.gethostname()}
+    )
+    for run in instance.get_runs(filters=started_here):
+        if not _alive(int(run.tags[_PID_TAG])):
+            instance.report_run_failed(run)
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            abandoned.append(run.run_id)
+    return abandoned
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: alive
+    return True

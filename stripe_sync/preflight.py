@@ -1,0 +1,46 @@
+"""Pre-flight: is everything a migration needs there, before anything is written?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stripe_sync.core.errors import ConfigError
+from stripe_sync.core.stripe_api import ErrorKind, StripeFailure
+from stripe_sync.defs.resources import CatalogResource, StripeResource
+
+
+@dataclass(frozen=True)
+class PreflightResult:
+    catalog: str
+    catalog_rows: int
+    stripe_mode: str
+    stripe_api_base: str
+    stripe_account: str
+
+    def lines(self) -> list[str]:
+        return [
+            f"catalog: {self.catalog} ({self.catalog_rows} rows, write-back columns present)",
+            f"stripe: {self.stripe_mode.upper()} mode at {self.stripe_api_base}, account {self.stripe_account}",
+        ]
+
+
+def preflight(catalog: CatalogResource, stripe: StripeResource) -> PreflightResult:
+    """Check the catalog and Stripe; raise ConfigError or CatalogError with one sentence."""
+    source = catalog.open()
+    try:
+        source.check()
+        rows = source.count_ids()
+        description = source.describe()
+    finally:
+        source.close()
+    api = stripe.api()
+    try:
+        account = api.account()
+    except StripeFailure as failure:
+        if failure.kind is ErrorKind.FATAL:
+            raise ConfigError(f"Stripe rejected STRIPE_SECRET_KEY: {failure}") from None
+        raise ConfigError(f"Cannot reach Stripe at {api.api_base}: {failure}") from None
+    name = (account.get("settings") or {}).get("dashboard", {}).get("display_name") or account.get(
+        "id"
+    )
+    return PreflightResult(description, rows, api.mode, api.api_base, f"{name} ({account['id']})")

@@ -1,0 +1,297 @@
+"""Fixtures shared by the test suite."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+# ---------------------------------------------------------------- PostgreSQL
+# scripts/test exports the server it found or started; the default is the local one.
+DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The test PostgreSQL server's database (shared: create nothing fixed-named in it)."""
+    return os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL") or DEFAULT_TEST_DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def fresh_database_url(postgres_url: str) -> Iterator[str]:
+    """A new, empty database for this test session (one per xdist worker), dropped after.
+
+    Its own database lets tests use `public.products`, as Supabase does, without
+    colliding with other sessions on the same server.
+    """
+    name = f"stripe_sync_test_{secrets.token_hex(4)}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        # template0: nobody is ever connected to it, which CREATE DATABASE requires.
+        admin.execute(sql.SQL("create database {} template template0").format(sql.Identifier(name)))
+    yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+
+
+# ---------------------------------------------------------------- pipeline fixtures
+# For the end-to-end tests (test_pipeline, test_kill, test_secrets, test_preflight): a
+# catalog table in the session's PostgreSQL database, the Stripe emulator over HTTP, and
+# an environment pointing the pipeline at both with a throwaway DAGSTER_HOME.
+
+import pathlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from psycopg.rows import dict_row
+
+from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
+
+# Every variable the pipeline (or the CLI, which sets some itself) reads.
+PIPELINE_ENV_VARS = (
+    "CATALOG_DATABASE_URL",
+    "CATALOG_TABLE",
+    "SUPABASE_URL",
+    "VITE_SUPABASE_URL",
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_API_BASE",
+    "STRIPE_ALLOW_LIVE_MODE",
+    "STRIPE_SYNC_BATCH_SIZE",
+    "STRIPE_SYNC_DEFAULT_CURRENCY",
+    "STRIPE_SYNC_REPORTS_DIR",
+    "DAGSTER_HOME",
+)
+TEST_SECRET_KEY = "sk_test_stripe_sync_pipeline_tests"
+
+_CATALOG_DDL = """
+    create table {table} (
+        id text primary key,
+        name text,
+        description text,
+        price numeric,
+        currency text,
+        images text[],
+        active boolean,
+        updated_at timestamptz not null default now()
+        {write_back}
+    )
+"""
+_WRITE_BACK_DDL = """,
+        stripe_product_id text,
+        stripe_price_id text,
+        sync_status text,
+        sync_error text,
+        synced_at timestamptz,
+        sync_hash text
+"""
+_CMS_COLUMNS = ("id", "name", "description", "price", "currency", "images", "active")
+
+
+@dataclass
+class ProductsTable:
+    """A uniquely named catalog table in the session's PostgreSQL database."""
+
+    name: str
+    database_url: str
+    connection: psycopg.Connection
+
+    def insert(self, rows: list[dict]) -> None:
+        """Rows with any of id, name, description, price, currency, images, active."""
+        statement = sql.SQL("insert into {} ({}) values ({})").format(
+            sql.Identifier(self.name),
+            sql.SQL(", ").join(map(sql.Identifier, _CMS_COLUMNS)),
+            sql.SQL(", ").join(sql.Placeholder() * len(_CMS_COLUMNS)),
+        )
+        with self.connection.cursor() as cursor:
+            cursor.executemany(statement, [tuple(row.get(c) for c in _CMS_COLUMNS) for row in rows])
+
+    def update(self, id_: str, **columns: object) -> None:
+        """Change some CMS columns of a row (as an editor would)."""
+        self.connection.execute(
+            sql.SQL("update {} set {}, updated_at = now() where id = %s").format(
+                sql.Identifier(self.name),
+                sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns),
+            ),
+            [*columns.values(), id_],
+        )
+
+    def rows(self) -> dict[str, dict]:
+        """Every row, all columns, by id."""
+        with self.connection.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(
+                sql.SQL("select * from {} order by id").format(sql.Identifier(self.name))
+            )
+            return {row["id"]: row for row in cursor.fetchall()}
+
+
+@pytest.fixture(scope="session")
+def catalog_connection(fresh_database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(fresh_database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def products_table(catalog_connection: psycopg.Connection, fresh_database_url: str):
+    """Makes catalog tables: `make(rows=(), write_back=True) -> ProductsTable`; dropped after."""
+    made: list[str] = []
+
+    def make(rows: list[dict] = (), *, write_back: bool = True) -> ProductsTable:
+        name = f"products_{secrets.token_hex(4)}"
+        catalog_connection.execute(
+            sql.SQL(_CATALOG_DDL).format(
+                table=sql.Identifier(name),
+                write_back=sql.SQL(_WRITE_BACK_DDL if write_back else ""),
+            )
+        )
+        made.append(name)
+        table = ProductsTable(name, fresh_database_url, catalog_connection)
+        if rows:
+            table.insert(list(rows))
+        return table
+
+    yield make
+    for name in made:
+        catalog_connection.execute(sql.SQL("drop table {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def emulator_url() -> Iterator[str]:
+    """One Stripe emulator for the session, in a thread of the test process."""
+    with run_emulator(EmulatorConfig()) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def emulator(emulator_url: str) -> Iterator[EmulatorControl]:
+    """The session's emulator, empty and with default knobs (and again after the test)."""
+    control = EmulatorControl(emulator_url)
+    defaults = EmulatorConfig().to_dict()
+    control.configure(**defaults)
+    control.reset()
+    yield control
+    control.configure(**defaults)
+    control.reset()
+
+
+@dataclass
+class PipelineEnv:
+    """Where a test's pipeline keeps its state, and helpers to run it in process."""
+
+    monkeypatch: pytest.MonkeyPatch
+    dagster_home: pathlib.Path
+    reports_dir: pathlib.Path
+    log_file: pathlib.Path
+    emulator_url: str
+    say_lines: list[str] = field(default_factory=list)
+
+    def use_catalog(self, table: ProductsTable) -> None:
+        self.monkeypatch.setenv("CATALOG_DATABASE_URL", table.database_url)
+        self.monkeypatch.setenv("CATALOG_TABLE", table.name)
+
+    def set(self, **variables: str) -> None:
+        for name, value in variables.items():
+            self.monkeypatch.setenv(name, value)
+
+    def unset(self, *names: str) -> None:
+        for name in names:
+            self.monkeypatch.delenv(name, raising=False)
+
+    def migrate(self, *, batches_per_run: int = 10, log_level: str = "INFO"):
+        """`run_migration` as the CLI runs it, on the environment as it is now."""
+        import dagster as dg
+
+        from stripe_sync.definitions import build_definitions
+        from stripe_sync.migration import run_migration
+
+        with dg.DagsterInstance.get() as instance:
+            return run_migration(
+                build_definitions(),
+                instance,
+                batches_per_run=batches_per_run,
+                log_level=log_level,
+                log_file=str(self.log_file),
+                say=self.say_lines.append,
+            )
+
+    def cli_env(self) -> dict[str, str]:
+        """os.environ as it is now, for a `stripe-sync` subprocess."""
+        return dict(os.environ)
+
+
+def stripe_sync_script() -> str:
+    """The `stripe-sync` console script of this interpreter's environment."""
+    import sys
+
+    script = pathlib.Path(sys.executable).with_name("stripe-sync")
+    assert script.exists(), f"{script} is missing: pip install -e . in this environment"
+    return str(script)
+
+
+@pytest.fixture
+def pipeline_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, emulator_url: str
+) -> PipelineEnv:
+    """The pipeline pointed at the emulator, a throwaway DAGSTER_HOME and reports folder,
+    and no catalog yet (`use_catalog(table)`); the working directory is tmp (no .env)."""
+    for name in PIPELINE_ENV_VARS:
+        # set, then delete: monkeypatch restores the variable even when the CLI under
+        # test sets it itself (it sets DAGSTER_HOME, STRIPE_ALLOW_LIVE_MODE, the batch size).
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.chdir(tmp_path)
+    env = PipelineEnv(
+        monkeypatch, home, tmp_path / "reports", tmp_path / "logs" / "stripe-sync.log", emulator_url
+    )
+    env.set(
+        DAGSTER_HOME=str(home),
+        STRIPE_SYNC_REPORTS_DIR=str(env.reports_dir),
+        STRIPE_SECRET_KEY=TEST_SECRET_KEY,
+        STRIPE_API_BASE=emulator_url,
+    )
+    return env
+
+
+# Minor-unit exponents, written out independently of stripe_sync.core.money.
+MINOR_UNIT_EXPONENTS = {
+    "eur": 2,
+    "usd": 2,
+    "gbp": 2,
+    "chf": 2,
+    "jpy": 0,
+    "krw": 0,
+    "bhd": 3,
+    "kwd": 3,
+}
+
+
+def minor_units(price: Decimal | str, currency: str) -> int:
+    """What Stripe's unit_amount must be for `price` (major units) in `currency`."""
+    value = Decimal(str(price)).scaleb(MINOR_UNIT_EXPONENTS[currency])
+    assert value == value.to_integral_value(), f"{price} {currency} is not exact in minor units"
+    return int(value)
+
+
+def stripe_state(
+    base_url: str, secret_key: str = TEST_SECRET_KEY
+) -> tuple[list[dict], dict[str, dict]]:
+    """Every product (a list: duplicates would show) and every price by id, read through
+    stripe-python with auto-pagination."""
+    import stripe
+
+    client = stripe.StripeClient(secret_key, base_addresses={"api": base_url})
+    products = [p.to_dict() for p in client.v1.products.list({"limit": 100}).auto_paging_iter()]
+    prices = {p.id: p.to_dict() for p in client.v1.prices.list({"limit": 100}).auto_paging_iter()}
+    return products, prices
+
+
+def write_requests(log: list[dict]) -> list[dict]:
+    """The Stripe write requests (POST, DELETE) of an emulator request log."""
+    return [entry for entry in log if entry["method"] in ("POST", "DELETE")]

@@ -1,0 +1,232 @@
+"""The migration end to end: a PostgreSQL catalog -> the pipeline (a real Dagster instance
+in a throwaway DAGSTER_HOME) -> the Stripe emulator over HTTP -> write-back -> report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+
+from stripe_sync_tests.conftest import (
+    minor_units,
+    stripe_state,
+    write_requests,
+)
+
+# (currency as stored, prices in major units) - each list cycles over the rows it gets.
+PRICE_PATTERNS = {
+    "eur": ["12.50", "0.10", "19.99", "1000.00", "7"],
+    "EUR": ["0.01", "99.90"],  # the catalog's spelling doesn't matter
+    None: ["12.50", "3.30"],  # no currency: the default, eur
+    "usd": ["0.50", "1234.56", "5.05"],
+    "gbp": ["8.80", "250"],
+    "jpy": ["1500", "1", "98000"],
+    "bhd": ["1234.567", "1.234", "0.005", "10"],
+    "kwd": ["0.250", "3.001"],
+}
+
+
+def sample_products(count: int) -> list[dict]:
+    """`count` valid products cycling through the currencies and their exact prices."""
+    currencies = list(PRICE_PATTERNS)
+    rows = []
+    for n in range(count):
+        currency = currencies[n % len(currencies)]
+        prices = PRICE_PATTERNS[currency]
+        rows.append(
+            {
+                "id": f"sku-{n:05d}",
+                "name": f"Product {n}",
+                "description": None if n % 4 == 0 else f"The {n}th product of the catalog.",
+                "price": Decimal(prices[(n // len(currencies)) % len(prices)]),
+                "currency": currency,
+                "images": None if n % 3 == 0 else [f"https://img.example.com/{n}.png"],
+                "active": None if n % 5 == 0 else n % 7 != 0,
+            }
+        )
+    return rows
+
+
+def expected_currency(row: dict) -> str:
+    return (row["currency"] or "eur").lower()
+
+
+def assert_in_sync(
+    table_rows: dict[str, dict], source: dict[str, dict], products: list[dict], prices: dict
+) -> None:
+    """Exactly one product per row, prices exact in minor units, write-back complete."""
+    counts = Counter(p["id"] for p in products)
+    assert [pid for pid, n in counts.items() if n > 1] == []
+    assert set(counts) == {f"cms_{cms_id}" for cms_id in source}
+    by_id = {p["id"]: p for p in products}
+    for cms_id, row in source.items():
+        product = by_id[f"cms_{cms_id}"]
+        written = table_rows[cms_id]
+        currency = expected_currency(row)
+        price = prices[product["default_price"]]
+        assert (price["currency"], price["unit_amount"]) == (
+            currency,
+            minor_units(row["price"], currency),
+        ), cms_id
+        assert price["product"] == product["id"] and price["active"]
+        assert product["name"] == row["name"]
+        assert product["metadata"]["cms_id"] == cms_id
+        assert written["stripe_product_id"] == product["id"]
+        assert written["stripe_price_id"] == product["default_price"]
+        assert written["sync_status"] == "synced", (cms_id, written["sync_error"])
+        assert written["sync_error"] is None
+        assert written["sync_hash"] and written["synced_at"] is not None
+
+
+def test_a_thousand_products_arrive_exactly_once_with_exact_prices_and_a_rerun_writes_nothing(
+    products_table, pipeline_env, emulator
+):
+    source = {row["id"]: row for row in sample_products(1_000)}
+    assert {expected_currency(row) for row in source.values()} >= {"eur", "usd", "jpy", "bhd"}
+    table = products_table(list(source.values()))
+    pipeline_env.use_catalog(table)
+    pipeline_env.set(STRIPE_SYNC_BATCH_SIZE="250")
+
+    first = pipeline_env.migrate(batches_per_run=2)
+
+    assert first.succeeded, first.report_markdown
+    assert len(first.new_batches) == 4 and len(first.run_ids) == 2
+    log = emulator.requests()
+    assert Counter((e["method"], e["path"]) for e in write_requests(log)) == {
+        ("POST", "/v1/products"): 1_000
+    }
+    assert {e["method"] for e in log} <= {"POST", "GET"}
+    assert all(e["status"] == 200 for e in log)
+    assert first.report["counts"] == {
+        "created": 1_000,
+        "updated": 0,
+        "unchanged": 0,
+        "invalid": 0,
+        "failed": 0,
+    }
+    assert first.report["stripe_requests"] == 1_000
+    products, prices = stripe_state(emulator.base_url)
+    assert len(products) == 1_000 and len(prices) == 1_000
+    # the amounts the brief names, spelled out
+    by_id = {p["id"]: prices[p["default_price"]] for p in products}
+    examples = {(row["currency"], str(row["price"])): f"cms_{row['id']}" for row in source.values()}
+    assert by_id[examples[("eur", "12.50")]]["unit_amount"] == 1250
+    assert by_id[examples[("eur", "0.10")]]["unit_amount"] == 10
+    assert by_id[examples[("jpy", "1500")]]["unit_amount"] == 1500
+    assert by_id[examples[("bhd", "1.234")]]["unit_amount"] == 1234
+    assert by_id[examples[("bhd", "1234.567")]]["unit_amount"] == 1234567
+    assert_in_sync(table.rows(), source, products, prices)
+
+    before = len(emulator.requests())
+    second = pipeline_env.migrate(batches_per_run=2)
+
+    assert second.succeeded and second.new_batches == []
+    assert write_requests(emulator.requests()[before:]) == []
+    assert second.report["counts"]["unchanged"] == 1_000
+    assert second.report["products"] == 1_000 and second.report["stripe_requests"] == 0
+    assert "| 0 | 0 | 1000 | 0 | 0 |" in second.report_markdown
+    assert_in_sync(table.rows(), source, *stripe_state(emulator.base_url))
+
+
+def test_invalid_rows_are_marked_invalid_with_a_reason_and_never_reach_stripe(
+    products_table, pipeline_env, emulator
+):
+    valid = sample_products(6)
+    invalid = [
+        {"id": "no-name", "name": None, "price": Decimal("5.00"), "currency": "eur"},
+        {"id": "blank-name", "name": "   ", "price": Decimal("5.00"), "currency": "eur"},
+        {"id": "no-price", "name": "Priceless", "price": None, "currency": "eur"},
+        {"id": "bad-currency", "name": "Doubloons", "price": Decimal("5.00"), "currency": "xxx"},
+        {"id": "too-precise", "name": "Sub-cent", "price": Decimal("1.234"), "currency": "eur"},
+        {"id": "fractional-yen", "name": "Half yen", "price": Decimal("10.5"), "currency": "jpy"},
+    ]
+    table = products_table(valid + invalid)
+    pipeline_env.use_catalog(table)
+
+    result = pipeline_env.migrate()
+
+    rows = table.rows()
+    for row in invalid:
+        written = rows[row["id"]]
+        assert written["sync_status"] == "invalid", row["id"]
+        assert written["sync_error"], row["id"]
+        assert written["stripe_product_id"] is None and written["stripe_price_id"] is None
+    assert "name" in rows["no-name"]["sync_error"] and "price" in rows["no-price"]["sync_error"]
+    assert "xxx" in rows["bad-currency"]["sync_error"]
+    log = emulator.requests()
+    assert not [e for e in log if any(row["id"] in e["path"] for row in invalid)]
+    assert len(write_requests(log)) == len(valid)
+    products, prices = stripe_state(emulator.base_url)
+    assert {p["metadata"]["cms_id"] for p in products} == {row["id"] for row in valid}
+    assert_in_sync(rows, {row["id"]: row for row in valid}, products, prices)
+    assert result.report["counts"]["invalid"] == len(invalid)
+    assert {r["cms_id"] for r in result.report["invalid"]} == {row["id"] for row in invalid}
+    # invalid rows stay out on the next run too, and cost nothing
+    before = len(log)
+    again = pipeline_env.migrate()
+    assert write_requests(emulator.requests()[before:]) == []
+    assert again.report["counts"]["invalid"] == len(invalid)
+
+
+def test_a_renamed_product_costs_exactly_one_update_request(products_table, pipeline_env, emulator):
+    source = {row["id"]: row for row in sample_products(8)}
+    table = products_table(list(source.values()))
+    pipeline_env.use_catalog(table)
+    pipeline_env.migrate()
+    hash_before = table.rows()["sku-00003"]["sync_hash"]
+
+    table.update("sku-00003", name="Product 3, renamed")
+    source["sku-00003"]["name"] = "Product 3, renamed"
+    before = len(emulator.requests())
+    result = pipeline_env.migrate()
+
+    writes = write_requests(emulator.requests()[before:])
+    assert [(e["method"], e["path"]) for e in writes] == [("POST", "/v1/products/cms_sku-00003")]
+    assert result.succeeded
+    assert result.report["counts"] == {
+        "created": 0,
+        "updated": 1,
+        "unchanged": 7,
+        "invalid": 0,
+        "failed": 0,
+    }
+    rows = table.rows()
+    assert rows["sku-00003"]["sync_hash"] != hash_before
+    assert_in_sync(rows, source, *stripe_state(emulator.base_url))
+
+
+def test_a_changed_price_becomes_a_new_default_price_and_the_old_one_is_archived(
+    products_table, pipeline_env, emulator
+):
+    source = {row["id"]: row for row in sample_products(8)}
+    table = products_table(list(source.values()))
+    pipeline_env.use_catalog(table)
+    pipeline_env.migrate()
+    old_price_id = table.rows()["sku-00006"]["stripe_price_id"]
+    assert source["sku-00006"]["currency"] == "bhd"
+
+    table.update("sku-00006", price=Decimal("2.345"))
+    source["sku-00006"]["price"] = Decimal("2.345")
+    before = len(emulator.requests())
+    result = pipeline_env.migrate()
+
+    assert result.succeeded
+    assert result.report["counts"]["updated"] == 1 and result.report["counts"]["unchanged"] == 7
+    products, prices = stripe_state(emulator.base_url)
+    product = next(p for p in products if p["id"] == "cms_sku-00006")
+    new_price = prices[product["default_price"]]
+    assert new_price["id"] != old_price_id
+    assert (new_price["currency"], new_price["unit_amount"], new_price["active"]) == (
+        "bhd",
+        2345,
+        True,
+    )
+    assert prices[old_price_id]["active"] is False
+    assert table.rows()["sku-00006"]["stripe_price_id"] == new_price["id"]
+    writes = write_requests(emulator.requests()[before:])
+    assert not [e for e in writes if e["path"] == "/v1/products"]  # nothing created again
+    assert all(
+        "sku-00006" in e["path"] or e["path"] in ("/v1/prices", f"/v1/prices/{old_price_id}")
+        for e in writes
+    )
+    assert len(prices) == 9  # the eight first prices and the new one
+    assert_in_sync(table.rows(), source, products, prices)
