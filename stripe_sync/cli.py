@@ -11,6 +11,9 @@ from collections.abc import Iterator
 import click
 from dotenv import load_dotenv
 
+# The dagster command of this environment, for the hints this CLI prints.
+_DAGSTER = pathlib.Path(sys.executable).parent / "dagster"
+
 
 @click.group()
 def main() -> None:
@@ -140,7 +143,7 @@ def _migrate(batches_per_run: int, log_level: str, log_file: str) -> bool:
             say=click.echo,
         )
     click.echo(result.report_markdown)
-    click.echo(f"Dagster runs are in {home}: see them with `DAGSTER_HOME={home} dagster dev`.")
+    click.echo(f"Dagster runs are in {home}: see them with `DAGSTER_HOME={home} {_DAGSTER} dev`.")
     if not result.succeeded:
         click.echo(
             f"{len(result.failed_batches)} batches failed: rerun `stripe-sync migrate` to retry them.",
@@ -188,7 +191,7 @@ def demo(products: int, demo_dir: pathlib.Path) -> None:
         f"  {pathlib.Path(sys.executable).parent / 'stripe-sync'} emulator --port 12111 --state-file {state_file} &\n"
         f"  CATALOG_DATABASE_URL={catalog_url} STRIPE_SECRET_KEY=sk_test_stripe_sync_demo "
         f"STRIPE_API_BASE=http://127.0.0.1:12111 DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
-        f"{pathlib.Path(sys.executable).parent / 'dagster'} dev"
+        f"{_DAGSTER} dev"
     )
     sys.exit(0 if succeeded else 1)
 
