@@ -108,12 +108,18 @@ def preflight(allow_live_mode: bool) -> None:
     help="Logs are also appended here.",
 )
 @click.option("--allow-live-mode", is_flag=True, help="Accept a live-mode Stripe key.")
+@click.option(
+    "--skip-validation",
+    is_flag=True,
+    help="Skip the business rules (minimum, maximum, free); Stripe's own still apply.",
+)
 def migrate(
     batch_size: int | None,
     batches_per_run: int,
     log_level: str,
     log_file: str,
     allow_live_mode: bool,
+    skip_validation: bool,
 ) -> None:
     """Sync the catalog into Stripe: pre-flight, register batches, run them, report.
 
@@ -122,6 +128,8 @@ def migrate(
     """
     if batch_size is not None:
         os.environ["STRIPE_SYNC_BATCH_SIZE"] = str(batch_size)
+    if skip_validation:
+        os.environ["STRIPE_SYNC_SKIP_VALIDATION"] = "true"
     _allow_live_mode(allow_live_mode)
     sys.exit(0 if _migrate(batches_per_run, log_level, log_file) else 1)
 

@@ -358,19 +358,27 @@ class _Api:
         return {row[0] for row in rows}
 
 
+_ALIASED = re.compile(r"(?:(\w+):(?!:))?(.*)")  # PostgREST's `alias:column::type`
+
+
 def _select_list(table: str, select: str) -> sql.Composable:
     items = []
     for item in select.split(","):
+        alias, item = _ALIASED.fullmatch(item).groups(default="")
         column, _, type_ = item.partition("::")
         if column == "*" and not type_:
             items.append(sql.SQL("{}.*").format(sql.Identifier(table)))
             continue
-        if not _NAME.match(column) or (type_ and not _NAME.match(type_)):
+        if (
+            not _NAME.match(column)
+            or (type_ and not _NAME.match(type_))
+            or (alias and not _NAME.match(alias))
+        ):
             raise _unsupported(f"the select item {item!r}")
         reference = sql.Identifier(table, column)
         if type_:
             reference = sql.SQL("{}::{}").format(reference, sql.SQL(type_))
-        items.append(sql.SQL("{} as {}").format(reference, sql.Identifier(column)))
+        items.append(sql.SQL("{} as {}").format(reference, sql.Identifier(alias or column)))
     return sql.SQL(", ").join(items)
 
 

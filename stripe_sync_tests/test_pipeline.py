@@ -13,13 +13,14 @@ from stripe_sync_tests.conftest import (
 )
 
 # (currency as stored, prices in major units) - each list cycles over the rows it gets.
+# Every price is valid: at or above Stripe's minimum charge where the currency has one.
 PRICE_PATTERNS = {
-    "eur": ["12.50", "0.10", "19.99", "1000.00", "7"],
-    "EUR": ["0.01", "99.90"],  # the catalog's spelling doesn't matter
+    "eur": ["12.50", "0.51", "19.99", "1000.00", "7"],
+    "EUR": ["0.50", "99.90"],  # the catalog's spelling doesn't matter
     None: ["12.50", "3.30"],  # no currency: the default, eur
     "usd": ["0.50", "1234.56", "5.05"],
     "gbp": ["8.80", "250"],
-    "jpy": ["1500", "1", "98000"],
+    "jpy": ["1500", "50", "98000"],
     "bhd": ["1234.567", "1.234", "0.005", "10"],
     "kwd": ["0.250", "3.001"],
 }
@@ -110,7 +111,7 @@ def test_a_thousand_products_arrive_exactly_once_with_exact_prices_and_a_rerun_w
     by_id = {p["id"]: prices[p["default_price"]] for p in products}
     examples = {(row["currency"], str(row["price"])): f"cms_{row['id']}" for row in source.values()}
     assert by_id[examples[("eur", "12.50")]]["unit_amount"] == 1250
-    assert by_id[examples[("eur", "0.10")]]["unit_amount"] == 10
+    assert by_id[examples[("eur", "0.51")]]["unit_amount"] == 51
     assert by_id[examples[("jpy", "1500")]]["unit_amount"] == 1500
     assert by_id[examples[("bhd", "1.234")]]["unit_amount"] == 1234
     assert by_id[examples[("bhd", "1234.567")]]["unit_amount"] == 1234567

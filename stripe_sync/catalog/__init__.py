@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from stripe_sync.catalog.base import (
     SOURCE_COLUMNS,
     WRITE_BACK_COLUMNS,
@@ -31,6 +33,7 @@ def open_catalog(
     supabase_url: str | None,
     supabase_key: str | None,
     table: str = "products",
+    metadata_columns: Sequence[str] = (),
 ) -> Catalog:
     """The configured catalog: a database URL wins over Supabase's REST API."""
     # Imported on use: supabase-py takes most of a second to import and SQL users
@@ -38,11 +41,11 @@ def open_catalog(
     if database_url:
         from stripe_sync.catalog.sql import SqlCatalog
 
-        return SqlCatalog(database_url, table)
+        return SqlCatalog(database_url, table, metadata_columns)
     if supabase_url and supabase_key:
         from stripe_sync.catalog.supabase import SupabaseCatalog
 
-        return SupabaseCatalog(supabase_url, supabase_key, table)
+        return SupabaseCatalog(supabase_url, supabase_key, table, metadata_columns)
     if supabase_url:
         raise CatalogError("SUPABASE_URL is set without a key: set SUPABASE_SERVICE_ROLE_KEY.")
     if supabase_key:

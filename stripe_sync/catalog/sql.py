@@ -23,6 +23,7 @@ from stripe_sync.catalog.base import (
     WriteBack,
     missing_columns_error,
 )
+from stripe_sync.core.identity import METADATA_PREFIX
 from stripe_sync.core.secrets import redact
 
 # SQLite allows 32,766 bound parameters a statement (PostgreSQL 65,535); a write-back row
@@ -53,8 +54,11 @@ def engine_url(url: str) -> URL:
 class SqlCatalog:
     """A catalog table reached through SQLAlchemy: `table` may be `schema.table`."""
 
-    def __init__(self, url: str, table: str = "products") -> None:
+    def __init__(
+        self, url: str, table: str = "products", metadata_columns: Sequence[str] = ()
+    ) -> None:
         self.table = table
+        self._metadata_columns = tuple(metadata_columns)
         self._url = engine_url(url)
         self._is_sqlite = self._url.get_backend_name() == "sqlite"
         connect_args = {} if self._is_sqlite else {"connect_timeout": _CONNECT_TIMEOUT_S}
@@ -66,7 +70,7 @@ class SqlCatalog:
     def check(self) -> None:
         missing = [
             column
-            for column in SOURCE_COLUMNS + WRITE_BACK_COLUMNS
+            for column in SOURCE_COLUMNS + WRITE_BACK_COLUMNS + self._metadata_columns
             if column not in self._table.columns
         ]
         if missing:
@@ -89,12 +93,19 @@ class SqlCatalog:
     ) -> Iterator[dict]:
         # The price as the database's own text: exact for NUMERIC, and a stray string in a
         # numeric column (SQLite allows one) reaches validation instead of crashing the read.
-        columns = [self._id_text.label("id")] + [
-            sa.cast(self._table.c[column], sa.Text).label(column)
-            if column == "price"
-            else self._table.c[column]
-            for column in SOURCE_COLUMNS[1:] + WRITE_BACK_COLUMNS
-        ]
+        columns = (
+            [self._id_text.label("id")]
+            + [
+                sa.cast(self._table.c[column], sa.Text).label(column)
+                if column == "price"
+                else self._table.c[column]
+                for column in SOURCE_COLUMNS[1:] + WRITE_BACK_COLUMNS
+            ]
+            + [
+                sa.cast(self._table.c[column], sa.Text).label(METADATA_PREFIX + column)
+                for column in self._metadata_columns
+            ]
+        )
         for page in self._pages(sa.select(*columns), lower, upper, page_size):
             yield from (dict(row._mapping) for row in page)
 

@@ -31,6 +31,7 @@ from stripe_sync.catalog.base import (
     WriteBack,
     missing_columns_error,
 )
+from stripe_sync.core.identity import METADATA_PREFIX
 from stripe_sync.core.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,19 @@ _COLUMN_MISSING = "42703"
 class SupabaseCatalog:
     """A catalog table in a Supabase project, reached with the service_role key."""
 
-    def __init__(self, url: str, service_role_key: str, table: str = "products") -> None:
+    def __init__(
+        self,
+        url: str,
+        service_role_key: str,
+        table: str = "products",
+        metadata_columns: Sequence[str] = (),
+    ) -> None:
         self.table = table
+        self._metadata_columns = tuple(metadata_columns)
+        # PostgREST aliases can't hold a dot: read `metadata__<column>` and rename.
+        self._selected = ",".join(
+            [_SELECTED, *(f"metadata__{c}:{c}::text" for c in self._metadata_columns)]
+        )
         self._url = url.rstrip("/")
         self._key = service_role_key
         # Our own HTTP client (with PostgREST's default headers): supabase-py otherwise
@@ -86,11 +98,11 @@ class SupabaseCatalog:
                 "project's service_role key (Project Settings > API)."
             )
         try:  # no retries: a wrong URL should fail the preflight at once
-            self._request(self._select(_SELECTED).limit(1).retry(False))
+            self._request(self._select(self._selected).limit(1).retry(False))
         except _ColumnMissing:
             missing = [
                 column
-                for column in SOURCE_COLUMNS + WRITE_BACK_COLUMNS
+                for column in SOURCE_COLUMNS + WRITE_BACK_COLUMNS + self._metadata_columns
                 if not self._column_exists(column)
             ]
             raise missing_columns_error(self.table, missing) from None
@@ -108,8 +120,12 @@ class SupabaseCatalog:
     def read_rows(
         self, lower: str | None, upper: str | None, page_size: int = 1_000
     ) -> Iterator[dict]:
-        for page in self._pages(_SELECTED, lower, upper, page_size):
-            yield from page
+        for page in self._pages(self._selected, lower, upper, page_size):
+            for row in page:
+                yield {
+                    key.replace("metadata__", METADATA_PREFIX, 1): value
+                    for key, value in row.items()
+                }
 
     def write_back(self, results: Sequence[WriteBack]) -> int:
         if not results:

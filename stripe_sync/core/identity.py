@@ -18,9 +18,16 @@ import re
 from dataclasses import dataclass, field
 
 MANAGED_BY = "stripe_sync"
+# How the catalog hands over columns mapped to metadata: "metadata.<column>".
+METADATA_PREFIX = "metadata."
 HASH_VERSION = "v1"
 PRODUCT_FIELDS = ("name", "description", "images", "metadata", "active")
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def reserved_metadata_keys() -> tuple[str, ...]:
+    """Metadata keys the pipeline owns; mapped catalog columns can't use them."""
+    return ("cms_id", "managed_by", "sync_hash")
 
 
 def stripe_product_id(cms_id: str) -> str:

@@ -18,6 +18,7 @@ class Report:
     stripe_seconds: float
     failures: list[dict] = field(default_factory=list)
     invalid: list[dict] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -43,7 +44,12 @@ class Report:
                 f"rate {self.rate:.1f} products/s."
             ),
         ]
-        for title, rows in (("Failed", self.failures), ("Invalid (quarantined)", self.invalid)):
+        sections = (
+            ("Failed", self.failures),
+            ("Invalid (quarantined)", self.invalid),
+            ("Warnings", self.warnings),
+        )
+        for title, rows in sections:
             if rows:
                 lines += [
                     "",
@@ -86,4 +92,9 @@ def build_report(mode: str, batch_records: list[dict]) -> Report:
         stripe_seconds=sum(record["seconds"] for record in batch_records),
         failures=failures,
         invalid=invalid,
+        warnings=[
+            {"cms_id": w["cms_id"], "batch": record["batch"], "error": w["warning"]}
+            for record in batch_records
+            for w in record.get("warnings", [])
+        ],
     )

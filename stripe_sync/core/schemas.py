@@ -1,7 +1,5 @@
 """Pandera models: what the catalog must deliver, and what the Stripe assets may rely on."""
 
-from __future__ import annotations
-
 import pandera.pandas as pa
 from pandera.typing import Series
 
@@ -12,69 +10,72 @@ class CatalogRows(pa.DataFrameModel):
     """One batch of the catalog table as read: its columns, values still raw."""
 
     batch: Series[str] = pa.Field(description="The batch (partition key) the row belongs to.")
-    id: Series[str] = pa.Field(description="Catalog primary key, as text.")
+    id: Series[str] = pa.Field(nullable=True, description="Catalog primary key, as text.")
     name: Series[object] = pa.Field(nullable=True, description="Product name (CMS).")
     description: Series[object] = pa.Field(nullable=True, description="Product description (CMS).")
     price: Series[object] = pa.Field(
         nullable=True, description="Price in major units, e.g. 12.50 (CMS)."
     )
     currency: Series[object] = pa.Field(
-        nullable=True, description="ISO currency code; empty means the default."
+        nullable=True, description="ISO code; empty means the default."
     )
     images: Series[object] = pa.Field(
         nullable=True, description="Image URLs: an array or a JSON array."
     )
     active: Series[object] = pa.Field(
-        nullable=True, description="Whether the product is sold; empty means true."
+        nullable=True, description="Whether it is sold; empty means true."
     )
     updated_at: Series[object] = pa.Field(nullable=True, description="Last change in the CMS.")
     stripe_product_id: Series[object] = pa.Field(
         nullable=True, description="Write-back: Stripe product id."
     )
     stripe_price_id: Series[object] = pa.Field(
-        nullable=True, description="Write-back: Stripe default price id."
+        nullable=True, description="Write-back: default price id."
     )
     sync_status: Series[object] = pa.Field(
         nullable=True,
         description="Write-back: empty (pending), synced, failed, invalid or archived.",
     )
     sync_error: Series[object] = pa.Field(
-        nullable=True, description="Write-back: why the row failed or is invalid."
+        nullable=True, description="Write-back: why it failed or is invalid."
     )
     synced_at: Series[object] = pa.Field(
-        nullable=True, description="Write-back: when the row last synced."
+        nullable=True, description="Write-back: when it last synced."
     )
     sync_hash: Series[object] = pa.Field(
         nullable=True, description="Write-back: content hash last synced."
     )
+    mapped_metadata: Series[object] | None = pa.Field(
+        alias=r"^metadata\..+$",
+        regex=True,
+        nullable=True,
+        description="Catalog columns mapped to metadata.",
+    )
 
     class Config:
         strict = True
-        unique = ["id"]  # noqa: RUF012 - pandera's config attribute
 
 
 class ValidatedProducts(pa.DataFrameModel):
     """Every row of the batch: valid rows complete and Stripe-ready, invalid ones with reasons."""
 
     batch: Series[str] = pa.Field(description="The batch (partition key) the row belongs to.")
-    cms_id: Series[str] = pa.Field(
-        unique=True, description="Catalog id, exactly as in the catalog."
+    cms_id: Series[str] = pa.Field(description="Catalog id, exactly as in the catalog.")
+    reasons: Series[object] = pa.Field(
+        description="Why the row is invalid (`code: message`); empty if valid."
     )
-    reasons: Series[object] = pa.Field(description="Why the row is invalid; empty for a valid row.")
-    name: Series[object] = pa.Field(nullable=True, description="Trimmed name as sent to Stripe.")
+    warnings: Series[object] = pa.Field(description="What was fixed on the way (`code: message`).")
+    name: Series[object] = pa.Field(nullable=True, description="Cleaned name as sent to Stripe.")
     description: Series[object] = pa.Field(
-        nullable=True, description="Trimmed description, or empty."
+        nullable=True, description="Cleaned description, or empty."
     )
-    images: Series[object] = pa.Field(
-        nullable=True, description="Absolute https image URLs (at most 8)."
-    )
-    active: Series[object] = pa.Field(
-        nullable=True, description="Whether the Stripe product is active."
-    )
-    currency: Series[object] = pa.Field(nullable=True, description="Lowercase ISO currency code.")
+    images: Series[object] = pa.Field(description="Absolute https image URLs (at most 8).")
+    active: Series[object] = pa.Field(description="Whether the Stripe product is active.")
+    currency: Series[object] = pa.Field(description="Lowercase ISO currency code.")
     unit_amount: Series[object] = pa.Field(
         nullable=True, description="Price in the currency's minor unit."
     )
+    metadata: Series[object] = pa.Field(description="Mapped catalog columns as (key, value) pairs.")
     stripe_product_id: Series[object] = pa.Field(
         nullable=True, description="Last synced Stripe product id."
     )
@@ -97,3 +98,8 @@ class ValidatedProducts(pa.DataFrameModel):
             & df["unit_amount"].map(lambda v: isinstance(v, int) and v >= 0)
             & df["active"].map(lambda v: isinstance(v, bool))
         )
+
+    @pa.dataframe_check
+    def valid_rows_have_unique_ids(cls, df):
+        valid = df[df["reasons"].map(len) == 0]
+        return not valid["cms_id"].duplicated().any()

@@ -1,81 +1,134 @@
 """Row rules: a raw catalog row -> the product Stripe should have, or the reasons it can't.
 
-A bad row never stops the batch: it gets reasons (`code: message`) and is quarantined.
+A bad row never stops the batch: it gets reasons (`code: message`, every rule it breaks)
+and is quarantined; warnings (`code: message`) note what was fixed on the way (a dropped
+image, a rounded price). The rules and options are listed in the README.
 """
-
-from __future__ import annotations
 
 import json
 import math
 import re
+import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
-from stripe_sync.core.identity import DesiredProduct
-from stripe_sync.core.money import SUPPORTED_CURRENCIES, AmountError, to_minor_units
+from stripe_sync.core.identity import METADATA_PREFIX, DesiredProduct, reserved_metadata_keys
+from stripe_sync.core.money import (
+    MINIMUM_CHARGE,
+    SUPPORTED_CURRENCIES,
+    UNITS_PER_EUR,
+    AmountError,
+    PriceError,
+    allowed_decimals,
+    parse_price,
+    to_minor_units,
+)
 from stripe_sync.core.planner import SyncState
 
 MAX_IMAGES = 8
-_PLAIN_DECIMAL = re.compile(r"\d+(\.\d+)?")
+MAX_IMAGE_URL_LENGTH = 2_048
+# Stripe documents no limit for these; these are conservative (unverified, hence constants).
+MAX_NAME_LENGTH = 250
+MAX_DESCRIPTION_LENGTH = 40_000
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_LENGTH = 40
+MAX_METADATA_VALUE_LENGTH = 500
+# Beyond any price (and Stripe's integer amounts): refused even with skip_validation.
+_ABSURD_AMOUNT = Decimal(10) ** 15
+# Every control character, but a description keeps line breaks and tabs.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+VALIDATED_COLUMNS = (
+    "batch", "cms_id", "reasons", "warnings", "name", "description", "images", "active", "currency",
+    "unit_amount", "metadata", "stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "sync_hash",
+)  # fmt: skip
+_STATE_COLUMNS = ("stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "sync_hash")
 
 
 @dataclass(frozen=True)
 class ValidationRules:
     default_currency: str = "eur"
+    round_prices: bool = False
+    allow_free_products: bool = False
+    skip_validation: bool = False  # skips the business rules only
+    max_price_eur: Decimal = Decimal(1000000)
+
+
+class _Row:
+    """Collects the reasons and warnings of one row."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+        self.warnings: list[str] = []
+
+    def invalid(self, code: str, message: str) -> None:
+        self.reasons.append(f"{code}: {message}")
+
+    def warn(self, code: str, message: str) -> None:
+        self.warnings.append(f"{code}: {message}")
 
 
 def validate_batch(raw: pd.DataFrame, rules: ValidationRules) -> pd.DataFrame:
     """The `ValidatedProducts` frame for a raw batch: one row per catalog row."""
-    records = [_validate_row(row, rules) for row in raw.to_dict("records")]
-    columns = [
-        "batch", "cms_id", "reasons", "name", "description", "images", "active", "currency", "unit_amount",
-        "stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "sync_hash",
-    ]  # fmt: skip
+    rows = raw.to_dict("records")
+    id_counts = Counter(_text(row["id"]) for row in rows)
+    records = [_validate_row(row, rules, duplicate=id_counts[_text(row["id"])] > 1) for row in rows]
     # Built column by column as object: pandas would turn integer amounts beside None into floats.
     return pd.DataFrame(
-        {column: pd.Series([r[column] for r in records], dtype=object) for column in columns}
+        {c: pd.Series([r[c] for r in records], dtype=object) for c in VALIDATED_COLUMNS}
     )
 
 
-def _validate_row(row: dict[str, Any], rules: ValidationRules) -> dict[str, Any]:
-    reasons: list[str] = []
-    name = _text(row.get("name"))
+def _validate_row(
+    raw: dict[str, Any], rules: ValidationRules, *, duplicate: bool
+) -> dict[str, Any]:
+    row = _Row()
+    cms_id = _text(raw["id"])
+    if not cms_id.strip():
+        row.invalid("id_missing", "the row has no id")
+    if duplicate:
+        row.invalid("id_duplicate", f"another row has the id {cms_id!r}")
+    name = _clean(raw.get("name"), _CONTROL)
     if not name:
-        reasons.append("name_missing: the product has no name")
-    description = _text(row.get("description")) or None
-    currency = (_text(row.get("currency")) or rules.default_currency).lower()
-    if currency not in SUPPORTED_CURRENCIES:
-        reasons.append(f"currency_unsupported: {currency!r} is not a currency Stripe supports")
-    unit_amount = None
-    amount = _amount(row.get("price"), reasons)
-    if amount is not None and currency in SUPPORTED_CURRENCIES:
-        try:
-            unit_amount = to_minor_units(amount, currency)
-        except AmountError as error:
-            reasons.append(f"price_precision: {error}")
-    active = row.get("active")
+        row.invalid("name_missing", "the product has no name")
+    elif len(name) > MAX_NAME_LENGTH:
+        row.invalid(
+            "name_too_long", f"the name has {len(name)} characters; at most {MAX_NAME_LENGTH}"
+        )
+    description = _clean(raw.get("description"), _CONTROL_BUT_LAYOUT) or None
+    if description and len(description) > MAX_DESCRIPTION_LENGTH:
+        row.invalid(
+            "description_too_long",
+            f"the description has {len(description)} characters; at most {MAX_DESCRIPTION_LENGTH}",
+        )
+    currency = _currency(raw.get("currency"), rules, row)
+    unit_amount = _unit_amount(raw.get("price"), currency, rules, row)
+    metadata = _metadata(raw, row)
+    images = tuple(_images(raw.get("images"), row))
     return {
-        "batch": row["batch"],
-        "cms_id": str(row["id"]),
-        "reasons": tuple(reasons),
+        "batch": raw["batch"],
+        "cms_id": cms_id,
+        "reasons": tuple(row.reasons),
+        "warnings": tuple(row.warnings),
         "name": name,
         "description": description,
-        "images": tuple(_images(row.get("images"))),
-        "active": True if _missing(active) else bool(active),
+        "images": images,
+        "active": True if _missing(raw.get("active")) else bool(raw.get("active")),
         "currency": currency,
         "unit_amount": unit_amount,
+        "metadata": metadata,
         **{
-            column: None if _missing(row.get(column)) else row.get(column)
+            column: None if _missing(raw.get(column)) else raw.get(column)
             for column in _STATE_COLUMNS
         },
     }
-
-
-_STATE_COLUMNS = ("stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "sync_hash")
 
 
 def _missing(value: Any) -> bool:
@@ -83,36 +136,133 @@ def _missing(value: Any) -> bool:
 
 
 def _text(value: Any) -> str:
-    return "" if _missing(value) else str(value).strip()
+    return "" if _missing(value) else str(value)
 
 
-def _amount(value: Any, reasons: list[str]) -> Decimal | None:
-    if _missing(value) or value == "":
-        reasons.append("price_missing: the product has no price")
+def _clean(value: Any, control: re.Pattern) -> str:
+    """NFC, without control characters, trimmed."""
+    return control.sub("", unicodedata.normalize("NFC", _text(value))).strip()
+
+
+def _currency(value: Any, rules: ValidationRules, row: _Row) -> str:
+    currency = _text(value).strip().lower() or rules.default_currency
+    if currency not in SUPPORTED_CURRENCIES:
+        row.invalid("currency_unsupported", f"{currency!r} is not a currency Stripe supports")
+    return currency
+
+
+def _unit_amount(value: Any, currency: str, rules: ValidationRules, row: _Row) -> int | None:
+    try:
+        amount = parse_price(None if _missing(value) else value)  # pandas' NaN is a missing value
+    except PriceError as error:
+        row.invalid(error.code, str(error))
         return None
-    text = str(value).strip()
-    if isinstance(value, bool) or not _PLAIN_DECIMAL.fullmatch(text):
-        reasons.append(
-            f"price_unparseable: {text!r} is not a plain non-negative decimal like 12.50"
-        )
+    if amount >= _ABSURD_AMOUNT:
+        row.invalid("price_above_maximum", f"{amount} is beyond any price Stripe can hold")
+        return None
+    if currency not in SUPPORTED_CURRENCIES:
         return None
     try:
-        return Decimal(text)
-    except InvalidOperation:
-        reasons.append(f"price_unparseable: {text!r} is not a number")
-        return None
+        unit_amount = to_minor_units(amount, currency)
+    except AmountError as error:
+        if not rules.round_prices:
+            row.invalid("price_too_precise", str(error))
+            return None
+        unit_amount = to_minor_units(amount, currency, round_half_up=True)
+        rounded = amount.quantize(
+            Decimal(1).scaleb(-allowed_decimals(currency)), rounding=ROUND_HALF_UP
+        )
+        row.warn("price_rounded", f"{amount} {currency.upper()} rounded to {rounded}")
+    if not rules.skip_validation:
+        _business_limits(amount, currency, rules, row)
+    return unit_amount
 
 
-def _images(value: Any) -> list[str]:
+def _business_limits(amount: Decimal, currency: str, rules: ValidationRules, row: _Row) -> None:
+    label = currency.upper()
+    if amount == 0:
+        if not rules.allow_free_products:
+            row.invalid(
+                "price_free_not_allowed", "the price is 0 and free products are not allowed"
+            )
+        return
+    minimum = MINIMUM_CHARGE.get(currency)
+    if minimum is not None and amount < minimum:
+        row.invalid(
+            "price_below_minimum",
+            f"{amount} {label} is below Stripe's minimum charge of {minimum} {label}",
+        )
+    rate = UNITS_PER_EUR.get(currency)
+    if rate is not None and amount > rules.max_price_eur * rate:
+        row.invalid(
+            "price_above_maximum",
+            f"{amount} {label} is above the maximum of {rules.max_price_eur} EUR ({rules.max_price_eur * rate} {label})",
+        )
+
+
+def _images(value: Any, row: _Row) -> list[str]:
     if _missing(value) or value == "":
         return []
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError:
-            value = [value]
-    urls = [url for url in value if isinstance(url, str) and url.startswith("https://")]
+            value = [value]  # a single URL
+    if not isinstance(value, list | tuple):
+        row.warn("image_dropped", "images is neither a list nor a JSON array; no image kept")
+        return []
+    urls = []
+    for url in value:
+        if _is_image_url(url):
+            urls.append(url)
+        else:
+            row.warn(
+                "image_dropped",
+                f"{str(url)[:80]!r} is not an absolute https URL of at most {MAX_IMAGE_URL_LENGTH} characters",
+            )
+    if len(urls) > MAX_IMAGES:
+        row.warn(
+            "images_truncated",
+            f"{len(urls)} images; Stripe takes {MAX_IMAGES}, the rest were dropped",
+        )
     return urls[:MAX_IMAGES]
+
+
+def _is_image_url(url: Any) -> bool:
+    if not isinstance(url, str) or len(url) > MAX_IMAGE_URL_LENGTH:
+        return False
+    parts = urlsplit(url)
+    return (
+        parts.scheme == "https"
+        and bool(parts.netloc)
+        and not _CONTROL.search(url)
+        and " " not in url
+    )
+
+
+def _metadata(raw: dict[str, Any], row: _Row) -> tuple[tuple[str, str], ...]:
+    """Mapped catalog columns (read as `metadata.<column>`) that have a value."""
+    metadata = {
+        key.removeprefix(METADATA_PREFIX): _text(value)
+        for key, value in raw.items()
+        if key.startswith(METADATA_PREFIX) and _text(value)
+    }
+    problems = [
+        f"key {key!r} is longer than {MAX_METADATA_KEY_LENGTH} characters or has [ or ]"
+        for key in metadata
+        if len(key) > MAX_METADATA_KEY_LENGTH or "[" in key or "]" in key
+    ] + [
+        f"the value of {key!r} has {len(value)} characters; at most {MAX_METADATA_VALUE_LENGTH}"
+        for key, value in metadata.items()
+        if len(value) > MAX_METADATA_VALUE_LENGTH
+    ]
+    if len(metadata) + len(reserved_metadata_keys()) > MAX_METADATA_KEYS:
+        problems.append(
+            f"{len(metadata)} mapped keys plus the pipeline's own exceed Stripe's {MAX_METADATA_KEYS}"
+        )
+    for problem in problems:
+        row.invalid("metadata_invalid", problem)
+    return tuple(sorted(metadata.items()))
 
 
 def planning_inputs(
@@ -130,6 +280,7 @@ def planning_inputs(
                 active=row["active"],
                 currency=row["currency"],
                 unit_amount=row["unit_amount"],
+                extra_metadata=tuple(row["metadata"]),
             )
         state = SyncState(
             row["stripe_product_id"], row["stripe_price_id"], row["sync_status"], row["sync_hash"]

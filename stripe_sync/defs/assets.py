@@ -53,7 +53,9 @@ def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResourc
             ]
             rows += batch_rows
             context.log.info(f"batch {batch.key}: {len(batch_rows)} rows, {batch.describe()}")
-    raw = pd.DataFrame(rows, columns=["batch", *SOURCE_COLUMNS, *WRITE_BACK_COLUMNS], dtype=object)
+    columns = ["batch", *SOURCE_COLUMNS, *WRITE_BACK_COLUMNS]
+    mapped = [key for key in (rows[0] if rows else {}) if key not in columns]  # metadata.<column>
+    raw = pd.DataFrame(rows, columns=[*columns, *mapped], dtype=object)
     context.add_output_metadata({"dagster/row_count": len(raw), "catalog": source.describe()})
     return raw
 
@@ -235,11 +237,12 @@ def _progress_logger(context: dg.AssetExecutionContext):
 
 def _write_back(source: Catalog, outcomes: list[Outcome], validated: pd.DataFrame) -> int:
     """Write what changed for these rows in one request; returns the requests made."""
-    states = validated.set_index("cms_id")
+    # First row per id: rows sharing an id (quarantined as duplicates) share one write-back.
+    states = {row["cms_id"]: row for row in reversed(validated.to_dict("records"))}
     now = datetime.now(UTC)
-    write_backs = []
+    write_backs = {}
     for outcome in outcomes:
-        before = states.loc[outcome.cms_id]
+        before = states[outcome.cms_id]
         synced = outcome.sync_status == "synced"
         row = WriteBack(
             id=outcome.cms_id,
@@ -261,8 +264,8 @@ def _write_back(source: Catalog, outcomes: list[Outcome], validated: pd.DataFram
             )
         )
         if not unchanged:
-            write_backs.append(row)
-    return source.write_back(write_backs) if write_backs else 0
+            write_backs.setdefault(row.id, row)
+    return source.write_back(list(write_backs.values())) if write_backs else 0
 
 
 def _summary(outcomes: list[Outcome], write_backs: int, started: float) -> dict:
@@ -286,10 +289,13 @@ def _save_ledger(
     validated: pd.DataFrame,
     started: float,
 ) -> None:
-    batch_of = dict(zip(validated["cms_id"], validated["batch"], strict=True))
+    batch_of = dict(
+        zip(validated["cms_id"], validated["batch"], strict=True)
+    )  # an id is in one batch
     seconds = time.monotonic() - started
     for batch in context.partition_keys:
         mine = [o for o in outcomes if batch_of[o.cms_id] == batch]
+        rows = validated[validated["batch"] == batch]
         ledger.save(
             asset,
             batch,
@@ -300,6 +306,11 @@ def _save_ledger(
                 "requests": sum(o.requests for o in mine),
                 "seconds": seconds * len(mine) / max(len(outcomes), 1),
                 "outcomes": [asdict(o) for o in mine],
+                "warnings": [
+                    {"cms_id": cms_id, "warning": warning}
+                    for cms_id, warnings in zip(rows["cms_id"], rows["warnings"], strict=True)
+                    for warning in warnings
+                ],
             },
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +13,7 @@ from pydantic import Field
 
 from stripe_sync.catalog import Catalog, open_catalog
 from stripe_sync.core.errors import ConfigError
+from stripe_sync.core.identity import reserved_metadata_keys
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.core.validation import ValidationRules
 
@@ -24,13 +26,23 @@ class CatalogResource(dg.ConfigurableResource):
     supabase_url: str = ""
     supabase_service_role_key: str = Field(default="", repr=False)
     table: str = "products"
+    metadata_columns: list[str] = Field(
+        default_factory=list
+    )  # catalog columns copied into metadata
 
     def open(self) -> Catalog:
+        reserved = set(self.metadata_columns) & set(reserved_metadata_keys())
+        if reserved:
+            raise ConfigError(
+                f"STRIPE_SYNC_METADATA_COLUMNS names {', '.join(sorted(reserved))}, a metadata key the pipeline "
+                "owns: map another column."
+            )
         return open_catalog(
             database_url=self.database_url or None,
             supabase_url=self.supabase_url or None,
             supabase_key=self.supabase_service_role_key or None,
             table=self.table,
+            metadata_columns=self.metadata_columns,
         )
 
 
@@ -60,9 +72,20 @@ class SyncSettings(dg.ConfigurableResource):
     batch_size: int = 1_000
     default_currency: str = "eur"
     reports_dir: str = "reports"
+    round_prices: bool = False
+    allow_free_products: bool = False
+    skip_validation: bool = False  # business rules only; what Stripe would reject always counts
+    max_price_eur: str = "1000000"  # a decimal string: money is never a float
+    invalid_share_threshold: float = 0.05
 
     def validation_rules(self) -> ValidationRules:
-        return ValidationRules(default_currency=self.default_currency)
+        return ValidationRules(
+            default_currency=self.default_currency,
+            round_prices=self.round_prices,
+            allow_free_products=self.allow_free_products,
+            skip_validation=self.skip_validation,
+            max_price_eur=Decimal(self.max_price_eur),
+        )
 
 
 class BatchFrameIOManager(dg.ConfigurableIOManager):
@@ -127,16 +150,28 @@ def resources_from_env(storage_dir: Path) -> dict[str, object]:
             supabase_url=env_var("SUPABASE_URL", "VITE_SUPABASE_URL"),
             supabase_service_role_key=env_var("SUPABASE_SERVICE_ROLE_KEY"),
             table=os.environ.get("CATALOG_TABLE", "products"),
+            metadata_columns=[
+                c.strip()
+                for c in os.environ.get("STRIPE_SYNC_METADATA_COLUMNS", "").split(",")
+                if c.strip()
+            ],
         ),
         "stripe": StripeResource(
             secret_key=env_var("STRIPE_SECRET_KEY"),
             api_base=env_var("STRIPE_API_BASE"),
-            allow_live_mode=os.environ.get("STRIPE_ALLOW_LIVE_MODE", "").lower() == "true",
+            allow_live_mode=_flag("STRIPE_ALLOW_LIVE_MODE"),
         ),
         "settings": SyncSettings(
             batch_size=_whole_number("STRIPE_SYNC_BATCH_SIZE", default=1000),
             default_currency=os.environ.get("STRIPE_SYNC_DEFAULT_CURRENCY", "eur"),
             reports_dir=os.environ.get("STRIPE_SYNC_REPORTS_DIR", "reports"),
+            round_prices=_flag("STRIPE_SYNC_ROUND_PRICES"),
+            allow_free_products=_flag("STRIPE_SYNC_ALLOW_FREE_PRODUCTS"),
+            skip_validation=_flag("STRIPE_SYNC_SKIP_VALIDATION"),
+            max_price_eur=_decimal("STRIPE_SYNC_MAX_PRICE_EUR", default="1000000"),
+            invalid_share_threshold=float(
+                _decimal("STRIPE_SYNC_INVALID_SHARE_THRESHOLD", default="0.05")
+            ),
         ),
         "batch_frames": BatchFrameIOManager(base_dir=str(storage_dir / "frames")),
         "ledger": OutcomeLedger(base_dir=str(storage_dir / "ledger")),
@@ -153,3 +188,17 @@ def _whole_number(name: str, *, default: int) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
     return int(value)
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def _decimal(name: str, *, default: str) -> str:
+    value = os.environ.get(name) or default
+    try:
+        if Decimal(value) < 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a non-negative decimal number, not {value!r}.") from None
+    return value

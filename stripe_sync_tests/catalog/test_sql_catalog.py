@@ -171,3 +171,26 @@ def _as_utc(value: datetime | str) -> datetime:
     """SQLite hands timestamps back naive (stored as UTC)."""
     value = datetime.fromisoformat(value) if isinstance(value, str) else value
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def test_mapped_metadata_columns_are_read_as_text_under_their_prefix(
+    postgres_table, fresh_database_url, tmp_path
+):
+    table, _ = postgres_table("text", 4)
+    path = tmp_path / "catalog.db"
+    create_sqlite_products(path, "text", 4)
+    for url, name in ((fresh_database_url, table), (f"sqlite:///{path}", "products")):
+        catalog = SqlCatalog(url, name, metadata_columns=("currency", "price"))
+        catalog.check()
+        [row, *_] = catalog.read_rows(None, None)
+        assert (row["metadata.currency"], row["metadata.price"]) == (
+            row["currency"],
+            str(row["price"]),
+        )
+        catalog.close()
+
+
+def test_a_missing_mapped_metadata_column_is_named(postgres_table, fresh_database_url):
+    table, _ = postgres_table("text", 2)
+    with pytest.raises(CatalogError, match="colour"):
+        SqlCatalog(fresh_database_url, table, metadata_columns=("colour",)).check()

@@ -201,3 +201,17 @@ def test_the_function_quotes_the_table_name(supabase_sample, database):
         database.execute(
             "select public.stripe_sync_write_back('products; drop table products', '[]')"
         )
+
+
+def test_mapped_metadata_columns_are_read_under_their_prefix(
+    supabase_url, jwt_secret, supabase_products, apply_migration
+):
+    supabase_products(3)
+    apply_migration()
+    catalog = SupabaseCatalog(
+        supabase_url, service_role_key(jwt_secret), metadata_columns=("currency",)
+    )
+    catalog.check()
+    rows = list(catalog.read_rows(None, None))
+    assert [row["metadata.currency"] for row in rows] == [row["currency"] for row in rows]
+    catalog.close()

@@ -1,64 +1,168 @@
+from decimal import Decimal
+
 import pandas as pd
+import pytest
 
 from stripe_sync.core.schemas import ValidatedProducts
 from stripe_sync.core.validation import ValidationRules, planning_inputs, validate_batch
 
 COLUMNS = ["batch", "id", "name", "description", "price", "currency", "images", "active", "updated_at",
            "stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "synced_at", "sync_hash"]  # fmt: skip
+GOOD = {"name": "Hat", "price": "12.50"}
 
 
-def raw(*rows: dict) -> pd.DataFrame:
-    defaults = {column: None for column in COLUMNS}
-    return pd.DataFrame(
-        [{**defaults, "batch": "b", **row} for row in rows], columns=COLUMNS
+def validate(*rows: dict, rules: ValidationRules = ValidationRules()) -> pd.DataFrame:
+    defaults = dict.fromkeys(COLUMNS)
+    raw = pd.DataFrame(
+        [{**defaults, "batch": "b", "id": str(n), **row} for n, row in enumerate(rows)],
+        columns=None,
     ).astype(object)
-
-
-def reasons_of(frame: pd.DataFrame) -> dict[str, tuple]:
-    return dict(zip(frame["cms_id"], frame["reasons"], strict=True))
-
-
-def test_a_clean_row_becomes_a_stripe_ready_product():
-    frame = validate_batch(
-        raw(
-            {"id": 1, "name": " Hat ", "price": "12.50", "images": '["https://a/x.png", "ftp://b"]'}
-        ),
-        ValidationRules(),
-    )
+    frame = validate_batch(raw, rules)
     ValidatedProducts.validate(frame)
-    [(cms_id, desired, reasons, _)] = planning_inputs(frame)
-    assert (cms_id, reasons) == ("1", ())
+    return frame
+
+
+def codes(frame: pd.DataFrame, column: str = "reasons") -> list[list[str]]:
+    return [
+        [entry.split(":", 1)[0] for entry in entries]
+        for entry_list in [frame[column]]
+        for entries in entry_list
+    ]
+
+
+@pytest.mark.parametrize(
+    ("row", "code"),
+    [
+        ({"id": " ", **GOOD}, "id_missing"),
+        ({"name": None, "price": "1"}, "name_missing"),
+        ({"name": "\x00\x07 \t", "price": "1"}, "name_missing"),
+        ({"name": "x" * 251, "price": "1"}, "name_too_long"),
+        ({**GOOD, "description": "d" * 40_001}, "description_too_long"),
+        ({"name": "Hat", "price": None}, "price_missing"),
+        ({"name": "Hat", "price": "  "}, "price_missing"),
+        ({"name": "Hat", "price": "12,50"}, "price_ambiguous"),
+        ({"name": "Hat", "price": "1.234,56"}, "price_ambiguous"),
+        ({"name": "Hat", "price": "1,234.56"}, "price_ambiguous"),
+        ({"name": "Hat", "price": "EUR 12.50"}, "price_not_a_number"),
+        ({"name": "Hat", "price": "12.5.0"}, "price_not_a_number"),
+        ({"name": "Hat", "price": float("nan")}, "price_missing"),
+        ({"name": "Hat", "price": "NaN"}, "price_not_a_number"),
+        ({"name": "Hat", "price": float("inf")}, "price_not_a_number"),
+        ({"name": "Hat", "price": True}, "price_not_a_number"),
+        ({"name": "Hat", "price": "-5.00"}, "price_negative"),
+        ({"name": "Hat", "price": Decimal("-1")}, "price_negative"),
+        ({"name": "Hat", "price": "12.505"}, "price_too_precise"),
+        ({"name": "Hat", "price": "10.5", "currency": "JPY"}, "price_too_precise"),
+        ({"name": "Hat", "price": "12.5", "currency": "isk"}, "price_too_precise"),
+        ({"name": "Hat", "price": "1", "currency": "euro"}, "currency_unsupported"),
+        ({"name": "Hat", "price": "0.30"}, "price_below_minimum"),
+        ({"name": "Hat", "price": "40", "currency": "jpy"}, "price_below_minimum"),
+        ({"name": "Hat", "price": "1000000.01"}, "price_above_maximum"),
+        ({"name": "Hat", "price": "0"}, "price_free_not_allowed"),
+    ],
+)
+def test_each_rule_quarantines_a_row_with_its_own_reason_code(row, code):
+    [found] = codes(validate(row))
+    assert found == [code]
+
+
+def test_a_row_breaking_several_rules_lists_every_reason():
+    [found] = codes(validate({"name": "", "price": "12,50", "currency": "xyz"}))
+    assert found == ["name_missing", "currency_unsupported", "price_ambiguous"]
+
+
+def test_rows_sharing_an_id_are_all_quarantined_and_the_rest_go_on():
+    frame = validate({**GOOD, "id": "a"}, {**GOOD, "id": "a"}, {**GOOD, "id": "b"})
+    assert codes(frame) == [["id_duplicate"], ["id_duplicate"], []]
+
+
+def test_names_and_descriptions_are_normalised_cleaned_and_trimmed():
+    frame = validate(
+        {"name": "  Cafe\u0301\x00 \u202e", "description": " line 1\nline\t2\x07 ", "price": "1"}
+    )
     assert (
+        frame.loc[0, "name"] == "Café \u202e".strip()
+        and frame.loc[0, "description"] == "line 1\nline\t2"
+    )
+
+
+def test_hostile_but_valid_strings_pass_verbatim():
+    names = ["Robert'); DROP TABLE products;--", "<script>alert(1)</script>", "🎩 Hat", "كوب قهوة"]
+    frame = validate(*({"name": name, "price": "1"} for name in names))
+    assert list(frame["name"]) == names and codes(frame) == [[], [], [], []]
+
+
+def test_bad_images_are_dropped_with_a_warning_and_at_most_eight_kept():
+    images = [
+        "http://plain",
+        "https://ok/1",
+        "/relative",
+        "https://" + "x" * 2050,
+        *(f"https://ok/{n}" for n in range(2, 10)),
+    ]
+    frame = validate({**GOOD, "images": images})
+    assert frame.loc[0, "images"] == tuple(f"https://ok/{n}" for n in range(1, 9))
+    assert codes(frame, "warnings") == [["image_dropped"] * 3 + ["images_truncated"]]
+    assert codes(frame) == [[]]
+
+
+@pytest.mark.parametrize("images", ['["https://a/x.png"]', ["https://a/x.png"], "https://a/x.png"])
+def test_images_may_be_an_array_a_json_array_or_one_url(images):
+    assert validate({**GOOD, "images": images}).loc[0, "images"] == ("https://a/x.png",)
+
+
+def test_a_missing_currency_means_the_default_and_case_does_not_matter():
+    frame = validate(
+        {**GOOD, "currency": None},
+        {**GOOD, "currency": " EUR "},
+        rules=ValidationRules(default_currency="usd"),
+    )
+    assert list(frame["currency"]) == ["usd", "eur"]
+
+
+def test_rounding_rounds_half_up_with_a_warning():
+    frame = validate({**GOOD, "price": "12.505"}, rules=ValidationRules(round_prices=True))
+    assert frame.loc[0, "unit_amount"] == 1251
+    assert frame.loc[0, "warnings"] == ("price_rounded: 12.505 EUR rounded to 12.51",)
+
+
+def test_free_products_may_be_allowed():
+    frame = validate({**GOOD, "price": "0"}, rules=ValidationRules(allow_free_products=True))
+    assert (codes(frame), frame.loc[0, "unit_amount"]) == ([[]], 0)
+
+
+def test_skipping_validation_skips_business_rules_only():
+    rules = ValidationRules(skip_validation=True)
+    frame = validate(
+        {**GOOD, "price": "0.30"},
+        {**GOOD, "price": "2000000"},
+        {**GOOD, "price": "0"},
+        {**GOOD, "price": "abc"},
+        rules=rules,
+    )
+    assert codes(frame) == [[], [], [], ["price_not_a_number"]]
+
+
+def test_mapped_metadata_columns_become_metadata_within_stripes_limits():
+    frame = validate(
+        {**GOOD, "metadata.sku": "A-1", "metadata.color": None},
+        {**GOOD, "metadata.sku": "x" * 501},
+    )
+    assert frame.loc[0, "metadata"] == (("sku", "A-1"),)
+    assert codes(frame) == [[], ["metadata_invalid"]]
+    [(_, desired, _, _), _] = planning_inputs(frame)
+    assert desired.managed_metadata() == {"sku": "A-1", "cms_id": "0", "managed_by": "stripe_sync"}
+
+
+def test_a_valid_row_becomes_a_stripe_ready_product():
+    [(cms_id, desired, reasons, _)] = planning_inputs(
+        validate({**GOOD, "images": '["https://a/x.png"]'})
+    )
+    assert (
+        cms_id,
+        reasons,
         desired.name,
         desired.currency,
         desired.unit_amount,
-        desired.images,
         desired.active,
-    ) == ("Hat", "eur", 1250, ("https://a/x.png",), True)
-
-
-def test_bad_rows_are_quarantined_with_reasons_and_the_rest_goes_on():
-    frame = validate_batch(
-        raw(
-            {"id": "ok", "name": "Hat", "price": 5},
-            {"id": "no-name", "name": "  ", "price": "1"},
-            {"id": "bad-price", "name": "X", "price": "12,50"},
-            {"id": "bad-currency", "name": "X", "price": "1", "currency": "xyz"},
-            {"id": "too-precise", "name": "X", "price": "1.5", "currency": "JPY"},
-        ),
-        ValidationRules(),
-    )
-    ValidatedProducts.validate(frame)
-    reasons = reasons_of(frame)
-    assert reasons["ok"] == ()
-    assert reasons["no-name"][0].startswith("name_missing")
-    assert reasons["bad-price"][0].startswith("price_unparseable")
-    assert reasons["bad-currency"][0].startswith("currency_unsupported")
-    assert reasons["too-precise"][0].startswith("price_precision")
-
-
-def test_a_missing_currency_means_the_configured_default():
-    frame = validate_batch(
-        raw({"id": 1, "name": "Hat", "price": "500"}), ValidationRules(default_currency="jpy")
-    )
-    assert (frame.loc[0, "currency"], frame.loc[0, "unit_amount"]) == ("jpy", 500)
+    ) == ("0", (), "Hat", "eur", 1250, True)
