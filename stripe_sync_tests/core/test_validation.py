@@ -11,13 +11,13 @@ COLUMNS = ["batch", "id", "name", "description", "price", "currency", "images", 
 GOOD = {"name": "Hat", "price": "12.50"}
 
 
-def validate(*rows: dict, rules: ValidationRules = ValidationRules()) -> pd.DataFrame:
+def validate(*rows: dict, rules: ValidationRules | None = None) -> pd.DataFrame:
     defaults = dict.fromkeys(COLUMNS)
     raw = pd.DataFrame(
         [{**defaults, "batch": "b", "id": str(n), **row} for n, row in enumerate(rows)],
         columns=None,
     ).astype(object)
-    frame = validate_batch(raw, rules)
+    frame = validate_batch(raw, rules or ValidationRules())
     ValidatedProducts.validate(frame)
     return frame
 
@@ -50,7 +50,7 @@ def codes(frame: pd.DataFrame, column: str = "reasons") -> list[list[str]]:
         ({"name": "Hat", "price": float("inf")}, "price_not_a_number"),
         ({"name": "Hat", "price": True}, "price_not_a_number"),
         ({"name": "Hat", "price": "-5.00"}, "price_negative"),
-        ({"name": "Hat", "price": Decimal("-1")}, "price_negative"),
+        ({"name": "Hat", "price": Decimal(-1)}, "price_negative"),
         ({"name": "Hat", "price": "12.505"}, "price_too_precise"),
         ({"name": "Hat", "price": "10.5", "currency": "JPY"}, "price_too_precise"),
         ({"name": "Hat", "price": "12.5", "currency": "isk"}, "price_too_precise"),
