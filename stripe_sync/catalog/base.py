@@ -101,5 +101,7 @@ def missing_columns_error(table: str, missing: Iterable[str]) -> CatalogError:
         problems.append(f"the write-back columns {', '.join(write_back)} (apply {MIGRATION})")
     mapped = sorted(missing - set(SOURCE_COLUMNS) - set(WRITE_BACK_COLUMNS))
     if mapped:
-        problems.append(f"the metadata columns {', '.join(mapped)} (fix STRIPE_SYNC_METADATA_COLUMNS)")
+        problems.append(
+            f"the metadata columns {', '.join(mapped)} (fix STRIPE_SYNC_METADATA_COLUMNS)"
+        )
     return CatalogError(f"Table {table} lacks {' and '.join(problems)}.")

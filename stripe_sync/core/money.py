@@ -68,7 +68,7 @@ UNITS_PER_EUR = {
     "kwd": Decimal("0.34"),
 }
 
-_PLAIN_DECIMAL = re.compile(r"\d+(\.\d+)?")
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")  # ASCII digits only: "１２" is no plain decimal
 
 
 class PriceError(ValueError):
@@ -97,7 +97,7 @@ def parse_price(value: object) -> Decimal:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise PriceError("price_not_a_number", f"{value} is not a finite number")
-        value = repr(value)  # the shortest decimal that reads back as this float: "0.1"
+        value = Decimal(repr(value))  # the shortest decimal that reads back as this float: 0.1
     if isinstance(value, int | Decimal):
         amount = Decimal(value)
         if not amount.is_finite():

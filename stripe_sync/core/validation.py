@@ -80,6 +80,15 @@ def validate_batch(raw: pd.DataFrame, rules: ValidationRules) -> pd.DataFrame:
     rows = raw.to_dict("records")
     id_counts = Counter(_text(row["id"]) for row in rows)
     records = [_validate_row(row, rules, duplicate=id_counts[_text(row["id"])] > 1) for row in rows]
+    # Rows sharing an id share one write-back: give each the reasons of all of them.
+    shared: dict[str, tuple[str, ...]] = {}
+    for record in records:
+        if id_counts[record["cms_id"]] > 1:
+            shared[record["cms_id"]] = tuple(
+                dict.fromkeys(shared.get(record["cms_id"], ()) + record["reasons"])
+            )
+    for record in records:
+        record["reasons"] = shared.get(record["cms_id"], record["reasons"])
     # Built column by column as object: pandas would turn integer amounts beside None into floats.
     return pd.DataFrame(
         {c: pd.Series([r[c] for r in records], dtype=object) for c in VALIDATED_COLUMNS}
