@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 import click
@@ -47,6 +49,17 @@ def _dagster_home() -> pathlib.Path:
             repo_yaml.read_text() if repo_yaml.exists() else "telemetry:\n  enabled: false\n"
         )
     return home
+
+
+def _instance(home: pathlib.Path):
+    """The DAGSTER_HOME instance. Got under a lock: two migrations started at once on a new
+    home would both create its SQLite storage, and one would die of "table alembic_version
+    already exists"."""
+    import dagster as dg
+    from filelock import FileLock  # a dependency of dagster's
+
+    with FileLock(home / ".stripe_sync_instance.lock"):
+        return dg.DagsterInstance.get()
 
 
 def _allow_live_mode(allow: bool) -> None:
@@ -135,20 +148,31 @@ def migrate(
 
 
 def _migrate(batches_per_run: int, log_level: str, log_file: str) -> bool:
-    import dagster as dg
-
     from stripe_sync.migration import run_migration
 
     home = _dagster_home()
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        # Ctrl+C or SIGTERM between runs: no new batch starts (during a run, Dagster's own
+        # handler interrupts the Stripe step, which writes back what finished). A second
+        # signal stops at once.
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
     with _one_sentence_errors():
         defs = _checked_definitions()
         result = run_migration(
             defs,
-            dg.DagsterInstance.get(),
+            _instance(home),
             batches_per_run=batches_per_run,
             log_level=log_level,
             log_file=log_file,
             say=click.echo,
+            stop_requested=stop.is_set,
         )
     click.echo(result.report_markdown)
     click.echo(f"Dagster runs are in {home}: see them with `DAGSTER_HOME={home} {_DAGSTER} dev`.")

@@ -18,6 +18,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from stripe_sync.defs.assets import STOPS_MIGRATION
 from stripe_sync.defs.jobs import register_batches
 from stripe_sync.defs.partitions import batch_partitions
 
@@ -43,6 +44,7 @@ def run_migration(
     log_level: str = "INFO",
     log_file: str = "logs/stripe-sync.log",
     say=print,
+    stop_requested=lambda: False,
 ) -> MigrationResult:
     """Register new batches, sync every batch (several per run), then rebuild the report."""
     for run_id in fail_abandoned_runs(instance):
@@ -61,6 +63,10 @@ def run_migration(
     job = defs.resolve_job_def("migrate_batches")
     run_ids, failed = [], []
     for start in range(0, len(keys), batches_per_run):
+        if stop_requested():
+            failed.extend(keys[start:])
+            say("stopped on request: the remaining batches are left for the next run")
+            break
         chunk = keys[start : start + batches_per_run]
         result = job.execute_in_process(
             instance=instance,
@@ -78,6 +84,11 @@ def run_migration(
         say(
             f"batches {start + 1}-{start + len(chunk)} of {len(keys)}: {'ok' if result.success else 'FAILED'} (run {result.run_id})"
         )
+        reason = None if result.success else _stop_reason(result)
+        if reason is not None:
+            failed.extend(keys[start + len(chunk) :])
+            say(f"{reason}: the remaining batches are left for the next run")
+            break
     report_result = defs.resolve_job_def("report").execute_in_process(
         instance=instance, run_config=run_config, raise_on_error=False
     )
@@ -90,6 +101,25 @@ def run_migration(
         report_markdown=materialization.metadata["report"].value,
         report=json.loads(json_path.read_text()),
     )
+
+
+_INTERRUPTS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+
+
+def _stop_reason(result: dg.ExecuteInProcessResult) -> str | None:
+    """Why no further run may start after this failed one, if so: the process was told to
+    stop (during a run Dagster's own SIGINT/SIGTERM handler turns the signal into an
+    interrupt of the step, so `stop_requested` never hears of it), or Stripe refused the key."""
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        data = event.step_failure_data
+        if data.error is not None and data.error.cls_name in _INTERRUPTS:
+            return "stopped on request"
+        failure = data.user_failure_data
+        if failure is not None and failure.metadata.get(STOPS_MIGRATION) is not None:
+            return "Stripe refused the key, so no further batch was started"
+    return None
 
 
 _HOST_TAG, _PID_TAG = "stripe_sync/host", "stripe_sync/pid"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
-from stripe_sync.core.errors import ConfigError
-from stripe_sync.core.stripe_api import ErrorKind, StripeFailure
+from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
 from stripe_sync.defs.resources import CatalogResource, StripeResource
 
 
@@ -33,13 +33,13 @@ def preflight(catalog: CatalogResource, stripe: StripeResource) -> PreflightResu
         description = source.describe()
     finally:
         source.close()
-    api = stripe.api()
-    try:
-        account = api.account()
-    except StripeFailure as failure:
-        if failure.kind is ErrorKind.FATAL:
-            raise ConfigError(f"Stripe rejected STRIPE_SECRET_KEY: {failure}") from None
-        raise ConfigError(f"Cannot reach Stripe at {api.api_base}: {failure}") from None
+    with contextlib.closing(stripe.api()) as api:
+        try:
+            account = api.account()
+        except StripeFailure as failure:
+            if failure.kind is ErrorKind.FATAL:
+                raise ConfigError(f"Stripe rejected STRIPE_SECRET_KEY: {failure}") from None
+            raise ConfigError(f"Cannot reach Stripe at {api.api_base}: {failure}") from None
     name = (account.get("settings") or {}).get("dashboard", {}).get("display_name") or account.get(
         "id"
     )

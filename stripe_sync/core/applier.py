@@ -24,9 +24,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from stripe_sync.core.errors import ErrorKind, StripeFailure
 from stripe_sync.core.identity import PRODUCT_FIELDS, DesiredProduct, idempotency_key
 from stripe_sync.core.planner import Action, ActionKind
-from stripe_sync.core.stripe_api import ErrorKind, StripeApi, StripeFailure
+from stripe_sync.core.stripe_api import StripeApi
 
 Item = TypeVar("Item")
 
@@ -58,12 +59,16 @@ class Outcome:
         return {Result.INVALID: "invalid", Result.FAILED: "failed"}.get(self.result, "synced")
 
 
-class FatalStripeError(Exception):
-    """Stripe refused the key itself: the run must stop, after writing back `finished`."""
+class ApplyStopped(Exception):
+    """The run stopped early: Stripe refused the key, or the process was told to stop.
 
-    def __init__(self, message: str, finished: list[Outcome]):
-        super().__init__(message)
+    `finished` holds the outcomes of every product that got done, to be written back.
+    """
+
+    def __init__(self, reason: str, finished: list[Outcome], *, fatal: bool = False):
+        super().__init__(reason)
         self.finished = finished
+        self.fatal = fatal
 
 
 @dataclass
@@ -132,8 +137,8 @@ class Applier:
                 stripe_work.append(action)
         try:
             return immediate + self._run(stripe_work, self._apply_product)
-        except FatalStripeError as error:
-            error.finished[:0] = immediate
+        except ApplyStopped as stopped:
+            stopped.finished[:0] = immediate
             raise
 
     def apply_prices(self, pending: Iterable[tuple[Outcome, DesiredProduct]]) -> list[Outcome]:
@@ -317,20 +322,29 @@ class Applier:
             return first_fatal
 
         pending: set[Future] = set()
+        interrupt: BaseException | None = None
         with ThreadPoolExecutor(self._max_in_flight, thread_name_prefix="stripe") as pool:
-            for item in items:
-                if fatal is not None or self._should_stop():
-                    break
-                if len(pending) >= self._max_in_flight:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    fatal = collect(done)
-                    if fatal is not None:
+            try:
+                for item in items:
+                    if fatal is not None or self._should_stop():
                         break
-                pending.add(pool.submit(apply_counted, item))
+                    if len(pending) >= self._max_in_flight:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        fatal = collect(done)
+                        if fatal is not None:
+                            break
+                    pending.add(pool.submit(apply_counted, item))
+            except BaseException as error:  # noqa: BLE001 - Ctrl+C, SIGTERM, a Dagster run termination
+                interrupt = error
+            # Requests in flight finish (each is idempotent); nothing new starts.
             done, _ = wait(pending)
             fatal = fatal or collect(done)
+        if interrupt is not None:
+            raise ApplyStopped("stopped on request", outcomes) from interrupt
         if fatal is not None:
-            raise FatalStripeError(fatal.message, outcomes)
+            raise ApplyStopped(f"Stripe refused the key ({fatal.message})", outcomes, fatal=True)
+        if len(outcomes) < len(items):
+            raise ApplyStopped("stopped on request", outcomes)
         return outcomes
 
 

@@ -1,64 +1,23 @@
 """The Stripe calls the pipeline makes, on stripe-python's `StripeClient` (v1 services).
 
-Every error is classified here, once: a fatal one (bad key, missing permission) stops
-the run; a row's bad data fails that row; retryable and rate-limited errors are what
-the retry layer may try again. Messages are redacted: Stripe's own 401 message names
-the key (masked), and nothing key-like may reach a log or the catalog.
+Each call passes the shared throttle (throttle.py), then the one retry policy (retry.py);
+stripe-python's own retries are off, so every attempt is throttled and counted.
 """
 
 from __future__ import annotations
 
-import enum
 import threading
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import stripe
 
-from stripe_sync.core.errors import ConfigError
-from stripe_sync.core.secrets import redact
+from stripe_sync.core.errors import ConfigError, classify
+from stripe_sync.core.retry import RetryPolicy, call_with_retries
+
+if TYPE_CHECKING:
+    from stripe_sync.core.throttle import Throttle
 
 STRIPE_API_BASE = "https://api.stripe.com"
-
-
-class ErrorKind(enum.Enum):
-    FATAL = "fatal"  # authentication or permission: nothing else will work either
-    RATE_LIMITED = "rate_limited"
-    RETRYABLE = "retryable"  # connection, timeout, 409, 5xx
-    BAD_DATA = "bad_data"  # Stripe refused this row's request
-
-
-@dataclass
-class StripeFailure(Exception):
-    """A Stripe call that failed, classified, with a key-free message."""
-
-    kind: ErrorKind
-    message: str
-    code: str | None = None
-    status: int | None = None
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def classify(error: stripe.StripeError) -> StripeFailure:
-    if isinstance(error, (stripe.AuthenticationError, stripe.PermissionError)):
-        kind = ErrorKind.FATAL
-    elif isinstance(error, stripe.RateLimitError) or error.http_status == 429:
-        kind = ErrorKind.RATE_LIMITED
-    elif (
-        isinstance(error, stripe.APIConnectionError)
-        or (error.http_status or 0) >= 500
-        or error.http_status == 409
-    ):
-        kind = ErrorKind.RETRYABLE
-    else:
-        kind = ErrorKind.BAD_DATA
-    body = error.json_body.get("error", {}) if isinstance(error.json_body, dict) else {}
-    message = body.get("message") or error.user_message or type(error).__name__
-    return StripeFailure(
-        kind, redact(str(message)), code=body.get("code") or error.code, status=error.http_status
-    )
 
 
 def key_mode(secret_key: str) -> str:
@@ -100,8 +59,9 @@ class StripeApi:
         secret_key: str,
         *,
         api_base: str | None = None,
-        max_network_retries: int = 2,
         timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        throttle: Throttle | None = None,
         allow_live_mode: bool = False,
     ):
         if not secret_key:
@@ -115,20 +75,33 @@ class StripeApi:
                 "stripe resource) if you really mean to write to live Stripe."
             )
         self.api_base = api_base or STRIPE_API_BASE
+        self._retry = retry or RetryPolicy()
+        self._throttle = throttle
         self._http = _CountingHttpClient(timeout=timeout_s)
+        # Retries are ours (retry.py): stripe-python's would bypass the throttle.
         self._client = stripe.StripeClient(
             secret_key,
             base_addresses={"api": self.api_base},
-            max_network_retries=max_network_retries,
+            max_network_retries=0,
             http_client=self._http,
         )
 
     def __repr__(self) -> str:
         return f"StripeApi(mode={self.mode!r}, api_base={self.api_base!r})"
 
+    def close(self) -> None:
+        """Let go of the throttle's store connections."""
+        if self._throttle is not None:
+            self._throttle.close()
+
+    @property
+    def rate(self) -> float:
+        """Requests per second the throttle allows now (unthrottled: Stripe's test-mode limit)."""
+        return self._throttle.rate if self._throttle is not None else 25.0
+
     @property
     def requests_sent(self) -> int:
-        """HTTP requests sent so far, stripe-python's own retries included."""
+        """HTTP requests sent so far, retries included."""
         return self._http.sent
 
     @property
@@ -137,52 +110,74 @@ class StripeApi:
         return self._http.sent_by_this_thread
 
     def account(self) -> dict:
-        return self._call(self._client.v1.accounts.retrieve_current)
+        return self._call("GET /v1/account", self._client.v1.accounts.retrieve_current)
 
     def create_product(self, params: dict, idempotency_key: str) -> dict:
         return self._call(
+            "POST /v1/products",
             self._client.v1.products.create,
             params=params,
-            options={"idempotency_key": idempotency_key},
+            options=_key(idempotency_key),
         )
 
     def retrieve_product(self, product_id: str) -> dict:
         return self._call(
-            self._client.v1.products.retrieve, product_id, params={"expand": ["default_price"]}
+            "GET /v1/products/{id}",
+            self._client.v1.products.retrieve,
+            product_id,
+            params={"expand": ["default_price"]},
         )
 
     def update_product(self, product_id: str, params: dict, idempotency_key: str) -> dict:
         return self._call(
+            "POST /v1/products/{id}",
             self._client.v1.products.update,
             product_id,
             params=params,
-            options={"idempotency_key": idempotency_key},
+            options=_key(idempotency_key),
         )
 
     def create_price(self, params: dict, idempotency_key: str) -> dict:
         return self._call(
+            "POST /v1/prices",
             self._client.v1.prices.create,
             params=params,
-            options={"idempotency_key": idempotency_key},
+            options=_key(idempotency_key),
         )
 
     def update_price(self, price_id: str, params: dict, idempotency_key: str) -> dict:
         return self._call(
+            "POST /v1/prices/{id}",
             self._client.v1.prices.update,
             price_id,
             params=params,
-            options={"idempotency_key": idempotency_key},
+            options=_key(idempotency_key),
         )
 
     def price_by_lookup_key(self, lookup_key: str) -> dict | None:
         found = self._call(
-            self._client.v1.prices.list, params={"lookup_keys": [lookup_key], "limit": 1}
+            "GET /v1/prices",
+            self._client.v1.prices.list,
+            params={"lookup_keys": [lookup_key], "limit": 1},
         )
         return found["data"][0] if found["data"] else None
 
-    @staticmethod
-    def _call(method, *args: Any, **kwargs: Any) -> dict:
-        try:
-            return method(*args, **kwargs).to_dict()
-        except stripe.StripeError as error:
-            raise classify(error) from None
+    def _call(self, endpoint: str, method, *args: Any, **kwargs: Any) -> dict:
+        """One logical call: throttled attempts under the retry policy."""
+
+        def attempt() -> dict:
+            if self._throttle is not None:
+                self._throttle.acquire(endpoint)
+            try:
+                return method(*args, **kwargs).to_dict()
+            except stripe.StripeError as error:
+                raise classify(error) from None
+
+        on_rate_limited = (
+            self._throttle.rate_limited if self._throttle is not None else lambda: None
+        )
+        return call_with_retries(attempt, self._retry, on_rate_limited=on_rate_limited)
+
+
+def _key(idempotency_key: str) -> dict:
+    return {"idempotency_key": idempotency_key}

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from dagster._core.errors import DagsterExecutionInterruptedError  # interrupts: no public API
+from dagster._utils.interrupts import capture_interrupts, check_captured_interrupt
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from stripe_sync.catalog import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, Catalog, CatalogError, WriteBack
-from stripe_sync.core.applier import Applier, FatalStripeError, Outcome, Progress, Result
+from stripe_sync.core.applier import Applier, ApplyStopped, Outcome, Progress, Result
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.planner import ActionKind, plan_row
 from stripe_sync.core.report import build_report
@@ -24,6 +26,7 @@ from stripe_sync.defs.partitions import batch_partitions, batches_for
 from stripe_sync.defs.resources import CatalogResource, OutcomeLedger, StripeResource, SyncSettings
 
 PROGRESS_EVERY_S = 2.0
+STOPS_MIGRATION = "stops_migration"  # metadata of a step failure after which no run may start
 # Unlike `eager()`, which waits until every batch exists, rebuild after any batch changed.
 REPORT_AFTER_ANY_BATCH = (
     dg.AutomationCondition.any_deps_updated()
@@ -103,28 +106,24 @@ def stripe_products(
     updated with only what changed, or left alone; Stripe ids written back to the catalog."""
     started = time.monotonic()
     actions = [plan_row(*inputs) for inputs in planning_inputs(validated_products)]
-    with _user_errors(), _opened(catalog) as source:
-        api = stripe.api()
+    with _user_errors(), _opened(catalog) as source, contextlib.closing(stripe.api()) as api:
         context.log.info(f"Stripe {api.mode} mode at {api.api_base}: {len(actions)} products")
         applier = Applier(
-            api, max_in_flight=stripe.max_in_flight, on_progress=_progress_logger(context)
+            api, max_in_flight=stripe.in_flight(api), on_progress=_progress_logger(context)
         )
-        fatal = None
+        stopped = None
         try:
             outcomes = applier.apply_products(actions)
-        except FatalStripeError as error:
-            outcomes, fatal = error.finished, error
-        write_backs = _write_back(
-            source, [o for o in outcomes if not o.price_pending], validated_products
-        )
+        except ApplyStopped as error:
+            outcomes, stopped = error.finished, error
+        with _uninterrupted():
+            write_backs = _write_back(
+                source, [o for o in outcomes if not o.price_pending], validated_products
+            )
     _save_ledger(
         ledger, "stripe_products", context, api.mode, outcomes, validated_products, started
     )
-    if fatal is not None:
-        raise dg.Failure(
-            f"Stripe refused the key ({fatal}); the run stopped. Finished products were written back; "
-            "check STRIPE_SECRET_KEY and its permissions."
-        )
+    _raise_if_stopped(stopped)
     return dg.MaterializeResult(metadata=_summary(outcomes, write_backs, started))
 
 
@@ -148,22 +147,21 @@ def stripe_prices(
         for o in _this_run(ledger.load("stripe_products", batch), context)
     ]
     pending = [(o, desired[o.cms_id]) for o in product_outcomes if o.price_pending]
-    with _user_errors(), _opened(catalog) as source:
-        api = stripe.api()
-        fatal = None
+    with _user_errors(), _opened(catalog) as source, contextlib.closing(stripe.api()) as api:
+        stopped = None
         try:
-            price_outcomes = Applier(api, max_in_flight=stripe.max_in_flight).apply_prices(pending)
-        except FatalStripeError as error:
-            price_outcomes, fatal = error.finished, error
-        write_backs = _write_back(source, price_outcomes, validated_products)
+            price_outcomes = Applier(api, max_in_flight=stripe.in_flight(api)).apply_prices(pending)
+        except ApplyStopped as error:
+            price_outcomes, stopped = error.finished, error
+        with _uninterrupted():
+            write_backs = _write_back(source, price_outcomes, validated_products)
     repriced = {o.cms_id: o for o in price_outcomes}
     final = [
         _with_requests(repriced[o.cms_id], o.requests) if o.cms_id in repriced else o
         for o in product_outcomes
     ]
     _save_ledger(ledger, "stripe_prices", context, api.mode, final, validated_products, started)
-    if fatal is not None:
-        raise dg.Failure(f"Stripe refused the key ({fatal}); the run stopped.")
+    _raise_if_stopped(stopped)
     failed = [o for o in final if o.result == Result.FAILED]
     if failed:
         examples = "; ".join(f"{o.cms_id}: {o.error}" for o in failed[:3])
@@ -221,6 +219,30 @@ def _opened(catalog: CatalogResource) -> Iterator[Catalog]:
         yield source
     finally:
         source.close()
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """A write-back runs to its end: a stop signal arriving meanwhile takes effect after it."""
+    with capture_interrupts():
+        yield
+        interrupted = check_captured_interrupt()
+    if interrupted:
+        raise DagsterExecutionInterruptedError()
+
+
+def _raise_if_stopped(stopped: ApplyStopped | None) -> None:
+    """After the finished work was written back: pass an interruption on, or fail the step."""
+    if stopped is None:
+        return
+    if stopped.__cause__ is not None:
+        raise stopped.__cause__
+    advice = " Check STRIPE_SECRET_KEY and its permissions." if stopped.fatal else ""
+    raise dg.Failure(
+        f"{stopped}: the run stopped; finished products were written back.{advice}",
+        # run_migration starts no further run after this one (the key is refused for all).
+        metadata={STOPS_MIGRATION: True} if stopped.fatal else None,
+    )
 
 
 def _progress_logger(context: dg.AssetExecutionContext):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -14,7 +16,9 @@ from pydantic import Field
 from stripe_sync.catalog import Catalog, open_catalog
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.identity import reserved_metadata_keys
-from stripe_sync.core.stripe_api import StripeApi
+from stripe_sync.core.retry import RetryPolicy
+from stripe_sync.core.stripe_api import StripeApi, key_mode
+from stripe_sync.core.throttle import open_throttle
 from stripe_sync.core.validation import ValidationRules
 
 
@@ -52,18 +56,40 @@ class StripeResource(dg.ConfigurableResource):
     secret_key: str = Field(default="", repr=False)
     api_base: str = ""
     allow_live_mode: bool = False
-    max_network_retries: int = 2
-    timeout_s: float = 30.0
-    max_in_flight: int = 8
+    timeout_s: float = 30.0  # per request
+    max_attempts: int = 6  # per call, the first one included
+    deadline_s: float = 300.0  # per call, all attempts
+    # Where every process shares the rate budget: "" is a SQLite file in DAGSTER_HOME (one
+    # machine); postgresql://… or redis://… across machines.
+    throttle_url: str = ""
+    throttle_fraction: float = 0.8  # of Stripe's limits for the key's mode
+    # Requests in flight; 0 sizes it so latency never caps throughput (rate x latency).
+    max_in_flight: int = 0
+    expected_latency_s: float = 0.3
 
     def api(self) -> StripeApi:
+        mode = key_mode(self.secret_key) if self.secret_key else "test"
+        store = self.throttle_url or f"sqlite:///{storage_dir() / 'stripe_throttle.sqlite'}"
+        throttle = open_throttle(
+            store,
+            mode=mode,
+            namespace=hashlib.sha256(self.secret_key.encode()).hexdigest()[
+                :16
+            ],  # never the key itself
+            fraction=self.throttle_fraction,
+        )
         return StripeApi(
             self.secret_key,
+            retry=RetryPolicy(attempts=self.max_attempts, deadline_s=self.deadline_s),
+            throttle=throttle,
             api_base=self.api_base or None,
-            max_network_retries=self.max_network_retries,
             timeout_s=self.timeout_s,
             allow_live_mode=self.allow_live_mode,
         )
+
+    def in_flight(self, api: StripeApi) -> int:
+        """Products in progress at once: enough that latency never caps the throttled rate."""
+        return self.max_in_flight or max(2, math.ceil(api.rate * self.expected_latency_s * 2))
 
 
 class SyncSettings(dg.ConfigurableResource):
@@ -160,6 +186,12 @@ def resources_from_env(storage_dir: Path) -> dict[str, object]:
             secret_key=env_var("STRIPE_SECRET_KEY"),
             api_base=env_var("STRIPE_API_BASE"),
             allow_live_mode=_flag("STRIPE_ALLOW_LIVE_MODE"),
+            throttle_url=env_var("STRIPE_SYNC_THROTTLE_URL"),
+            throttle_fraction=float(_decimal("STRIPE_SYNC_THROTTLE_FRACTION", default="0.8")),
+            timeout_s=float(_decimal("STRIPE_TIMEOUT_S", default="30")),
+            max_attempts=_whole_number("STRIPE_MAX_ATTEMPTS", default=6),
+            deadline_s=float(_decimal("STRIPE_DEADLINE_S", default="300")),
+            max_in_flight=_whole_number("STRIPE_SYNC_MAX_IN_FLIGHT", default=0, minimum=0),
         ),
         "settings": SyncSettings(
             batch_size=_whole_number("STRIPE_SYNC_BATCH_SIZE", default=1000),
@@ -183,10 +215,10 @@ def storage_dir() -> Path:
     return Path(os.environ.get("DAGSTER_HOME") or ".dagster_home", "stripe_sync")
 
 
-def _whole_number(name: str, *, default: int) -> int:
+def _whole_number(name: str, *, default: int, minimum: int = 1) -> int:
     value = os.environ.get(name) or str(default)
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
+    if not value.isdigit() or int(value) < minimum:
+        raise ConfigError(f"{name} must be a whole number of at least {minimum}, not {value!r}.")
     return int(value)
 
 

@@ -1,11 +1,11 @@
 import pytest
 import stripe
 
-from stripe_sync.core.applier import Applier, FatalStripeError, Result
+from stripe_sync.core.applier import Applier, ApplyStopped, Result
 from stripe_sync.core.identity import DesiredProduct
 from stripe_sync.core.planner import ActionKind, SyncState, plan_row
 from stripe_sync.core.stripe_api import StripeApi
-from stripe_sync.testing import EmulatorControl, run_emulator
+from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
 
 KEY = "sk_test_applier"
 
@@ -18,8 +18,9 @@ def base_url():
 
 @pytest.fixture(autouse=True)
 def control(base_url):
-    """A fresh emulator account for every test."""
+    """A fresh emulator account, with default knobs, for every test."""
     control = EmulatorControl(base_url)
+    control.configure(**EmulatorConfig().to_dict())
     control.reset()
     return control
 
@@ -145,14 +146,33 @@ def test_a_row_stripe_refuses_fails_alone(applier):
 def test_a_rejected_key_stops_the_run_and_hands_back_what_finished(base_url, control):
     control.configure(api_keys=["sk_test_other"])
     try:
-        with pytest.raises(FatalStripeError) as error:
+        with pytest.raises(ApplyStopped) as error:
             Applier(StripeApi(KEY, api_base=base_url)).apply_products(
                 [plan_row("42", hat(), (), SyncState())]
             )
     finally:
         control.configure(api_keys=None)
     assert "sk_test_applier" not in str(error.value)
-    assert error.value.finished == []
+    assert error.value.fatal and error.value.finished == []
+
+
+def test_a_stop_request_lets_finished_work_out_and_starts_nothing_new(base_url, control):
+    control.configure(latency_ms=50)
+    done = []
+    applier = Applier(
+        StripeApi(KEY, api_base=base_url),
+        max_in_flight=2,
+        on_progress=lambda progress: done.append(progress.done),
+        should_stop=lambda: len(done) >= 2,
+    )
+    actions = [plan_row(str(n), hat(cms_id=str(n)), (), SyncState()) for n in range(10)]
+    with pytest.raises(ApplyStopped) as error:
+        applier.apply_products(actions)
+    finished = error.value.finished
+    assert not error.value.fatal and 2 <= len(finished) < 10
+    assert {o.result for o in finished} == {Result.CREATED}
+    # every request sent belongs to a finished product: none was abandoned half-way
+    assert len([r for r in control.requests() if r["method"] == "POST"]) == len(finished)
 
 
 def test_unchanged_and_invalid_rows_cost_no_request(applier, control):
