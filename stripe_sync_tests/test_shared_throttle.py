@@ -20,6 +20,7 @@ import pytest
 
 from stripe_sync.core.throttle import WINDOW_GUARD, open_throttle
 from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
+from stripe_sync_tests.rate_windows import max_in_window
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
 PROCESSES = 3
@@ -107,17 +108,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "postgres":
         return request.getfixturevalue("fresh_database_url")
     return os.environ.get("STRIPE_SYNC_TEST_REDIS_URL") or DEFAULT_TEST_REDIS_URL
-
-
-def max_in_window(times: list[float], window: float = 1.0) -> int:
-    """Most of `times` in any window (t - 1 s, t] ending at one of them, as Stripe counts."""
-    times = sorted(times)
-    best, first = 0, 0
-    for last, t in enumerate(times):
-        while times[first] <= t - window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
 
 
 def run_python(script: str, *args: str) -> subprocess.Popen:

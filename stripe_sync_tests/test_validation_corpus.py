@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 
 from stripe_sync.catalog import SOURCE_COLUMNS, WRITE_BACK_COLUMNS
 from stripe_sync.core.validation import ValidationRules, validate_batch
-from stripe_sync_tests.conftest import stripe_state, write_requests
+from stripe_sync_tests.conftest import ProductsTable, stripe_state, write_requests
 
 CODES = frozenset(
     {
@@ -509,13 +509,8 @@ _DIRTY_COLUMNS = (
 )
 
 
-@dataclass
-class DirtyTable:
+class DirtyTable(ProductsTable):
     """A catalog table that holds what a CMS might: text prices, duplicate ids."""
-
-    name: str
-    database_url: str
-    connection: psycopg.Connection
 
     def insert(self, cases: list[tuple[str, Case]]) -> None:
         statement = sql.SQL("insert into {} ({}) values ({})").format(
@@ -529,16 +524,7 @@ class DirtyTable:
                 [(id_, *(case.row.get(c) for c in _DIRTY_COLUMNS[1:])) for id_, case in cases],
             )
 
-    def update(self, id_: str, **columns: object) -> None:
-        self.connection.execute(
-            sql.SQL("update {} set {}, updated_at = now() where id = %s").format(
-                sql.Identifier(self.name),
-                sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns),
-            ),
-            [*columns.values(), id_],
-        )
-
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict]:  # type: ignore[override] - duplicates can't be keyed by id
         """Every row (duplicates too), in insertion order."""
         with self.connection.cursor(row_factory=dict_row) as cursor:
             cursor.execute(

@@ -27,6 +27,7 @@ from stripe_sync.core.throttle import (
     open_throttle,
     penalized,
 )
+from stripe_sync_tests.rate_windows import max_in_window
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
 STORES = ["memory", "sqlite", "postgres", "redis"]
@@ -73,17 +74,6 @@ def open_(store_url: str) -> Iterator[OpenThrottle]:
 
 def starts(throttle: Throttle, endpoints: list[str]) -> list[float]:
     return [throttle.reserve(endpoint).start for endpoint in endpoints]
-
-
-def max_in_window(times: list[float], window: float = 1.0) -> int:
-    """Most of `times` in any half-open window (t - window, t], as Stripe counts."""
-    times = sorted(times)
-    best, first = 0, 0
-    for last, t in enumerate(times):
-        while times[first] <= t - window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
 
 
 # ------------------------------------------------------------------ pure algorithm
