@@ -32,17 +32,13 @@ def key_mode(secret_key: str) -> str:
 
 
 class _CountingHttpClient(stripe.RequestsClient):
-    """stripe-python's requests client, counting every attempt it sends (retries too)."""
+    """stripe-python's requests client, counting the attempts each thread sends."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.sent = 0
-        self._lock = threading.Lock()
         self._this_thread = threading.local()
 
     def request(self, *args: Any, **kwargs: Any):
-        with self._lock:
-            self.sent += 1
         self._this_thread.sent = self.sent_by_this_thread + 1
         return super().request(*args, **kwargs)
 
@@ -100,13 +96,8 @@ class StripeApi:
         return self._throttle.rate if self._throttle is not None else 25.0
 
     @property
-    def requests_sent(self) -> int:
-        """HTTP requests sent so far, retries included."""
-        return self._http.sent
-
-    @property
     def requests_sent_by_this_thread(self) -> int:
-        """The same, counting only this thread's calls (one product is one thread's work)."""
+        """HTTP requests this thread has sent, retries included (one product is one thread's work)."""
         return self._http.sent_by_this_thread
 
     def account(self) -> dict:
