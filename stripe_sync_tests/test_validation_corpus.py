@@ -496,17 +496,8 @@ _DIRTY_DDL = """
         sync_hash text
     )
 """
-_DIRTY_COLUMNS = (
-    "id",
-    "name",
-    "description",
-    "price",
-    "currency",
-    "images",
-    "active",
-    "color",
-    "notes",
-)
+# The CMS's columns (updated_at is set by the table) and two columns mapped to metadata.
+_DIRTY_COLUMNS = (*SOURCE_COLUMNS[:-1], "color", "notes")
 
 
 class DirtyTable(ProductsTable):
