@@ -41,17 +41,17 @@ class WriteBack:
     id: str
     stripe_product_id: str | None
     stripe_price_id: str | None
-    sync_status: str
+    sync_status: str | None  # None (with synced_at None): never synced, as rollback restores
     sync_error: str | None
-    synced_at: datetime
+    synced_at: datetime | None
     sync_hash: str | None
 
     def __post_init__(self) -> None:
-        if self.sync_status not in SYNC_STATUSES:
+        if self.sync_status is not None and self.sync_status not in SYNC_STATUSES:
             raise ValueError(
                 f"sync_status must be one of {SYNC_STATUSES}, not {self.sync_status!r}"
             )
-        if self.synced_at.utcoffset() is None:
+        if self.synced_at is not None and self.synced_at.utcoffset() is None:
             raise ValueError("synced_at must be timezone-aware (UTC)")
 
     def columns(self) -> dict[str, object]:

@@ -7,6 +7,7 @@ stripe-python's own retries are off, so every attempt is throttled and counted.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import stripe
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from stripe_sync.core.throttle import Throttle
 
 STRIPE_API_BASE = "https://api.stripe.com"
+LIST_PAGE_SIZE = 100  # the most objects one list request returns
 
 
 def key_mode(secret_key: str) -> str:
@@ -118,6 +120,23 @@ class StripeApi:
             product_id,
             params={"expand": ["default_price"]},
         )
+
+    def list_products(self, product_ids: Sequence[str]) -> list[dict]:
+        """The products among `product_ids` that exist, default prices expanded: one request
+        per 100 ids (Stripe's largest page), never search (it lags behind writes)."""
+        found = []
+        for start in range(0, len(product_ids), LIST_PAGE_SIZE):
+            page = self._call(
+                "GET /v1/products",
+                self._client.v1.products.list,
+                params={
+                    "ids": list(product_ids[start : start + LIST_PAGE_SIZE]),
+                    "limit": LIST_PAGE_SIZE,
+                    "expand": ["data.default_price"],
+                },
+            )
+            found += page["data"]
+        return found
 
     def update_product(self, product_id: str, params: dict, idempotency_key: str) -> dict:
         return self._call(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from decimal import Decimal, InvalidOperation
@@ -14,8 +13,11 @@ import pandas as pd
 from pydantic import Field
 
 from stripe_sync.catalog import Catalog, open_catalog
+from stripe_sync.core.backups import BackupStore
+from stripe_sync.core.checkpoints import CheckpointStore
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.identity import reserved_metadata_keys
+from stripe_sync.core.jsonfiles import read_json, write_json
 from stripe_sync.core.retry import RetryPolicy
 from stripe_sync.core.stripe_api import StripeApi, key_mode
 from stripe_sync.core.throttle import open_throttle
@@ -103,6 +105,8 @@ class SyncSettings(dg.ConfigurableResource):
     skip_validation: bool = False  # business rules only; what Stripe would reject always counts
     max_price_eur: str = "1000000"  # a decimal string: money is never a float
     invalid_share_threshold: float = 0.05
+    # Archive the Stripe products of rows deleted from the catalog (else only report them).
+    mirror: bool = False
 
     def validation_rules(self) -> ValidationRules:
         return ValidationRules(
@@ -145,18 +149,31 @@ class OutcomeLedger(dg.ConfigurableResource):
     base_dir: str
 
     def save(self, asset: str, batch: str, record: dict) -> None:
-        path = self._path(asset, batch)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, default=str))
-        tmp.replace(path)
+        write_json(self._path(asset, batch), record)
 
     def load(self, asset: str, batch: str) -> dict | None:
-        path = self._path(asset, batch)
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_json(self._path(asset, batch))
 
     def _path(self, asset: str, batch: str) -> Path:
         return Path(self.base_dir, asset, f"{batch}.json")
+
+
+class CheckpointResource(dg.ConfigurableResource):
+    """Per batch, what each row was last made in Stripe (see core/checkpoints.py)."""
+
+    base_dir: str
+
+    def store(self) -> CheckpointStore:
+        return CheckpointStore(self.base_dir)
+
+
+class BackupResource(dg.ConfigurableResource):
+    """Per run and batch, the catalog rows and Stripe objects before the run changed them."""
+
+    base_dir: str
+
+    def store(self) -> BackupStore:
+        return BackupStore(self.base_dir)
 
 
 def env_var(*names: str) -> dg.EnvVar | str:
@@ -204,9 +221,14 @@ def resources_from_env(storage_dir: Path) -> dict[str, object]:
             invalid_share_threshold=float(
                 _decimal("STRIPE_SYNC_INVALID_SHARE_THRESHOLD", default="0.05")
             ),
+            mirror=_flag("STRIPE_SYNC_MIRROR"),
         ),
         "batch_frames": BatchFrameIOManager(base_dir=str(storage_dir / "frames")),
         "ledger": OutcomeLedger(base_dir=str(storage_dir / "ledger")),
+        "checkpoints": CheckpointResource(base_dir=str(storage_dir / "checkpoints")),
+        "backups": BackupResource(
+            base_dir=os.environ.get("STRIPE_SYNC_BACKUPS_DIR") or str(storage_dir / "backups")
+        ),
     }
 
 
