@@ -184,6 +184,13 @@ def _migrate(batches_per_run: int, log_level: str, log_file: str) -> bool:
     return result.succeeded
 
 
+# --- verify (stripe-sync verify) ---
+
+# --- rollback (stripe-sync rollback) ---
+
+# --- plan and reset (stripe-sync plan, stripe-sync reset) ---
+
+
 @main.command()
 @click.option("--products", default=240, show_default=True, help="Products in the sample catalog.")
 @click.option(

@@ -26,6 +26,10 @@ from stripe_sync.defs.partitions import batch_partitions, batches_for
 from stripe_sync.defs.resources import CatalogResource, OutcomeLedger, StripeResource, SyncSettings
 
 PROGRESS_EVERY_S = 2.0
+# A backfill of many batches runs them 10 to a run, as `stripe-sync migrate` does: a
+# million products make 100 runs, not 1,000.
+BATCHES_PER_RUN = 10
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=BATCHES_PER_RUN)
 STOPS_MIGRATION = "stops_migration"  # metadata of a step failure after which no run may start
 # Unlike `eager()`, which waits until every batch exists, rebuild after any batch changed.
 REPORT_AFTER_ANY_BATCH = (
@@ -42,6 +46,7 @@ with warnings.catch_warnings():  # dagster-pandera's converter is marked beta
 
 @dg.asset(
     partitions_def=batch_partitions,
+    backfill_policy=BACKFILL_POLICY,
     io_manager_key="batch_frames",
     dagster_type=CatalogRowsType,
     kinds={"supabase"},
@@ -65,6 +70,7 @@ def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResourc
 
 @dg.asset(
     partitions_def=batch_partitions,
+    backfill_policy=BACKFILL_POLICY,
     io_manager_key="batch_frames",
     dagster_type=ValidatedProductsType,
     kinds={"pandas"},
@@ -94,7 +100,12 @@ def validated_products(
     return validated
 
 
-@dg.asset(partitions_def=batch_partitions, pool="stripe_writes", kinds={"stripe"})
+@dg.asset(
+    partitions_def=batch_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    pool="stripe_writes",
+    kinds={"stripe"},
+)
 def stripe_products(
     context: dg.AssetExecutionContext,
     validated_products: pd.DataFrame,
@@ -128,7 +139,11 @@ def stripe_products(
 
 
 @dg.asset(
-    partitions_def=batch_partitions, deps=[stripe_products], pool="stripe_writes", kinds={"stripe"}
+    partitions_def=batch_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    deps=[stripe_products],
+    pool="stripe_writes",
+    kinds={"stripe"},
 )
 def stripe_prices(
     context: dg.AssetExecutionContext,
