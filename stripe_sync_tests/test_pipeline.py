@@ -101,6 +101,8 @@ def test_a_thousand_products_arrive_exactly_once_with_exact_prices_and_a_rerun_w
         "created": 1_000,
         "updated": 0,
         "unchanged": 0,
+        "archived": 0,
+        "orphaned": 0,
         "invalid": 0,
         "failed": 0,
     }
@@ -124,7 +126,7 @@ def test_a_thousand_products_arrive_exactly_once_with_exact_prices_and_a_rerun_w
     assert write_requests(emulator.requests()[before:]) == []
     assert second.report["counts"]["unchanged"] == 1_000
     assert second.report["products"] == 1_000 and second.report["stripe_requests"] == 0
-    assert "| 0 | 0 | 1000 | 0 | 0 |" in second.report_markdown
+    assert "| 0 | 0 | 1000 | 0 | 0 | 0 | 0 |" in second.report_markdown
     assert_in_sync(table.rows(), source, *stripe_state(emulator.base_url))
 
 
@@ -187,6 +189,8 @@ def test_a_renamed_product_costs_exactly_one_update_request(products_table, pipe
         "created": 0,
         "updated": 1,
         "unchanged": 7,
+        "archived": 0,
+        "orphaned": 0,
         "invalid": 0,
         "failed": 0,
     }

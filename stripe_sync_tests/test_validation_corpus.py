@@ -692,6 +692,8 @@ def test_the_corpus_through_the_pipeline_quarantines_every_bad_row_and_syncs_eve
         "created": len(good_cases),
         "updated": 0,
         "unchanged": 0,
+        "archived": 0,
+        "orphaned": 0,
         "invalid": len(bad_cases),
         "failed": 0,
     }
@@ -745,6 +747,8 @@ def test_the_corpus_through_the_pipeline_quarantines_every_bad_row_and_syncs_eve
         "created": len(fixed),
         "updated": 0,
         "unchanged": len(good_cases),
+        "archived": 0,
+        "orphaned": 0,
         "invalid": len(bad_cases) - len(fixed),
         "failed": 0,
     }

@@ -24,6 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from stripe_sync.core.compare import field_differs, is_desired_price
 from stripe_sync.core.errors import ErrorKind, StripeFailure
 from stripe_sync.core.identity import PRODUCT_FIELDS, DesiredProduct, idempotency_key
 from stripe_sync.core.planner import Action, ActionKind
@@ -38,6 +39,8 @@ class Result:
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
+    ARCHIVED = "archived"  # deleted from the catalog, archived in Stripe (mirror mode)
+    ORPHANED = "orphaned"  # deleted from the catalog, left live in Stripe (mirror off)
     INVALID = "invalid"
     FAILED = "failed"
 
@@ -115,26 +118,11 @@ class Applier:
         """
         immediate, stripe_work = [], []
         for action in actions:
-            if action.kind is ActionKind.UNCHANGED:
-                state = action.state
-                immediate.append(
-                    Outcome(
-                        action.cms_id,
-                        action.kind,
-                        Result.UNCHANGED,
-                        state.stripe_product_id,
-                        state.stripe_price_id,
-                        state.sync_hash,
-                    )
-                )
-            elif action.kind is ActionKind.INVALID:
-                immediate.append(
-                    Outcome(
-                        action.cms_id, action.kind, Result.INVALID, error="; ".join(action.reasons)
-                    )
-                )
-            else:
+            outcome = _without_request(action)
+            if outcome is None:
                 stripe_work.append(action)
+            else:
+                immediate.append(outcome)
         try:
             return immediate + self._run(stripe_work, self._apply_product)
         except ApplyStopped as stopped:
@@ -153,6 +141,8 @@ class Applier:
                 return self._create(action)
             if action.kind is ActionKind.UPDATE:
                 return self._update(action)
+            if action.kind is ActionKind.ARCHIVE:
+                return self._archive(action)
             return self._reconcile(action)
         except StripeFailure as failure:
             if failure.kind is ErrorKind.FATAL:
@@ -201,11 +191,35 @@ class Applier:
                 raise
             return self._create(replace(action, kind=ActionKind.CREATE))
         wanted = desired.product_fields()
-        changes = tuple(name for name in PRODUCT_FIELDS if _differs(name, product, wanted))
+        # Fields sent anyway (all of them on a forced resync), then whatever differs.
+        changes = tuple(
+            name
+            for name in PRODUCT_FIELDS
+            if name in action.fields or field_differs(name, product, wanted)
+        )
         default_price = product.get("default_price") or {}
-        if not _is_desired_price(default_price, desired):
+        if not is_desired_price(default_price, desired):
             changes += ("price",)
         return self._write_fields(replace(action, fields=changes), default_price.get("id"))
+
+    def _archive(self, action: Action) -> Outcome:
+        product_id = action.state.stripe_product_id
+        archive = {"active": False}
+        try:
+            self._stripe.update_product(
+                product_id, archive, idempotency_key("archive-product", product_id, archive)
+            )
+        except StripeFailure as failure:
+            if failure.code != "resource_missing":  # deleted by hand: nothing left to archive
+                raise
+        return Outcome(
+            action.cms_id,
+            action.kind,
+            Result.ARCHIVED,
+            product_id,
+            action.state.stripe_price_id,
+            action.state.sync_hash,
+        )
 
     def _write_fields(self, action: Action, current_price_id: str | None) -> Outcome:
         """One product update with the changed fields; none if only the price changed."""
@@ -348,24 +362,24 @@ class Applier:
         return outcomes
 
 
-def _differs(name: str, product: dict, wanted: dict) -> bool:
-    if name == "metadata":
-        current = product.get("metadata") or {}
-        return any(
-            current.get(key) != value
-            for key, value in wanted["metadata"].items()
-            if key != "sync_hash"
-        )
-    if name == "description":
-        return (product.get("description") or None) != wanted.get("description")
-    return product.get(name) != wanted.get(name)
-
-
-def _is_desired_price(price: dict, desired: DesiredProduct) -> bool:
-    return (
-        price.get("currency") == desired.currency
-        and price.get("unit_amount") == desired.unit_amount
-        and price.get("active", False)
+def _without_request(action: Action) -> Outcome | None:
+    """The outcome of an action that needs no Stripe request; None for one that does."""
+    state = action.state
+    if action.kind is ActionKind.UNCHANGED:
+        result = Result.UNCHANGED
+    elif action.kind is ActionKind.ORPHANED:
+        result = Result.ORPHANED
+    elif action.kind is ActionKind.INVALID:
+        return Outcome(action.cms_id, action.kind, Result.INVALID, error="; ".join(action.reasons))
+    else:
+        return None
+    return Outcome(
+        action.cms_id,
+        action.kind,
+        result,
+        state.stripe_product_id,
+        state.stripe_price_id,
+        state.sync_hash,
     )
 
 

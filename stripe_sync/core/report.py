@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-RESULTS = ("created", "updated", "unchanged", "invalid", "failed")
+RESULTS = ("created", "updated", "unchanged", "archived", "orphaned", "invalid", "failed")
+_REMOVED = {
+    "archived": "deleted from the catalog: archived in Stripe",
+    "orphaned": "deleted from the catalog, still live in Stripe (mirror mode archives it)",
+}
 
 
 @dataclass
@@ -18,6 +22,7 @@ class Report:
     stripe_seconds: float
     failures: list[dict] = field(default_factory=list)
     invalid: list[dict] = field(default_factory=list)
+    removed: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
 
     @property
@@ -35,8 +40,8 @@ class Report:
             "",
             f"Stripe mode: **{self.mode}**; {self.products} products in {self.batches} batches.",
             "",
-            "| created | updated | unchanged | invalid | failed |",
-            "| ---: | ---: | ---: | ---: | ---: |",
+            "| " + " | ".join(RESULTS) + " |",
+            "|" + " ---: |" * len(RESULTS),
             "| " + " | ".join(str(self.counts.get(name, 0)) for name in RESULTS) + " |",
             "",
             (
@@ -47,6 +52,7 @@ class Report:
         sections = (
             ("Failed", self.failures),
             ("Invalid (quarantined)", self.invalid),
+            ("Deleted from the catalog", self.removed),
             ("Warnings", self.warnings),
         )
         for title, rows in sections:
@@ -74,7 +80,7 @@ def _cell(value: object) -> str:
 def build_report(mode: str, batch_records: list[dict]) -> Report:
     """A report from each batch's final ledger record (`outcomes`, `requests`, `seconds`)."""
     counts: Counter[str] = Counter()
-    failures, invalid = [], []
+    failures, invalid, removed = [], [], []
     for record in batch_records:
         for outcome in record["outcomes"]:
             counts[outcome["result"]] += 1
@@ -83,6 +89,8 @@ def build_report(mode: str, batch_records: list[dict]) -> Report:
                 failures.append(row)
             elif outcome["result"] == "invalid":
                 invalid.append(row)
+            elif outcome["result"] in _REMOVED:
+                removed.append({**row, "error": _REMOVED[outcome["result"]]})
     return Report(
         mode=mode,
         batches=len(batch_records),
@@ -92,6 +100,7 @@ def build_report(mode: str, batch_records: list[dict]) -> Report:
         stripe_seconds=sum(record["seconds"] for record in batch_records),
         failures=failures,
         invalid=invalid,
+        removed=removed,
         warnings=[
             {"cms_id": w["cms_id"], "batch": record["batch"], "error": w["warning"]}
             for record in batch_records

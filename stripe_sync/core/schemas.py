@@ -84,6 +84,7 @@ class ValidatedProducts(pa.DataFrameModel):
     )
     sync_status: Series[object] = pa.Field(nullable=True, description="Last sync status.")
     sync_error: Series[object] = pa.Field(nullable=True, description="Last sync error.")
+    synced_at: Series[object] = pa.Field(nullable=True, description="When it last synced.")
     sync_hash: Series[object] = pa.Field(nullable=True, description="Content hash last synced.")
 
     class Config:

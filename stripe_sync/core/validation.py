@@ -10,7 +10,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from stripe_sync.core.checkpoints import CheckpointStore
 from stripe_sync.core.identity import METADATA_PREFIX, DesiredProduct, reserved_metadata_keys
 from stripe_sync.core.money import (
     MINIMUM_CHARGE,
@@ -29,7 +30,7 @@ from stripe_sync.core.money import (
     parse_price,
     to_minor_units,
 )
-from stripe_sync.core.planner import SyncState
+from stripe_sync.core.planner import Action, PlanOptions, SyncState, plan_batch
 
 MAX_IMAGES = 8
 MAX_IMAGE_URL_LENGTH = 2_048
@@ -47,9 +48,11 @@ _CONTROL_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 VALIDATED_COLUMNS = (
     "batch", "cms_id", "reasons", "warnings", "name", "description", "images", "active", "currency",
-    "unit_amount", "metadata", "stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "sync_hash",
+    "unit_amount", "metadata", "stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "synced_at", "sync_hash",
 )  # fmt: skip
-_STATE_COLUMNS = ("stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "sync_hash")
+_STATE_COLUMNS = (
+    "stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "synced_at", "sync_hash",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -295,3 +298,21 @@ def planning_inputs(
             row["stripe_product_id"], row["stripe_price_id"], row["sync_status"], row["sync_hash"]
         )
         yield row["cms_id"], desired, tuple(row["reasons"]), state
+
+
+def plan_frame(
+    validated: pd.DataFrame,
+    batch_keys: Sequence[str],
+    checkpoints: CheckpointStore,
+    options: PlanOptions,
+) -> dict[str, list[Action]]:
+    """The plan of each batch: its validated rows against its checkpoints (a batch whose rows
+    were all deleted still has its deletions planned)."""
+    return {
+        batch: plan_batch(
+            planning_inputs(validated[validated["batch"] == batch]),
+            checkpoints.load(batch),
+            options,
+        )
+        for batch in batch_keys
+    }

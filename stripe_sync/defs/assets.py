@@ -14,22 +14,37 @@ import pandas as pd
 from dagster._core.errors import DagsterExecutionInterruptedError  # interrupts: no public API
 from dagster._utils.interrupts import capture_interrupts, check_captured_interrupt
 from dagster_pandera import pandera_schema_to_dagster_type
+from pydantic import Field
 
 from stripe_sync.catalog import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, Catalog, CatalogError, WriteBack
 from stripe_sync.core.applier import Applier, ApplyStopped, Outcome, Progress, Result
+from stripe_sync.core.backups import Backup, BackupStore, now_iso
+from stripe_sync.core.checkpoints import Checkpoint, CheckpointStore
 from stripe_sync.core.errors import ConfigError
-from stripe_sync.core.planner import ActionKind, plan_row
-from stripe_sync.core.report import build_report
+from stripe_sync.core.identity import DesiredProduct
+from stripe_sync.core.plan_output import plan_markdown
+from stripe_sync.core.planner import Action, ActionKind, PlanOptions, count_changes
+from stripe_sync.core.report import RESULTS, build_report
 from stripe_sync.core.schemas import CatalogRows, ValidatedProducts
-from stripe_sync.core.validation import planning_inputs, validate_batch
+from stripe_sync.core.stripe_api import StripeApi
+from stripe_sync.core.validation import plan_frame, planning_inputs, validate_batch
 from stripe_sync.defs.partitions import batch_partitions, batches_for
-from stripe_sync.defs.resources import CatalogResource, OutcomeLedger, StripeResource, SyncSettings
+from stripe_sync.defs.resources import (
+    BackupResource,
+    CatalogResource,
+    CheckpointResource,
+    OutcomeLedger,
+    StripeResource,
+    SyncSettings,
+)
 
 PROGRESS_EVERY_S = 2.0
 # A backfill of many batches runs them 10 to a run, as `stripe-sync migrate` does: a
 # million products make 100 runs, not 1,000.
 BATCHES_PER_RUN = 10
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=BATCHES_PER_RUN)
+# Backfill policies are beta in Dagster 1.13; this project relies on them knowingly.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 STOPS_MIGRATION = "stops_migration"  # metadata of a step failure after which no run may start
 # Unlike `eager()`, which waits until every batch exists, rebuild after any batch changed.
 REPORT_AFTER_ANY_BATCH = (
@@ -100,6 +115,31 @@ def validated_products(
     return validated
 
 
+class SyncRunConfig(dg.Config):
+    """Options of one run (in the launchpad: `ops: stripe_products: config:`)."""
+
+    dry_run: bool = Field(
+        default=False,
+        description="Plan only: the plan is in the materialization; no Stripe or catalog write.",
+    )
+    force_resync: bool = Field(
+        default=False,
+        description="Re-send every product's fields and check its price, whatever the hashes say.",
+    )
+    no_checkpoint: bool = Field(
+        default=False,
+        description="Trust no stored sync state: read every synced product from Stripe and "
+        "write only what differs.",
+    )
+
+    def plan_options(self, settings: SyncSettings) -> PlanOptions:
+        return PlanOptions(
+            force_resync=self.force_resync,
+            use_checkpoints=not self.no_checkpoint,
+            mirror=settings.mirror,
+        )
+
+
 @dg.asset(
     partitions_def=batch_partitions,
     backfill_policy=BACKFILL_POLICY,
@@ -108,17 +148,46 @@ def validated_products(
 )
 def stripe_products(
     context: dg.AssetExecutionContext,
+    config: SyncRunConfig,
     validated_products: pd.DataFrame,
     stripe: StripeResource,
     catalog: CatalogResource,
     ledger: OutcomeLedger,
+    checkpoints: CheckpointResource,
+    backups: BackupResource,
+    settings: SyncSettings,
 ) -> dg.MaterializeResult:
     """Stripe products of the batch, each created with its default price in one request,
-    updated with only what changed, or left alone; Stripe ids written back to the catalog."""
+    updated with only what changed, or left alone; products of rows deleted from the catalog
+    archived in mirror mode. Backed up before any write; Stripe ids written back to the
+    catalog."""
     started = time.monotonic()
-    actions = [plan_row(*inputs) for inputs in planning_inputs(validated_products)]
+    store = checkpoints.store()
+    plan = plan_frame(
+        validated_products, context.partition_keys, store, config.plan_options(settings)
+    )
+    actions = [action for batch_actions in plan.values() for action in batch_actions]
+    batch_of = {
+        action.cms_id: batch for batch, batch_actions in plan.items() for action in batch_actions
+    }
+    desired = {action.cms_id: action.desired for action in actions if action.desired is not None}
+    summary = {"dagster/row_count": len(actions), **count_changes(actions)}
+    if config.dry_run:
+        context.log.info(f"dry run: {summary}")
+        return dg.MaterializeResult(
+            metadata={**summary, "dry_run": True, "plan": dg.MetadataValue.md(plan_markdown(plan))}
+        )
     with _user_errors(), _opened(catalog) as source, contextlib.closing(stripe.api()) as api:
         context.log.info(f"Stripe {api.mode} mode at {api.api_base}: {len(actions)} products")
+        backup_paths = [
+            str(path)
+            for batch, batch_actions in plan.items()
+            if (
+                path := _back_up(
+                    backups.store(), api, context, batch, batch_actions, validated_products
+                )
+            )
+        ]
         applier = Applier(
             api, max_in_flight=stripe.in_flight(api), on_progress=_progress_logger(context)
         )
@@ -127,15 +196,27 @@ def stripe_products(
             outcomes = applier.apply_products(actions)
         except ApplyStopped as error:
             outcomes, stopped = error.finished, error
+        settled = [o for o in outcomes if not o.price_pending]
         with _uninterrupted():
-            write_backs = _write_back(
-                source, [o for o in outcomes if not o.price_pending], validated_products
-            )
+            write_backs = _write_back(source, settled, validated_products)
+            _record_checkpoints(store, batch_of, desired, settled)
     _save_ledger(
-        ledger, "stripe_products", context, api.mode, outcomes, validated_products, started
+        ledger,
+        "stripe_products",
+        context,
+        api.mode,
+        outcomes,
+        batch_of,
+        validated_products,
+        started,
     )
     _raise_if_stopped(stopped)
-    return dg.MaterializeResult(metadata=_summary(outcomes, write_backs, started))
+    return dg.MaterializeResult(
+        metadata={
+            **_summary(outcomes, write_backs, started),
+            "backups": dg.MetadataValue.json(backup_paths),
+        }
+    )
 
 
 @dg.asset(
@@ -151,15 +232,22 @@ def stripe_prices(
     stripe: StripeResource,
     catalog: CatalogResource,
     ledger: OutcomeLedger,
+    checkpoints: CheckpointResource,
 ) -> dg.MaterializeResult:
     """Stripe prices of the batch: a new default price where the amount or currency changed
     (created, made the default, the old one archived). The batch fails if any product did."""
     started = time.monotonic()
     desired = {inputs[0]: inputs[1] for inputs in planning_inputs(validated_products)}
+    records = {
+        batch: record
+        for batch in context.partition_keys
+        if (record := _this_run(ledger.load("stripe_products", batch), context)) is not None
+    }
+    batch_of = {o["cms_id"]: batch for batch, record in records.items() for o in record["outcomes"]}
     product_outcomes = [
         Outcome(**{**o, "action": ActionKind(o["action"])})
-        for batch in context.partition_keys
-        for o in _this_run(ledger.load("stripe_products", batch), context)
+        for record in records.values()
+        for o in record["outcomes"]
     ]
     pending = [(o, desired[o.cms_id]) for o in product_outcomes if o.price_pending]
     with _user_errors(), _opened(catalog) as source, contextlib.closing(stripe.api()) as api:
@@ -170,12 +258,16 @@ def stripe_prices(
             price_outcomes, stopped = error.finished, error
         with _uninterrupted():
             write_backs = _write_back(source, price_outcomes, validated_products)
+            _record_checkpoints(checkpoints.store(), batch_of, desired, price_outcomes)
     repriced = {o.cms_id: o for o in price_outcomes}
     final = [
         _with_requests(repriced[o.cms_id], o.requests) if o.cms_id in repriced else o
         for o in product_outcomes
     ]
-    _save_ledger(ledger, "stripe_prices", context, api.mode, final, validated_products, started)
+    if records:  # none in a dry run: the products step wrote nothing
+        _save_ledger(
+            ledger, "stripe_prices", context, api.mode, final, batch_of, validated_products, started
+        )
     _raise_if_stopped(stopped)
     failed = [o for o in final if o.result == Result.FAILED]
     if failed:
@@ -279,7 +371,9 @@ def _write_back(source: Catalog, outcomes: list[Outcome], validated: pd.DataFram
     now = datetime.now(UTC)
     write_backs = {}
     for outcome in outcomes:
-        before = states[outcome.cms_id]
+        before = states.get(outcome.cms_id)
+        if before is None:  # deleted from the catalog: no row to write to
+            continue
         synced = outcome.sync_status == "synced"
         row = WriteBack(
             id=outcome.cms_id,
@@ -305,8 +399,73 @@ def _write_back(source: Catalog, outcomes: list[Outcome], validated: pd.DataFram
     return source.write_back(list(write_backs.values())) if write_backs else 0
 
 
+_NOTHING_NEW = (ActionKind.UNCHANGED, ActionKind.ORPHANED)  # their checkpoints stay as they are
+
+
+def _record_checkpoints(
+    store: CheckpointStore,
+    batch_of: dict[str, str],
+    desired: dict[str, DesiredProduct],
+    outcomes: list[Outcome],
+) -> None:
+    """What the outcomes made each row in Stripe, for the next plan to trust."""
+    changes: dict[str, dict[str, Checkpoint]] = {}
+    for outcome in outcomes:
+        batch = batch_of[outcome.cms_id]
+        if outcome.result == Result.ARCHIVED:
+            kept = store.load(batch)[outcome.cms_id]
+            changes.setdefault(batch, {})[outcome.cms_id] = replace(kept, removed=True)
+        elif outcome.sync_status == "synced" and outcome.action not in _NOTHING_NEW:
+            checkpoint = Checkpoint.of(desired[outcome.cms_id], outcome.stripe_price_id)
+            changes.setdefault(batch, {})[outcome.cms_id] = checkpoint
+    for batch, batch_changes in changes.items():
+        store.record(batch, batch_changes)
+
+
+def _back_up(
+    store: BackupStore,
+    api: StripeApi,
+    context: dg.AssetExecutionContext,
+    batch: str,
+    actions: list[Action],
+    validated: pd.DataFrame,
+) -> Path | None:
+    """Save the batch's rows and Stripe products that the actions may change, before they do."""
+    writing = [action for action in actions if action.writes]
+    if not writing:
+        return None
+    rows = {row["cms_id"]: row for row in reversed(validated.to_dict("records"))}
+    existing = [action for action in writing if action.kind is not ActionKind.CREATE]
+    products = api.list_products(
+        [
+            action.desired.stripe_id if action.desired else action.state.stripe_product_id
+            for action in existing
+        ]
+    )
+    backup = Backup(
+        run_id=context.run.run_id,
+        batch=batch,
+        taken_at=now_iso(),
+        catalog_rows=[
+            {"id": action.cms_id, **{c: rows[action.cms_id][c] for c in WRITE_BACK_COLUMNS}}
+            for action in writing
+            if action.cms_id in rows
+        ],
+        stripe_products={
+            **{
+                action.desired.stripe_id: None
+                for action in writing
+                if action.kind is ActionKind.CREATE
+            },
+            **{product["id"]: product for product in products},
+        },
+        actions={action.cms_id: action.change for action in writing},
+    )
+    return store.save(backup)
+
+
 def _summary(outcomes: list[Outcome], write_backs: int, started: float) -> dict:
-    results = {name: 0 for name in ("created", "updated", "unchanged", "invalid", "failed")}
+    results = dict.fromkeys(RESULTS, 0)
     for outcome in outcomes:
         results[outcome.result] += 1
     return {
@@ -323,12 +482,10 @@ def _save_ledger(
     context: dg.AssetExecutionContext,
     mode: str,
     outcomes: list[Outcome],
+    batch_of: dict[str, str],
     validated: pd.DataFrame,
     started: float,
 ) -> None:
-    batch_of = dict(
-        zip(validated["cms_id"], validated["batch"], strict=True)
-    )  # an id is in one batch
     seconds = time.monotonic() - started
     for batch in context.partition_keys:
         mine = [o for o in outcomes if batch_of[o.cms_id] == batch]
@@ -352,10 +509,8 @@ def _save_ledger(
         )
 
 
-def _this_run(record: dict | None, context: dg.AssetExecutionContext) -> list[dict]:
-    return (
-        record["outcomes"] if record is not None and record["run_id"] == context.run.run_id else []
-    )
+def _this_run(record: dict | None, context: dg.AssetExecutionContext) -> dict | None:
+    return record if record is not None and record["run_id"] == context.run.run_id else None
 
 
 def _with_requests(outcome: Outcome, earlier_requests: int) -> Outcome:

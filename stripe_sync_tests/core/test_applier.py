@@ -2,6 +2,7 @@ import pytest
 import stripe
 
 from stripe_sync.core.applier import Applier, ApplyStopped, Result
+from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.identity import DesiredProduct
 from stripe_sync.core.planner import ActionKind, SyncState, plan_row
 from stripe_sync.core.stripe_api import StripeApi
@@ -50,8 +51,9 @@ def hat(**changes) -> DesiredProduct:
 
 def sync(applier, desired, state=None):
     """Both phases for one row, as the two Stripe assets run them."""
+    state = state or SyncState()
     [outcome] = applier.apply_products(
-        [plan_row(desired.cms_id, desired, (), state or SyncState())]
+        [plan_row(desired.cms_id, desired, (), state, checkpoint_agreeing_with(state))]
     )
     if outcome.price_pending:
         [outcome] = applier.apply_prices([(outcome, desired)])
@@ -62,6 +64,13 @@ def state_after(outcome) -> SyncState:
     return SyncState(
         outcome.stripe_product_id, outcome.stripe_price_id, outcome.sync_status, outcome.sync_hash
     )
+
+
+def checkpoint_agreeing_with(state: SyncState) -> Checkpoint | None:
+    """The checkpoint a finished sync leaves beside these catalog columns."""
+    if not state.stripe_product_id:
+        return None
+    return Checkpoint(state.stripe_product_id, state.stripe_price_id, state.sync_hash)
 
 
 def writes(control):
@@ -179,7 +188,7 @@ def test_unchanged_and_invalid_rows_cost_no_request(applier, control):
     state = state_after(sync(applier, hat()))
     outcomes = applier.apply_products(
         [
-            plan_row("42", hat(), (), state),
+            plan_row("42", hat(), (), state, checkpoint_agreeing_with(state)),
             plan_row("x", None, ("name_missing: no name",), SyncState()),
         ]
     )
