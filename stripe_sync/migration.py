@@ -18,7 +18,13 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from stripe_sync.defs.assets import STOPS_MIGRATION
+from stripe_sync.catalog import WriteBack
+from stripe_sync.catalog.frames import catalog_frame
+from stripe_sync.core.batches import batches, new_batch_keys
+from stripe_sync.core.plan_output import PlanSummary
+from stripe_sync.core.planner import PlanOptions
+from stripe_sync.core.validation import plan_frame, validate_batch
+from stripe_sync.defs.assets import BATCHES_PER_RUN, STOPS_MIGRATION
 from stripe_sync.defs.jobs import register_batches
 from stripe_sync.defs.partitions import batch_partitions
 
@@ -40,7 +46,9 @@ def run_migration(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     *,
-    batches_per_run: int = 10,
+    force_resync: bool = False,
+    no_checkpoint: bool = False,
+    batches_per_run: int = BATCHES_PER_RUN,
     log_level: str = "INFO",
     log_file: str = "logs/stripe-sync.log",
     say=print,
@@ -57,8 +65,14 @@ def run_migration(
         new_batches = register_batches(instance, resources.catalog, resources.settings)
     keys = instance.get_dynamic_partitions(batch_partitions.name)
     say(f"{len(keys)} batches ({len(new_batches)} new), {batches_per_run} per run")
+    loggers = {"console": {"config": {"log_level": log_level, "log_file": log_file}}}
     run_config = {
-        "loggers": {"console": {"config": {"log_level": log_level, "log_file": log_file}}}
+        "loggers": loggers,
+        "ops": {
+            "stripe_products": {
+                "config": {"force_resync": force_resync, "no_checkpoint": no_checkpoint}
+            }
+        },
     }
     job = defs.resolve_job_def("migrate_batches")
     run_ids, failed = [], []
@@ -68,16 +82,7 @@ def run_migration(
             say("stopped on request: the remaining batches are left for the next run")
             break
         chunk = keys[start : start + batches_per_run]
-        result = job.execute_in_process(
-            instance=instance,
-            run_config=run_config,
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: chunk[0],
-                ASSET_PARTITION_RANGE_END_TAG: chunk[-1],
-                **_launcher_tags(),
-            },
-            raise_on_error=False,
-        )
+        result = run_batches(job, instance, chunk, run_config)
         run_ids.append(result.run_id)
         if not result.success:
             failed.extend(chunk)
@@ -90,7 +95,7 @@ def run_migration(
             say(f"{reason}: the remaining batches are left for the next run")
             break
     report_result = defs.resolve_job_def("report").execute_in_process(
-        instance=instance, run_config=run_config, raise_on_error=False
+        instance=instance, run_config={"loggers": loggers}, raise_on_error=False
     )
     materialization = report_result.asset_materializations_for_node("migration_report")[0]
     json_path = Path(materialization.metadata["json"].value)
@@ -101,6 +106,59 @@ def run_migration(
         report_markdown=materialization.metadata["report"].value,
         report=json.loads(json_path.read_text()),
     )
+
+
+def plan_migration(
+    defs: dg.Definitions, instance: dg.DagsterInstance, options: PlanOptions, summary: PlanSummary
+) -> PlanSummary:
+    """What `run_migration` would do, batch by batch, into `summary`: reads the catalog and
+    the checkpoints only (no Stripe request, no catalog write, no partition registered)."""
+    with dg.build_resources(
+        {name: defs.resources[name] for name in ("catalog", "settings", "checkpoints")}
+    ) as resources:
+        settings, store = resources.settings, resources.checkpoints.store()
+        source = resources.catalog.open()
+        try:
+            registered = instance.get_dynamic_partitions(batch_partitions.name)
+            keys = [*registered, *new_batch_keys(source, registered, settings.batch_size)]
+            for batch in batches(keys):
+                rows = [
+                    {"batch": batch.key, **row}
+                    for row in source.read_rows(batch.lower, batch.upper)
+                ]
+                validated = validate_batch(catalog_frame(rows), settings.validation_rules())
+                plan = plan_frame(validated, [batch.key], store, options)
+                summary.add(batch.key, plan[batch.key])
+        finally:
+            source.close()
+    return summary
+
+
+RESET_CHUNK = 10_000  # catalog rows emptied per write-back call
+
+
+def reset_sync_state(defs: dg.Definitions, *, catalog_columns: bool) -> tuple[int, int]:
+    """Forget every checkpoint, so the next run reconciles each synced row with Stripe; with
+    `catalog_columns`, also empty the catalog's write-back columns. Returns (batches
+    forgotten, catalog rows emptied)."""
+    with dg.build_resources(
+        {name: defs.resources[name] for name in ("catalog", "checkpoints")}
+    ) as resources:
+        forgotten = resources.checkpoints.store().clear()
+        if not catalog_columns:
+            return forgotten, 0
+        source = resources.catalog.open()
+        try:
+            ids = list(source.iter_ids())
+            for start in range(0, len(ids), RESET_CHUNK):
+                never_synced = [
+                    WriteBack(cms_id, None, None, None, None, None, None)
+                    for cms_id in ids[start : start + RESET_CHUNK]
+                ]
+                source.write_back(never_synced)
+        finally:
+            source.close()
+    return forgotten, len(ids)
 
 
 _INTERRUPTS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
@@ -120,6 +178,23 @@ def _stop_reason(result: dg.ExecuteInProcessResult) -> str | None:
         if failure is not None and failure.metadata.get(STOPS_MIGRATION) is not None:
             return "Stripe refused the key, so no further batch was started"
     return None
+
+
+def run_batches(
+    job: dg.JobDefinition, instance: dg.DagsterInstance, keys: list[str], run_config: dict
+) -> dg.ExecuteInProcessResult:
+    """One in-process run of `job` over a range of batches, tagged with this process so a
+    later `migrate` can tell if it was killed."""
+    return job.execute_in_process(
+        instance=instance,
+        run_config=run_config,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: keys[0],
+            ASSET_PARTITION_RANGE_END_TAG: keys[-1],
+            **_launcher_tags(),
+        },
+        raise_on_error=False,
+    )
 
 
 _HOST_TAG, _PID_TAG = "stripe_sync/host", "stripe_sync/pid"

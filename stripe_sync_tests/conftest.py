@@ -66,6 +66,11 @@ PIPELINE_ENV_VARS = (
     "STRIPE_SYNC_REPORTS_DIR",
     "STRIPE_SYNC_MIRROR",
     "STRIPE_SYNC_BACKUPS_DIR",
+    "STRIPE_SYNC_AUTOMATION",
+    "STRIPE_SYNC_RECONCILE_CRON",
+    "STRIPE_SYNC_REMOVAL_SCAN_MINUTES",
+    "STRIPE_SYNC_RETRY_BASE_MINUTES",
+    "STRIPE_SYNC_RETRY_MAX_ATTEMPTS",
     "DAGSTER_HOME",
 )
 TEST_SECRET_KEY = "sk_test_stripe_sync_pipeline_tests"
@@ -203,8 +208,9 @@ class PipelineEnv:
         for name in names:
             self.monkeypatch.delenv(name, raising=False)
 
-    def migrate(self, *, batches_per_run: int = 10, log_level: str = "INFO"):
-        """`run_migration` as the CLI runs it, on the environment as it is now."""
+    def migrate(self, *, batches_per_run: int = 10, log_level: str = "INFO", **options: bool):
+        """`run_migration` as the CLI runs it, on the environment as it is now (`options`:
+        force_resync, no_checkpoint)."""
         import dagster as dg
 
         from stripe_sync.definitions import build_definitions
@@ -218,6 +224,7 @@ class PipelineEnv:
                 log_level=log_level,
                 log_file=str(self.log_file),
                 say=self.say_lines.append,
+                **options,
             )
 
     def cli_env(self) -> dict[str, str]:

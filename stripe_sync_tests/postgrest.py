@@ -2,8 +2,8 @@
 
 It is not PostgREST: it speaks only the requests supabase-py sends for the catalog
 (`/rest/v1/<table>`: GET and HEAD with `select` (columns, `*`, `column::type`),
-filters `eq/neq/gt/gte/lt/lte`, `order`, `limit` and `Prefer: count=exact`; PATCH with
-filters, a JSON object and `Prefer: return=...`; `POST /rest/v1/rpc/<function>` with
+filters `eq/neq/gt/gte/lt/lte/is` (and `not.`), `or=(...)` logic trees, `order`, `limit`
+and `Prefer: count=exact`; PATCH with filters, a JSON object and `Prefer: return=...`; `POST /rest/v1/rpc/<function>` with
 named JSON arguments). Anything else is answered 400 PGRST100, so a client change
 shows up as a failing test rather than a silently different request.
 
@@ -383,22 +383,68 @@ def _select_list(table: str, select: str) -> sql.Composable:
 
 
 def _where(table: str, query: list[tuple[str, str]]) -> tuple[sql.Composable, list[str]]:
-    """`column=op.value` filters; the value is an untyped literal PostgreSQL casts to the
-    column's type, as PostgREST does (an unknown column fails in PostgreSQL: 42703)."""
+    """`column=[not.]op.value` filters (op also `is`: null, true, false) and `or=(...)`
+    logic trees; the value is an untyped literal PostgreSQL casts to the column's type, as
+    PostgREST does (an unknown column fails in PostgreSQL: 42703)."""
     conditions, values = [], []
     for column, filter_ in query:
         if column in _RESERVED:
             continue
-        operator, _, value = filter_.partition(".")
-        if column in _UNSUPPORTED or not _NAME.match(column) or operator not in _OPERATORS:
-            raise _unsupported(f"the query parameter {column}={filter_}")
-        conditions.append(
-            sql.SQL("{} {} %s").format(sql.Identifier(table, column), sql.SQL(_OPERATORS[operator]))
-        )
-        values.append(value)
+        if column == "or" and filter_.startswith("("):
+            conditions.append(_logic_tree(table, f"or{filter_}", values))
+        else:
+            conditions.append(_filter(table, column, filter_, values))
     if not conditions:
         return sql.SQL(""), []
     return sql.SQL(" where ") + sql.SQL(" and ").join(conditions), values
+
+
+def _filter(table: str, column: str, filter_: str, values: list[str]) -> sql.Composable:
+    negated = filter_.startswith("not.")
+    operator, _, value = filter_.removeprefix("not.").partition(".")
+    is_value = {"null": "null", "true": "true", "false": "false"}.get(value)
+    if (
+        column in _UNSUPPORTED
+        or not _NAME.match(column)
+        or (operator not in _OPERATORS and not (operator == "is" and is_value))
+    ):
+        raise _unsupported(f"the query parameter {column}={filter_}")
+    if operator == "is":
+        condition = sql.SQL("{} is {}").format(sql.Identifier(table, column), sql.SQL(is_value))
+    else:
+        condition = sql.SQL("{} {} %s").format(
+            sql.Identifier(table, column), sql.SQL(_OPERATORS[operator])
+        )
+        values.append(value)
+    return sql.SQL("not ({})").format(condition) if negated else condition
+
+
+# A logic tree: `or(` / `and(`, then filters `column.op.value` (the value bare, or double-quoted
+# with backslash escapes) and nested trees, separated by commas, then `)`.
+_TREE_TOKEN = re.compile(r'(and|or)\(|\)|,|(\w+)\.(\w+)\.(?:"((?:[^"\\]|\\.)*)"|([^,()"]*))')
+
+
+def _logic_tree(table: str, text: str, values: list[str]) -> sql.Composable:
+    tokens = list(_TREE_TOKEN.finditer(text))
+    if "".join(token[0] for token in tokens) != text:
+        raise _unsupported(f"the logic tree {text!r}")
+    stack: list[tuple[str, list[sql.Composable]]] = []
+    for token in tokens:
+        if token[1]:
+            stack.append((token[1], []))
+        elif token[0] == ")" and stack:
+            operator, terms = stack.pop()
+            tree = sql.SQL("({})").format(sql.SQL(f" {operator} ").join(terms))
+            if not stack:
+                return tree
+            stack[-1][1].append(tree)
+        elif token[2] and stack:
+            quoted = token[4] is not None
+            value = re.sub(r"\\(.)", r"\1", token[4]) if quoted else token[5]
+            stack[-1][1].append(_filter(table, token[2], f"{token[3]}.{value}", values))
+        elif token[0] != "," or not stack:
+            break
+    raise _unsupported(f"the logic tree {text!r}")
 
 
 def _order_by(table: str, order: str | None) -> sql.Composable:

@@ -82,11 +82,26 @@ class Catalog(Protocol):
         """Rows with lower <= id < upper (None: open bound) in id order, keyset-paged; each
         holds exactly SOURCE_COLUMNS + WRITE_BACK_COLUMNS, `id` as text."""
 
+    def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
+        """At most `limit` rows (shaped as `read_rows` makes them) whose (updated_at, id) comes
+        after `after` (None: from the start), ordered by updated_at, then id; rows without
+        an updated_at are left out. `after` holds text: updated_at as ISO 8601 (or as stored,
+        in SQLite) and the id."""
+
     def write_back(self, results: Sequence[WriteBack]) -> int:
         """Write the write-back columns (and only those); return the requests or
         statements made."""
 
     def close(self) -> None: ...
+
+
+def change_cursor(row: dict) -> tuple[str, str]:
+    """The `after` of `Catalog.changed_since` that continues past this row."""
+    updated_at = row["updated_at"]
+    return (
+        updated_at.isoformat() if isinstance(updated_at, datetime) else str(updated_at),
+        str(row["id"]),
+    )
 
 
 def missing_columns_error(table: str, missing: Iterable[str]) -> CatalogError:

@@ -91,23 +91,23 @@ class SqlCatalog:
     def read_rows(
         self, lower: str | None, upper: str | None, page_size: int = 1_000
     ) -> Iterator[dict]:
-        # The price as the database's own text: exact for NUMERIC, and a stray string in a
-        # numeric column (SQLite allows one) reaches validation instead of crashing the read.
-        columns = (
-            [self._id_text.label("id")]
-            + [
-                sa.cast(self._table.c[column], sa.Text).label(column)
-                if column == "price"
-                else self._table.c[column]
-                for column in SOURCE_COLUMNS[1:] + WRITE_BACK_COLUMNS
-            ]
-            + [
-                sa.cast(self._table.c[column], sa.Text).label(METADATA_PREFIX + column)
-                for column in self._metadata_columns
-            ]
-        )
-        for page in self._pages(sa.select(*columns), lower, upper, page_size):
+        for page in self._pages(sa.select(*self._row_columns()), lower, upper, page_size):
             yield from (dict(row._mapping) for row in page)
+
+    def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
+        updated_at = self._table.c.updated_at
+        query = sa.select(*self._row_columns()).where(updated_at.is_not(None))
+        if after is not None:
+            # SQLite compares the stored text itself: a CAST to a date type would make it a number.
+            at = sa.literal(after[0], sa.Text)
+            if not self._is_sqlite:
+                at = sa.cast(at, updated_at.type)
+            query = query.where(
+                sa.tuple_(updated_at, self._id) > sa.tuple_(at, self._as_id(after[1]))
+            )
+        query = query.order_by(updated_at, self._id).limit(limit)
+        with self._connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
 
     def write_back(self, results: Sequence[WriteBack]) -> int:
         chunks = [
@@ -135,6 +135,24 @@ class SqlCatalog:
                     f"Table {self.table} not found in {self._location()}: create it or set "
                     "the table name."
                 ) from None
+
+    def _row_columns(self) -> list[sa.ColumnElement]:
+        """The contract's columns, `id` as text; the price as the database's own text: exact
+        for NUMERIC, and a stray string in a numeric column (SQLite allows one) reaches
+        validation instead of crashing the read."""
+        return (
+            [self._id_text.label("id")]
+            + [
+                sa.cast(self._table.c[column], sa.Text).label(column)
+                if column == "price"
+                else self._table.c[column]
+                for column in SOURCE_COLUMNS[1:] + WRITE_BACK_COLUMNS
+            ]
+            + [
+                sa.cast(self._table.c[column], sa.Text).label(METADATA_PREFIX + column)
+                for column in self._metadata_columns
+            ]
+        )
 
     @property
     def _id(self) -> sa.Column:
@@ -183,8 +201,13 @@ class SqlCatalog:
         return (
             sa.update(self._table)
             .where(self._id == sa.cast(rows.c.id, self._id.type))
-            .values({column: rows.c[column] for column in WRITE_BACK_COLUMNS})
+            .values({column: self._typed(rows.c[column]) for column in WRITE_BACK_COLUMNS})
         )
+
+    def _typed(self, value: sa.ColumnElement) -> sa.ColumnElement:
+        """On PostgreSQL, a VALUES column of NULLs only (a reset, a rollback) is text unless
+        cast; SQLite has no such types to cast to."""
+        return value if self._is_sqlite else sa.cast(value, value.type)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[Connection]:

@@ -121,11 +121,15 @@ class SupabaseCatalog:
         self, lower: str | None, upper: str | None, page_size: int = 1_000
     ) -> Iterator[dict]:
         for page in self._pages(self._selected, lower, upper, page_size):
-            for row in page:
-                yield {
-                    key.replace("metadata__", METADATA_PREFIX, 1): value
-                    for key, value in row.items()
-                }
+            yield from map(_renamed, page)
+
+    def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
+        query = self._select(self._selected).not_.is_("updated_at", "null")
+        if after is not None:
+            at, last = map(_quoted, after)
+            query = query.or_(f"updated_at.gt.{at},and(updated_at.eq.{at},id.gt.{last})")
+        query = query.order("updated_at").order("id").limit(limit)
+        return list(map(_renamed, self._request(query).data))
 
     def write_back(self, results: Sequence[WriteBack]) -> int:
         if not results:
@@ -226,6 +230,17 @@ class _FunctionMissing(CatalogError):
 
 class _ColumnMissing(CatalogError):
     """PostgREST does not know a selected column (42703)."""
+
+
+def _renamed(row: dict) -> dict:
+    """A row as read_rows hands it over: mapped columns under `metadata.<column>`."""
+    return {key.replace("metadata__", METADATA_PREFIX, 1): value for key, value in row.items()}
+
+
+def _quoted(value: str) -> str:
+    """A value inside a PostgREST logic tree (`or=(...)`): double-quoted, so commas,
+    parentheses and dots in it are not read as syntax."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _jwt_role(key: str) -> str | None:

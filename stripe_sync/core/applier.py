@@ -10,15 +10,17 @@ Two phases, one per Stripe asset:
   (or find it by its lookup key), make it the default, then archive the old one, in
   that order (Stripe refuses to archive a default price).
 
-Every write carries a deterministic idempotency key, and new prices a lookup key unique
-to (product, currency, amount): a step repeated after a crash finds what the first
-attempt made instead of making it twice.
+Every write carries an idempotency key, the same for each retry of a call, so a retry of
+a write that Stripe executed replays its answer. Across runs, deterministic product ids
+and price lookup keys (unique to product, currency and amount) do that work: a step
+repeated after a crash finds what the first attempt made instead of making it twice.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -109,6 +111,10 @@ class Applier:
         self._max_in_flight = max_in_flight
         self._on_progress = on_progress
         self._should_stop = should_stop
+        # Keys are scoped to this applier (one step of one run): its retries replay, but the
+        # same write later (a repair of the same drift within Stripe's 24 h key lifetime)
+        # is a new write, not the replay of an old answer.
+        self._key_scope = uuid.uuid4().hex[:12]
 
     def apply_products(self, actions: Iterable[Action]) -> list[Outcome]:
         """Phase one: every action's product; outcomes for the rows it got to.
@@ -132,6 +138,9 @@ class Applier:
     def apply_prices(self, pending: Iterable[tuple[Outcome, DesiredProduct]]) -> list[Outcome]:
         """Phase two: a new default price for each outcome left `price_pending`."""
         return self._run(list(pending), self._reprice)
+
+    def _key(self, operation: str, object_id: str, params: dict) -> str:
+        return idempotency_key(f"{operation}-{self._key_scope}", object_id, params)
 
     # --- products -----------------------------------------------------------------------
 
@@ -158,7 +167,7 @@ class Applier:
         }
         try:
             product = self._stripe.create_product(
-                params, idempotency_key("create-product", desired.stripe_id, params)
+                params, self._key("create-product", desired.stripe_id, params)
             )
         except StripeFailure as failure:
             if failure.code != "resource_already_exists":
@@ -207,7 +216,7 @@ class Applier:
         archive = {"active": False}
         try:
             self._stripe.update_product(
-                product_id, archive, idempotency_key("archive-product", product_id, archive)
+                product_id, archive, self._key("archive-product", product_id, archive)
             )
         except StripeFailure as failure:
             if failure.code != "resource_missing":  # deleted by hand: nothing left to archive
@@ -242,7 +251,7 @@ class Applier:
             self._stripe.update_product(
                 desired.stripe_id,
                 params,
-                idempotency_key("update-product", desired.stripe_id, params),
+                self._key("update-product", desired.stripe_id, params),
             )
         if action.kind is ActionKind.CREATE:
             result = Result.CREATED  # made by an earlier run that never wrote back
@@ -268,13 +277,13 @@ class Applier:
             self._stripe.update_product(
                 desired.stripe_id,
                 params,
-                idempotency_key("update-product", desired.stripe_id, params),
+                self._key("update-product", desired.stripe_id, params),
             )
             old_price = outcome.stripe_price_id
             if old_price and old_price != new_price:
                 archive = {"active": False}
                 self._stripe.update_price(
-                    old_price, archive, idempotency_key("archive-price", old_price, archive)
+                    old_price, archive, self._key("archive-price", old_price, archive)
                 )
         except StripeFailure as failure:
             if failure.kind is ErrorKind.FATAL:
@@ -291,7 +300,7 @@ class Applier:
         params = {"product": desired.stripe_id, **desired.price_fields(), "lookup_key": lookup_key}
         try:
             return self._stripe.create_price(
-                params, idempotency_key("create-price", desired.stripe_id, params)
+                params, self._key("create-price", desired.stripe_id, params)
             )["id"]
         except StripeFailure as failure:
             if "already uses that lookup key" not in failure.message:
@@ -302,7 +311,7 @@ class Applier:
             self._stripe.update_price(
                 price["id"],
                 reactivate,
-                idempotency_key("reactivate-price", price["id"], reactivate),
+                self._key("reactivate-price", price["id"], reactivate),
             )
         return price["id"]
 

@@ -25,6 +25,10 @@ class IdSource(Protocol):
     def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterable[str]: ...
 
 
+class IdCounter(Protocol):
+    def count_ids(self, start: str | None = None) -> int: ...
+
+
 @dataclass(frozen=True)
 class Batch:
     key: str
@@ -71,3 +75,34 @@ def new_batch_keys(catalog: IdSource, registered: Sequence[str], batch_size: int
         new_keys.append(batch_key(position, first_id))
         position += 1
     return new_keys
+
+
+def locate(catalog: IdCounter, keys: Sequence[str], cms_ids: Iterable[str]) -> dict[str, str]:
+    """The registered batch holding each of `cms_ids` (ids the catalog holds), decided by
+    the database's own order without comparing ids in Python.
+
+    With C(s) = count_ids(s), the ids >= s: for an id x in the catalog, x >= f exactly
+    when C(x) <= C(f). C falls (or stays) from batch to batch, so a binary search over the
+    batches' first ids finds the last batch whose first id is at most x: one count per id
+    plus a few per batch, shared between the ids."""
+    if not keys:
+        raise ValueError("no batches are registered")
+    counts: dict[int, int] = {}
+
+    def first_id_count(position: int) -> int:
+        if position not in counts:
+            counts[position] = catalog.count_ids(first_id_of(keys[position]))
+        return counts[position]
+
+    located = {}
+    for cms_id in cms_ids:
+        rank = catalog.count_ids(cms_id)
+        low, high = 0, len(keys) - 1  # the first batch also holds what comes before it
+        while low < high:
+            middle = (low + high + 1) // 2
+            if rank <= first_id_count(middle):
+                low = middle
+            else:
+                high = middle - 1
+        located[cms_id] = keys[low]
+    return located

@@ -1,53 +1,75 @@
-"""A plan, for people (counts and a readable diff of a sample) and for automation (JSON)."""
+"""A plan, for people (counts and a readable diff of a sample) and for automation (JSON).
+
+Batches are added one at a time, so a plan of a million rows keeps only its counts and
+sample in memory (and, for JSON, one small dict per row).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Sequence
 
-from stripe_sync.core.planner import Action, count_changes
-
-Plan = Mapping[str, Sequence[Action]]  # batch key -> the actions of its rows
+from stripe_sync.core.planner import CHANGES, Action
 
 
-def plan_json(plan: Plan) -> dict:
-    """Counts, and every product's action with its batch, Stripe id, fields and diff."""
-    actions = [action for batch_actions in plan.values() for action in batch_actions]
+class PlanSummary:
+    def __init__(self, *, sample: int = 20, every_row: bool = False):
+        self.batches = 0
+        self.products = 0
+        self.counts: Counter[str] = Counter()
+        self.sample: list[Action] = []
+        self._sample_size = sample
+        self._rows: list[dict] | None = [] if every_row else None
+
+    def add(self, batch: str, actions: Sequence[Action]) -> None:
+        self.batches += 1
+        self.products += len(actions)
+        for action in actions:
+            self.counts[action.change] += 1
+            if action.change != "unchanged" and len(self.sample) < self._sample_size:
+                self.sample.append(action)
+            if self._rows is not None:
+                self._rows.append(_row(batch, action))
+
+    @property
+    def changes(self) -> dict[str, int]:
+        """Rows per change, every change listed (zeros included)."""
+        return {change: self.counts.get(change, 0) for change in CHANGES}
+
+    def to_json(self) -> dict:
+        """Counts, and (with `every_row`) each product's action, fields and diff."""
+        summary = {"batches": self.batches, "products": self.products, "counts": self.changes}
+        if self._rows is not None:
+            summary["actions"] = self._rows
+        return summary
+
+    def to_markdown(self) -> str:
+        """The counts, then the diff of the sample: rows that would change or are invalid."""
+        changes = self.changes
+        changing = self.products - changes["unchanged"]
+        lines = [
+            f"# Plan: {self.products} products in {self.batches} batches",
+            "",
+            "| " + " | ".join(changes) + " |",
+            "|" + " ---: |" * len(changes),
+            "| " + " | ".join(str(count) for count in changes.values()) + " |",
+        ]
+        if self.sample:
+            lines += ["", f"## Changes (first {len(self.sample)} of {changing})", ""]
+            for action in self.sample:
+                lines.append(f"- **{action.cms_id}**: {action.change}")
+                lines += [f"  - {line}" for line in action.diff()]
+        return "\n".join(lines) + "\n"
+
+
+def _row(batch: str, action: Action) -> dict:
     return {
-        "batches": len(plan),
-        "products": len(actions),
-        "counts": count_changes(actions),
-        "actions": [
-            {
-                "batch": batch,
-                "cms_id": action.cms_id,
-                "stripe_product_id": (
-                    action.desired.stripe_id if action.desired else action.state.stripe_product_id
-                ),
-                "change": action.change,
-                "fields": list(action.fields),
-                "diff": action.diff(),
-            }
-            for batch, batch_actions in plan.items()
-            for action in batch_actions
-        ],
+        "batch": batch,
+        "cms_id": action.cms_id,
+        "stripe_product_id": (
+            action.desired.stripe_id if action.desired else action.state.stripe_product_id
+        ),
+        "change": action.change,
+        "fields": list(action.fields),
+        "diff": action.diff(),
     }
-
-
-def plan_markdown(plan: Plan, sample: int = 20) -> str:
-    """The counts, then the diff of up to `sample` rows that would change or are invalid."""
-    actions = [action for batch_actions in plan.values() for action in batch_actions]
-    counts = count_changes(actions)
-    lines = [
-        f"# Plan: {len(actions)} products in {len(plan)} batches",
-        "",
-        "| " + " | ".join(counts) + " |",
-        "|" + " ---: |" * len(counts),
-        "| " + " | ".join(str(count) for count in counts.values()) + " |",
-    ]
-    changing = [action for action in actions if action.change != "unchanged"]
-    if changing:
-        lines += ["", f"## Changes (first {min(sample, len(changing))} of {len(changing)})", ""]
-        for action in changing[:sample]:
-            lines.append(f"- **{action.cms_id}**: {action.change}")
-            lines += [f"  - {line}" for line in action.diff()]
-    return "\n".join(lines) + "\n"

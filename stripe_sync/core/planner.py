@@ -7,7 +7,6 @@ counts it, so a dry run can't disagree with the real run.
 from __future__ import annotations
 
 import enum
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -167,12 +166,6 @@ def plan_batch(
         )
         actions.append(Action(kind, cms_id, state, previous=_previous(checkpoint)))
     return actions
-
-
-def count_changes(actions: Iterable[Action]) -> dict[str, int]:
-    """How many rows each change concerns, every change listed (zeros included)."""
-    counts = Counter(action.change for action in actions)
-    return {change: counts.get(change, 0) for change in CHANGES}
 
 
 def _previous(checkpoint: Checkpoint | None) -> DesiredProduct | None:

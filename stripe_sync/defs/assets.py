@@ -16,14 +16,14 @@ from dagster._utils.interrupts import capture_interrupts, check_captured_interru
 from dagster_pandera import pandera_schema_to_dagster_type
 from pydantic import Field
 
-from stripe_sync.catalog import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, Catalog, CatalogError, WriteBack
+from stripe_sync.catalog import WRITE_BACK_COLUMNS, Catalog, WriteBack
+from stripe_sync.catalog.frames import catalog_frame
 from stripe_sync.core.applier import Applier, ApplyStopped, Outcome, Progress, Result
 from stripe_sync.core.backups import Backup, BackupStore, now_iso
 from stripe_sync.core.checkpoints import Checkpoint, CheckpointStore
-from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.identity import DesiredProduct
-from stripe_sync.core.plan_output import plan_markdown
-from stripe_sync.core.planner import Action, ActionKind, PlanOptions, count_changes
+from stripe_sync.core.plan_output import PlanSummary
+from stripe_sync.core.planner import Action, ActionKind, PlanOptions
 from stripe_sync.core.report import RESULTS, build_report
 from stripe_sync.core.schemas import CatalogRows, ValidatedProducts
 from stripe_sync.core.stripe_api import StripeApi
@@ -36,6 +36,7 @@ from stripe_sync.defs.resources import (
     OutcomeLedger,
     StripeResource,
     SyncSettings,
+    user_errors,
 )
 
 PROGRESS_EVERY_S = 2.0
@@ -69,16 +70,14 @@ with warnings.catch_warnings():  # dagster-pandera's converter is marked beta
 def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResource) -> pd.DataFrame:
     """The batch's catalog rows as read: the CMS's columns and the sync state written back."""
     rows = []
-    with _user_errors(), _opened(catalog) as source:
+    with user_errors(), catalog.opened() as source:
         for batch in batches_for(context.instance, context.partition_keys):
             batch_rows = [
                 {"batch": batch.key, **row} for row in source.read_rows(batch.lower, batch.upper)
             ]
             rows += batch_rows
             context.log.info(f"batch {batch.key}: {len(batch_rows)} rows, {batch.describe()}")
-    columns = ["batch", *SOURCE_COLUMNS, *WRITE_BACK_COLUMNS]
-    mapped = [key for key in (rows[0] if rows else {}) if key not in columns]  # metadata.<column>
-    raw = pd.DataFrame(rows, columns=[*columns, *mapped], dtype=object)
+    raw = catalog_frame(rows)
     context.add_output_metadata({"dagster/row_count": len(raw), "catalog": source.describe()})
     return raw
 
@@ -171,13 +170,20 @@ def stripe_products(
         action.cms_id: batch for batch, batch_actions in plan.items() for action in batch_actions
     }
     desired = {action.cms_id: action.desired for action in actions if action.desired is not None}
-    summary = {"dagster/row_count": len(actions), **count_changes(actions)}
+    summary = PlanSummary()
+    for batch, batch_actions in plan.items():
+        summary.add(batch, batch_actions)
+    planned = {"dagster/row_count": summary.products, **summary.changes}
     if config.dry_run:
-        context.log.info(f"dry run: {summary}")
+        context.log.info(f"dry run: {planned}")
         return dg.MaterializeResult(
-            metadata={**summary, "dry_run": True, "plan": dg.MetadataValue.md(plan_markdown(plan))}
+            metadata={
+                **planned,
+                "dry_run": True,
+                "plan": dg.MetadataValue.md(summary.to_markdown()),
+            }
         )
-    with _user_errors(), _opened(catalog) as source, contextlib.closing(stripe.api()) as api:
+    with user_errors(), catalog.opened() as source, contextlib.closing(stripe.api()) as api:
         context.log.info(f"Stripe {api.mode} mode at {api.api_base}: {len(actions)} products")
         backup_paths = [
             str(path)
@@ -250,7 +256,7 @@ def stripe_prices(
         for o in record["outcomes"]
     ]
     pending = [(o, desired[o.cms_id]) for o in product_outcomes if o.price_pending]
-    with _user_errors(), _opened(catalog) as source, contextlib.closing(stripe.api()) as api:
+    with user_errors(), catalog.opened() as source, contextlib.closing(stripe.api()) as api:
         stopped = None
         try:
             price_outcomes = Applier(api, max_in_flight=stripe.in_flight(api)).apply_prices(pending)
@@ -308,24 +314,6 @@ def migration_report(
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Configuration problems fail the step with their one sentence, not a traceback."""
-    try:
-        yield
-    except (ConfigError, CatalogError) as error:
-        raise dg.Failure(str(error)) from None
-
-
-@contextlib.contextmanager
-def _opened(catalog: CatalogResource) -> Iterator[Catalog]:
-    source = catalog.open()
-    try:
-        yield source
-    finally:
-        source.close()
 
 
 @contextlib.contextmanager
@@ -435,33 +423,39 @@ def _back_up(
     if not writing:
         return None
     rows = {row["cms_id"]: row for row in reversed(validated.to_dict("records"))}
-    existing = [action for action in writing if action.kind is not ActionKind.CREATE]
-    products = api.list_products(
-        [
-            action.desired.stripe_id if action.desired else action.state.stripe_product_id
-            for action in existing
-        ]
-    )
+    product_ids = [
+        action.desired.stripe_id if action.desired else action.state.stripe_product_id
+        for action in writing
+    ]
+    # A product to create isn't read: if an earlier run made it without writing back, it is
+    # still the migration's own, and rollback archives it like one made now.
+    existing = [
+        product_id
+        for product_id, action in zip(product_ids, writing, strict=True)
+        if action.kind is not ActionKind.CREATE
+    ]
+    found = {product["id"]: product for product in api.list_products(existing)}
     backup = Backup(
         run_id=context.run.run_id,
         batch=batch,
         taken_at=now_iso(),
         catalog_rows=[
-            {"id": action.cms_id, **{c: rows[action.cms_id][c] for c in WRITE_BACK_COLUMNS}}
+            {"id": action.cms_id, **_write_back_columns(rows[action.cms_id])}
             for action in writing
             if action.cms_id in rows
         ],
-        stripe_products={
-            **{
-                action.desired.stripe_id: None
-                for action in writing
-                if action.kind is ActionKind.CREATE
-            },
-            **{product["id"]: product for product in products},
-        },
+        # None: not in Stripe before this run (rollback archives what the run made of it).
+        stripe_products={product_id: found.get(product_id) for product_id in product_ids},
         actions={action.cms_id: action.change for action in writing},
     )
     return store.save(backup)
+
+
+def _write_back_columns(row: dict) -> dict:
+    values = {column: row[column] for column in WRITE_BACK_COLUMNS}
+    synced_at = values["synced_at"]
+    values["synced_at"] = None if pd.isna(synced_at) else pd.Timestamp(synced_at).isoformat()
+    return values
 
 
 def _summary(outcomes: list[Outcome], write_backs: int, started: float) -> dict:

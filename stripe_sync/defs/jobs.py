@@ -1,8 +1,11 @@
-"""Jobs: migrate batches, register batches, and the report."""
+"""Jobs: migrate batches, register batches, the report, and rollback."""
+
+import contextlib
 
 import dagster as dg
 
 from stripe_sync.core.batches import new_batch_keys
+from stripe_sync.core.rollback import roll_back, rollback_window
 from stripe_sync.defs.assets import (
     migration_report,
     stripe_prices,
@@ -10,13 +13,27 @@ from stripe_sync.defs.assets import (
     supabase_products,
     validated_products,
 )
-from stripe_sync.defs.partitions import batch_partitions
-from stripe_sync.defs.resources import CatalogResource, SyncSettings
+from stripe_sync.defs.checks import stripe_matches_catalog
+from stripe_sync.defs.partitions import batch_partitions, batches_for
+from stripe_sync.defs.resources import (
+    BackupResource,
+    CatalogResource,
+    CheckpointResource,
+    StripeResource,
+    SyncSettings,
+    user_errors,
+)
 
 migrate_batches_job = dg.define_asset_job(
     "migrate_batches",
     selection=[supabase_products, validated_products, stripe_products, stripe_prices],
     description="Sync the selected batches of the catalog into Stripe.",
+)
+
+verify_batches_job = dg.define_asset_job(
+    "verify_batches",
+    selection=dg.AssetSelection.checks(stripe_matches_catalog),
+    description="Verify the selected batches: Stripe holds what their latest sync made (reads only).",
 )
 
 report_job = dg.define_asset_job(
@@ -55,3 +72,69 @@ def register_new_batches(
 @dg.job(description="Register batch partitions for new catalog rows.")
 def register_batches_job() -> None:
     register_new_batches()
+
+
+# --- rollback ---------------------------------------------------------------------------
+
+
+class RollbackConfig(dg.Config):
+    since: str | None = None  # a run id or an ISO 8601 time; None: every backup
+    dry_run: bool = False  # the plan only: no write
+
+
+@dg.op(
+    pool="stripe_writes",
+    description="Bring Stripe and the catalog's write-back columns back to how they were "
+    "before the runs in the window: from the backups, only what differs.",
+)
+def roll_back_runs(
+    context: dg.OpExecutionContext,
+    config: RollbackConfig,
+    stripe: StripeResource,
+    catalog: CatalogResource,
+    backups: BackupResource,
+    checkpoints: CheckpointResource,
+) -> dict:
+    with user_errors():
+        window = rollback_window(backups.store(), config.since)
+    context.log.info(f"backups since {config.since or 'the first run'}: {len(window)}")
+    batches = batches_for(context.instance, sorted({backup.batch for backup in window}))
+    with user_errors(), catalog.opened() as source, contextlib.closing(stripe.api()) as api:
+        rows = {
+            row["id"]: row
+            for batch in batches
+            for row in source.read_rows(batch.lower, batch.upper)
+        }
+        report = roll_back(
+            window,
+            api,
+            source,
+            checkpoints.store(),
+            rows,
+            dry_run=config.dry_run,
+            max_in_flight=stripe.in_flight(api),
+        )
+    metadata = {
+        **report.counts,
+        "steps": len(report.steps),
+        "dry_run": config.dry_run,
+        "report": dg.MetadataValue.md(report.to_markdown()),
+    }
+    if report.unfinished:
+        raise dg.Failure(
+            f"{len(report.unfinished)} rollback steps failed or were skipped (e.g. "
+            f"{report.unfinished[0].cms_id}: {report.unfinished[0].error}); the rest were rolled "
+            "back. Rerun the rollback to retry them.",
+            metadata=metadata,
+        )
+    context.add_output_metadata(metadata)
+    return report.counts
+
+
+@dg.job(
+    name="rollback",
+    description="Roll back migrations from their backups: archive the products they created, "
+    "restore the fields and default prices of those they changed, reset the write-back columns.",
+)
+def rollback_job() -> None:
+    roll_back_runs()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from stripe_sync.catalog import Catalog, open_catalog
+from stripe_sync.catalog import Catalog, CatalogError, open_catalog
 from stripe_sync.core.backups import BackupStore
 from stripe_sync.core.checkpoints import CheckpointStore
 from stripe_sync.core.errors import ConfigError
@@ -50,6 +52,23 @@ class CatalogResource(dg.ConfigurableResource):
             table=self.table,
             metadata_columns=self.metadata_columns,
         )
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[Catalog]:
+        source = self.open()
+        try:
+            yield source
+        finally:
+            source.close()
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Configuration problems fail the step with their one sentence, not a traceback."""
+    try:
+        yield
+    except (ConfigError, CatalogError) as error:
+        raise dg.Failure(str(error)) from None
 
 
 class StripeResource(dg.ConfigurableResource):
@@ -116,6 +135,14 @@ class SyncSettings(dg.ConfigurableResource):
             skip_validation=self.skip_validation,
             max_price_eur=Decimal(self.max_price_eur),
         )
+
+
+class AutomationSettings(dg.ConfigurableResource):
+    """How the change sensor looks for removed rows and the failed-batch sensor retries."""
+
+    removal_scan_minutes: float = 15.0  # a full id scan for deleted rows, at most this often
+    retry_base_minutes: float = 5.0  # the wait before the first retry; doubled for each next
+    retry_max_attempts: int = 3  # retries of a failed batch before the sensor gives up
 
 
 class BatchFrameIOManager(dg.ConfigurableIOManager):
@@ -222,6 +249,13 @@ def resources_from_env(storage_dir: Path) -> dict[str, object]:
                 _decimal("STRIPE_SYNC_INVALID_SHARE_THRESHOLD", default="0.05")
             ),
             mirror=_flag("STRIPE_SYNC_MIRROR"),
+        ),
+        "automation": AutomationSettings(
+            removal_scan_minutes=float(_decimal("STRIPE_SYNC_REMOVAL_SCAN_MINUTES", default="15")),
+            retry_base_minutes=float(_decimal("STRIPE_SYNC_RETRY_BASE_MINUTES", default="5")),
+            retry_max_attempts=_whole_number(
+                "STRIPE_SYNC_RETRY_MAX_ATTEMPTS", default=3, minimum=0
+            ),
         ),
         "batch_frames": BatchFrameIOManager(base_dir=str(storage_dir / "frames")),
         "ledger": OutcomeLedger(base_dir=str(storage_dir / "ledger")),

@@ -1,8 +1,51 @@
-"""Sensors: the report follows the batches."""
+"""Sensors: the report follows the batches; catalog changes and failed batches request runs.
+
+`catalog_changes` and `failed_batch_retry` write to Stripe, so like every Dagster sensor
+they start stopped: turn them on in the UI (Automation), or set
+STRIPE_SYNC_AUTOMATION=running to start them (and the reconcile schedule) running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
-from stripe_sync.defs.assets import migration_report
+from stripe_sync.catalog.base import change_cursor
+from stripe_sync.core.automation import (
+    RetryPolicy,
+    decide_retries,
+    digest,
+    needing_sync,
+    retry_states_from_json,
+    retry_states_to_json,
+    runs_of,
+)
+from stripe_sync.core.batches import locate, new_batch_keys
+from stripe_sync.core.errors import ConfigError
+from stripe_sync.defs.assets import (
+    BATCHES_PER_RUN,
+    migration_report,
+    stripe_prices,
+    stripe_products,
+    supabase_products,
+    validated_products,
+)
+from stripe_sync.defs.jobs import migrate_batches_job
+from stripe_sync.defs.partitions import batch_partitions
+from stripe_sync.defs.resources import (
+    AutomationSettings,
+    CatalogResource,
+    CheckpointResource,
+    SyncSettings,
+)
 
 # Dagster's built-in automation sensor starts stopped; this one runs from the start.
 report_automation_sensor = dg.AutomationConditionSensorDefinition(
@@ -10,3 +53,219 @@ report_automation_sensor = dg.AutomationConditionSensorDefinition(
     target=[migration_report],
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
+
+CHANGES_PAGE = 1_000  # rows a catalog request (Supabase's default maximum)
+MAX_CHANGES_PER_TICK = 10_000  # the rest waits for the next tick: a tick stays short
+SENSOR_INTERVAL_S = 60
+BATCH_ASSETS = (supabase_products, validated_products, stripe_products, stripe_prices)
+
+
+def automation_status() -> dg.DefaultSensorStatus:
+    """The sensors' and the schedule's status until someone changes it in the UI: STOPPED,
+    or RUNNING with STRIPE_SYNC_AUTOMATION=running (for deployments nobody clicks through)."""
+    value = os.environ.get("STRIPE_SYNC_AUTOMATION", "").strip().lower()
+    if value in ("", "stopped"):
+        return dg.DefaultSensorStatus.STOPPED
+    if value == "running":
+        return dg.DefaultSensorStatus.RUNNING
+    raise ConfigError(f"STRIPE_SYNC_AUTOMATION must be running or stopped, not {value!r}.")
+
+
+def run_request(batches: Sequence[str], run_key: str) -> dg.RunRequest:
+    """A run of `migrate_batches` over neighbouring batches: one partition, or a range."""
+    if len(batches) == 1:
+        return dg.RunRequest(run_key=run_key, partition_key=batches[0])
+    return dg.RunRequest(
+        run_key=run_key,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: batches[0],
+            ASSET_PARTITION_RANGE_END_TAG: batches[-1],
+        },
+    )
+
+
+def build_automation_sensors() -> list[dg.SensorDefinition]:
+    """The change sensor and the failed-batch sensor, with their status from the environment."""
+    status = automation_status()
+
+    @dg.sensor(
+        name="catalog_changes",
+        job=migrate_batches_job,
+        description=(
+            "Runs the batches whose catalog rows changed in a way that reaches Stripe (new, "
+            "edited, deleted) and registers batches for new rows. Reads rows by (updated_at, "
+            "id) after its cursor and compares their content hash with the one last synced, "
+            "so a touch that changes nothing requests nothing; looks for deleted rows with a "
+            "full id scan at most every STRIPE_SYNC_REMOVAL_SCAN_MINUTES (15)."
+        ),
+        minimum_interval_seconds=SENSOR_INTERVAL_S,
+        default_status=status,
+    )
+    def catalog_changes(
+        context: dg.SensorEvaluationContext,
+        catalog: CatalogResource,
+        settings: SyncSettings,
+        checkpoints: CheckpointResource,
+        automation: AutomationSettings,
+    ) -> dg.SensorResult:
+        return _catalog_changes(context, catalog, settings, checkpoints, automation)
+
+    @dg.sensor(
+        name="failed_batch_retry",
+        job=migrate_batches_job,
+        description=(
+            "Reruns failed batches, one run each: after STRIPE_SYNC_RETRY_BASE_MINUTES (5), "
+            "then twice as long after each failed retry, at most STRIPE_SYNC_RETRY_MAX_ATTEMPTS "
+            "(3) times; then it gives up on the batch and says so in its log."
+        ),
+        minimum_interval_seconds=SENSOR_INTERVAL_S,
+        default_status=status,
+    )
+    def failed_batch_retry(
+        context: dg.SensorEvaluationContext, automation: AutomationSettings
+    ) -> dg.SensorResult:
+        return _failed_batch_retry(context, automation)
+
+    return [catalog_changes, failed_batch_retry]
+
+
+# --- catalog_changes ---------------------------------------------------------------------
+
+
+def _catalog_changes(
+    context: dg.SensorEvaluationContext,
+    catalog: CatalogResource,
+    settings: SyncSettings,
+    checkpoints: CheckpointResource,
+    automation: AutomationSettings,
+) -> dg.SensorResult:
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    after = tuple(cursor["after"]) if cursor.get("after") else None
+    scanned_at = cursor.get("removal_scan_at")
+    now = datetime.now(UTC)
+    scan_due = scanned_at is None or now - datetime.fromisoformat(scanned_at) >= timedelta(
+        minutes=automation.removal_scan_minutes
+    )
+    registered = context.instance.get_dynamic_partitions(batch_partitions.name)
+    store = checkpoints.store()
+    source = catalog.open()
+    try:
+        rows: list[dict] = []
+        while len(rows) < MAX_CHANGES_PER_TICK:
+            page = source.changed_since(after, CHANGES_PAGE)
+            rows += page
+            after = change_cursor(page[-1]) if page else after
+            if len(page) < CHANGES_PAGE:
+                break
+        changed = needing_sync(rows, settings.validation_rules())
+        if rows:
+            context.log.info(
+                f"{len(rows)} rows changed since the last tick: {len(changed)} need a sync, "
+                f"{len(rows) - len(changed)} changed nothing that reaches Stripe (a touched "
+                "updated_at, or the pipeline's own write-back)"
+            )
+        saved = {key: store.load(key) for key in registered} if changed or scan_due else {}
+        removed: dict[str, list[str]] = {}
+        if scan_due:
+            present = set(source.iter_ids())
+            for key, entries in saved.items():
+                gone = sorted(i for i, c in entries.items() if not c.removed and i not in present)
+                if gone:
+                    removed[key] = gone
+            scanned_at = now.isoformat()
+            context.log.info(
+                f"removal scan: {len(present)} ids in the catalog; "
+                f"{sum(map(len, removed.values()))} synced rows deleted, in {len(removed)} batches"
+            )
+        new_keys = new_batch_keys(source, registered, settings.batch_size) if changed else []
+        keys = [*registered, *new_keys]
+        located = {i: key for key, entries in saved.items() for i in entries if i in changed}
+        unknown = [i for i in changed if i not in located]
+        if unknown and keys:
+            located |= locate(source, keys, unknown)
+    finally:
+        source.close()
+
+    changes: dict[str, dict[str, str]] = {key: {} for key in keys}
+    for cms_id, key in located.items():
+        changes[key][cms_id] = changed[cms_id]
+    for key, ids in removed.items():
+        changes[key].update(dict.fromkeys(ids, "removed"))
+    runs = runs_of(keys, [key for key, found in changes.items() if found], BATCHES_PER_RUN)
+    requests = [
+        run_request(
+            run, f"catalog_changes:{run[0]}..{run[-1]}:{digest({k: changes[k] for k in run})}"
+        )
+        for run in runs
+    ]
+    for run in runs:
+        batches = run[0] if len(run) == 1 else f"{run[0]} to {run[-1]}"
+        context.log.info(
+            f"requesting a run of {batches}: "
+            f"{sum(len(changes[k]) for k in run)} rows changed or deleted"
+        )
+    if new_keys:
+        context.log.info(f"registering {len(new_keys)} new batches: {new_keys[0]} … {new_keys[-1]}")
+    nothing = f"{len(rows)} rows changed, none in a way that reaches Stripe" + (
+        "; no synced row was deleted" if scan_due else ""
+    )
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[batch_partitions.build_add_request(new_keys)]
+        if new_keys
+        else None,
+        cursor=json.dumps({"after": after, "removal_scan_at": scanned_at}),
+        skip_reason=None if requests else nothing,
+    )
+
+
+# --- failed_batch_retry ------------------------------------------------------------------
+
+
+def _failed_batch_retry(
+    context: dg.SensorEvaluationContext, automation: AutomationSettings
+) -> dg.SensorResult:
+    instance = context.instance
+    keys = instance.get_dynamic_partitions(batch_partitions.name)
+    failed, in_progress = set(), set()
+    for asset in BATCH_ASSETS:
+        statuses = instance.get_status_by_partition(asset.key, keys, batch_partitions) or {}
+        for key, status in statuses.items():
+            if status == dg.AssetPartitionStatus.FAILED:
+                failed.add(key)
+            elif status == dg.AssetPartitionStatus.IN_PROGRESS:
+                in_progress.add(key)
+    policy = RetryPolicy(
+        base=timedelta(minutes=automation.retry_base_minutes),
+        max_attempts=automation.retry_max_attempts,
+    )
+    decision = decide_retries(
+        retry_states_from_json(context.cursor), failed, in_progress, datetime.now(UTC), policy
+    )
+    for key in decision.recovered:
+        context.log.info(f"batch {key} is no longer failed: forgotten")
+    for key in decision.gave_up:
+        state = decision.states[key]
+        context.log.warning(
+            f"gave up on batch {key} after {state.attempts} attempts (failed since "
+            f"{state.first_failed_at}): fix the cause, then rerun it (e.g. backfill its failed "
+            "partitions); this sensor takes it up again only once it has succeeded"
+        )
+    requests = []
+    for key in decision.retry:
+        state = decision.states[key]
+        context.log.info(f"retrying batch {key}: attempt {state.attempts} of {policy.max_attempts}")
+        requests.append(
+            run_request([key], f"failed_batch_retry:{key}:{state.first_failed_at}:{state.attempts}")
+        )
+    waiting = [key for key, state in decision.states.items() if key in failed and not state.gave_up]
+    nothing = (
+        f"{len(waiting)} failed batches wait for their next retry"
+        if waiting
+        else "no failed batch to retry"
+    )
+    return dg.SensorResult(
+        run_requests=requests,
+        cursor=retry_states_to_json(decision.states),
+        skip_reason=None if requests else nothing,
+    )

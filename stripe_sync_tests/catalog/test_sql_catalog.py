@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
 from stripe_sync.catalog import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, CatalogError, WriteBack
+from stripe_sync.catalog.base import change_cursor
 from stripe_sync.catalog.sql import SqlCatalog
-from stripe_sync_tests.catalog.tables import SYNCED_AT, create_sqlite_products, synced
+from stripe_sync_tests.catalog.tables import (
+    SYNCED_AT,
+    UPDATED_AT,
+    create_sqlite_products,
+    synced,
+)
 
 
 def test_check_passes_on_a_table_with_every_contract_column(sql_sample):
@@ -194,3 +200,47 @@ def test_a_missing_mapped_metadata_column_is_named(postgres_table, fresh_databas
     table, _ = postgres_table("text", 2)
     with pytest.raises(CatalogError, match="colour"):
         SqlCatalog(fresh_database_url, table, metadata_columns=("colour",)).check()
+
+
+def _touch(catalog: SqlCatalog, id_: str, updated_at: datetime) -> None:
+    """Set a row's updated_at as the CMS would (SQLite stores it as ISO text)."""
+    value = updated_at.isoformat() if catalog.engine.dialect.name == "sqlite" else updated_at
+    with catalog.engine.begin() as connection:
+        connection.execute(
+            sa.text(f"update {catalog.table} set updated_at = :at where cast(id as text) = :id"),
+            {"at": value, "id": id_},
+        )
+
+
+def _all_changes(catalog, after=None, limit=7) -> list[str]:
+    """Every change after `after`, read page by page from each page's last row."""
+    ids = []
+    while page := catalog.changed_since(after, limit):
+        ids += [row["id"] for row in page]
+        after = change_cursor(page[-1])
+    return ids
+
+
+def test_changes_come_in_updated_at_then_id_order_after_the_cursor(sql_sample):
+    ids, catalog = sql_sample.ids, sql_sample.catalog
+    _touch(catalog, ids[3], UPDATED_AT + timedelta(hours=2))
+    _touch(catalog, ids[1], UPDATED_AT + timedelta(hours=1))
+    _touch(catalog, ids[7], UPDATED_AT + timedelta(hours=2))
+    untouched = [id_ for id_ in ids if id_ not in (ids[1], ids[3], ids[7])]
+    assert _all_changes(catalog) == [*untouched, ids[1], ids[3], ids[7]]
+    [first] = catalog.changed_since(None, 1)
+    assert tuple(first) == SOURCE_COLUMNS + WRITE_BACK_COLUMNS
+    assert first == next(catalog.read_rows(ids[0], ids[1]))
+    touched = catalog.changed_since(change_cursor(first), 100)
+    assert [row["id"] for row in touched] == [*untouched[1:], ids[1], ids[3], ids[7]]
+    assert _all_changes(catalog, after=change_cursor(touched[-3])) == [ids[3], ids[7]]
+    assert catalog.changed_since(change_cursor(touched[-1]), 100) == []
+
+
+def test_rows_without_updated_at_are_not_changes(postgres_table, fresh_database_url, database):
+    table, _ = postgres_table("integer", 3)
+    database.execute(f"alter table {table} alter column updated_at drop not null")
+    database.execute(f"update {table} set updated_at = null where id = 2")
+    catalog = SqlCatalog(fresh_database_url, table)
+    assert [row["id"] for row in catalog.changed_since(None, 10)] == ["1", "3"]
+    catalog.close()

@@ -10,6 +10,7 @@ import pytest
 from psycopg import sql
 
 from stripe_sync.catalog import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, CatalogError
+from stripe_sync.catalog.base import change_cursor
 from stripe_sync.catalog.supabase import SupabaseCatalog
 from stripe_sync_tests.catalog.tables import SYNCED_AT, synced
 from stripe_sync_tests.postgrest import anon_key, service_role_key
@@ -215,3 +216,46 @@ def test_mapped_metadata_columns_are_read_under_their_prefix(
     rows = list(catalog.read_rows(None, None))
     assert [row["metadata.currency"] for row in rows] == [row["currency"] for row in rows]
     catalog.close()
+
+
+def test_changes_come_in_updated_at_then_id_order_after_a_keyset_cursor(
+    supabase_url, jwt_secret, database, supabase_products, apply_migration, requests_made
+):
+    ids = supabase_products(6, id_kind="text")
+    apply_migration()
+    # An id with every character a PostgREST logic tree would otherwise read as syntax.
+    tricky = 'sku00002,x(y)."z\\'
+    database.execute(
+        "insert into products (id, name, price, updated_at) "
+        "select %s, name, price, updated_at from products where id = %s",
+        [tricky, ids[1]],
+    )
+    database.execute(
+        "update products set updated_at = updated_at + interval '1 hour 0.000123 second' "
+        "where id = any(%s)",
+        [[ids[4], ids[0]]],
+    )
+    catalog = SupabaseCatalog(supabase_url, service_role_key(jwt_secret))
+    order = [ids[1], tricky, ids[2], ids[3], ids[5], ids[0], ids[4]]
+    requests_made.clear()
+    seen, after = [], None
+    while page := catalog.changed_since(after, 2):
+        seen += [row["id"] for row in page]
+        after = change_cursor(page[-1])
+    assert seen == order
+    assert len(requests_made) == 5  # 4 pages of at most 2, then an empty one
+    assert dict(requests_made[1].query)["or"] == (
+        f'(updated_at.gt."{after_of(database, tricky)}",'
+        f'and(updated_at.eq."{after_of(database, tricky)}",id.gt."sku00002,x(y).\\"z\\\\"))'
+    )
+    [row] = catalog.changed_since((after_of(database, ids[5]), ids[5]), 1)
+    assert tuple(row) == SOURCE_COLUMNS + WRITE_BACK_COLUMNS
+    assert row == next(catalog.read_rows(ids[0], ids[1]))
+    catalog.close()
+
+
+def after_of(database, id_: str) -> str:
+    """A row's updated_at as PostgREST writes it in JSON."""
+    return database.execute(
+        "select to_json(updated_at) #>> '{}' from products where id = %s", [id_]
+    ).fetchone()[0]

@@ -6,7 +6,6 @@ from stripe_sync.core.planner import (
     ActionKind,
     PlanOptions,
     SyncState,
-    count_changes,
     plan_batch,
     plan_row,
 )
@@ -102,16 +101,3 @@ def test_a_row_deleted_from_the_catalog_is_archived_in_mirror_mode_and_only_repo
 def test_a_row_archived_after_its_deletion_is_not_planned_again():
     archived = {"7": replace(Checkpoint.of(replace(HAT, cms_id="7"), "p"), removed=True)}
     assert plan_batch([], archived, PlanOptions(mirror=True)) == []
-
-
-def test_the_counts_name_every_change_once():
-    actions = plan_batch(
-        [
-            ("42", replace(HAT, name="Cap"), (), SYNCED),
-            ("43", None, ("price_missing",), SyncState()),
-        ],
-        {"42": CHECKPOINT},
-    )
-    counts = count_changes(actions)
-    assert counts["update"] == 1 and counts["invalid"] == 1
-    assert sum(counts.values()) == 2

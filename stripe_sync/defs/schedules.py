@@ -1,0 +1,59 @@
+"""The reconcile schedule: every batch, on a cron (default hourly), as the safety net under the
+change sensor. Cheap: rows whose content hash matches their last sync cost no Stripe request."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from stripe_sync.core.errors import ConfigError
+from stripe_sync.defs.assets import BATCHES_PER_RUN
+from stripe_sync.defs.jobs import migrate_batches_job, register_batches
+from stripe_sync.defs.partitions import batch_partitions
+from stripe_sync.defs.resources import CatalogResource, SyncSettings
+from stripe_sync.defs.sensors import automation_status, run_request
+
+DEFAULT_RECONCILE_CRON = "0 * * * *"
+
+
+def build_reconcile_schedule() -> dg.ScheduleDefinition:
+    """The schedule, with its cron (STRIPE_SYNC_RECONCILE_CRON) and status from the environment."""
+    cron = os.environ.get("STRIPE_SYNC_RECONCILE_CRON", "").strip() or DEFAULT_RECONCILE_CRON
+    try:
+        return _reconcile_schedule(cron, dg.DefaultScheduleStatus(automation_status().value))
+    except dg.DagsterInvalidDefinitionError:
+        raise ConfigError(
+            f"STRIPE_SYNC_RECONCILE_CRON must be a cron expression such as {DEFAULT_RECONCILE_CRON!r} "
+            f"(hourly), not {cron!r}."
+        ) from None
+
+
+def _reconcile_schedule(cron: str, status: dg.DefaultScheduleStatus) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="reconcile_batches",
+        cron_schedule=cron,
+        job=migrate_batches_job,
+        execution_timezone="UTC",
+        default_status=status,
+        description=(
+            "Registers batches for new rows, then runs every batch, 10 to a run: whatever the "
+            "change sensor missed is synced, and unchanged rows cost no Stripe request. Cron: "
+            "STRIPE_SYNC_RECONCILE_CRON (default hourly, UTC)."
+        ),
+    )
+    def reconcile_batches(
+        context: dg.ScheduleEvaluationContext, catalog: CatalogResource, settings: SyncSettings
+    ):
+        new_keys = register_batches(context.instance, catalog, settings)
+        keys = context.instance.get_dynamic_partitions(batch_partitions.name)
+        if not keys:
+            return dg.SkipReason("no batches: the catalog is empty")
+        tick = context.scheduled_execution_time.isoformat()
+        context.log.info(
+            f"reconciling {len(keys)} batches ({len(new_keys)} new), {BATCHES_PER_RUN} per run"
+        )
+        runs = [keys[at : at + BATCHES_PER_RUN] for at in range(0, len(keys), BATCHES_PER_RUN)]
+        return [run_request(run, f"reconcile_batches:{tick}:{run[0]}..{run[-1]}") for run in runs]
+
+    return reconcile_batches
