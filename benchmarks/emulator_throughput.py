@@ -31,10 +31,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_emulator(port: int) -> subprocess.Popen:
+def start_emulator(port: int, *options: str) -> subprocess.Popen:
+    """`stripe-sync emulator` on `port` with more command-line options, once it answers."""
     executable = shutil.which("stripe-sync") or str(Path(sys.executable).parent / "stripe-sync")
     process = subprocess.Popen(
-        [executable, "emulator", "--port", str(port)], stdout=subprocess.PIPE, text=True
+        [executable, "emulator", "--port", str(port), *options], stdout=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from stripe_sync.core.validation import ValidationRules, planning_inputs, validate_batch
+from stripe_sync.core.validation import ValidationRules, planning_inputs, records, validate_batch
 
 
 def needing_sync(rows: Sequence[dict], rules: ValidationRules) -> dict[str, str]:
@@ -28,7 +28,7 @@ def needing_sync(rows: Sequence[dict], rules: ValidationRules) -> dict[str, str]
     updated_at = {str(row["id"]): str(row["updated_at"]) for row in rows}
     needed = {}
     for record, (cms_id, desired, reasons, state) in zip(
-        validated.to_dict("records"), planning_inputs(validated), strict=True
+        records(validated), planning_inputs(validated), strict=True
     ):
         if desired is not None:
             content = desired.sync_hash

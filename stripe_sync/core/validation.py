@@ -80,21 +80,23 @@ class _Row:
 
 def validate_batch(raw: pd.DataFrame, rules: ValidationRules) -> pd.DataFrame:
     """The `ValidatedProducts` frame for a raw batch: one row per catalog row."""
-    rows = raw.to_dict("records")
+    rows = records(raw)
     id_counts = Counter(_text(row["id"]) for row in rows)
-    records = [_validate_row(row, rules, duplicate=id_counts[_text(row["id"])] > 1) for row in rows]
+    validated = [
+        _validate_row(row, rules, duplicate=id_counts[_text(row["id"])] > 1) for row in rows
+    ]
     # Rows sharing an id share one write-back: give each the reasons of all of them.
     shared: dict[str, tuple[str, ...]] = {}
-    for record in records:
+    for record in validated:
         if id_counts[record["cms_id"]] > 1:
             shared[record["cms_id"]] = tuple(
                 dict.fromkeys(shared.get(record["cms_id"], ()) + record["reasons"])
             )
-    for record in records:
+    for record in validated:
         record["reasons"] = shared.get(record["cms_id"], record["reasons"])
     # Built column by column as object: pandas would turn integer amounts beside None into floats.
     return pd.DataFrame(
-        {c: pd.Series([r[c] for r in records], dtype=object) for c in VALIDATED_COLUMNS}
+        {c: pd.Series([r[c] for r in validated], dtype=object) for c in VALIDATED_COLUMNS}
     )
 
 
@@ -277,11 +279,20 @@ def _metadata(raw: dict[str, Any], row: _Row) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(metadata.items()))
 
 
+def records(frame: pd.DataFrame) -> list[dict]:
+    """The frame's rows as dicts of Python values, like `to_dict("records")` but column by
+    column (`tolist` converts numpy values in C): its per-cell boxing was a third of the
+    time of a million-row plan."""
+    names = list(frame.columns)
+    columns = [frame[name].tolist() for name in names]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
 def planning_inputs(
     validated: pd.DataFrame,
 ) -> Iterator[tuple[str, DesiredProduct | None, tuple[str, ...], SyncState]]:
     """Each validated row as the planner takes it."""
-    for row in validated.to_dict("records"):
+    for row in records(validated):
         desired = None
         if not row["reasons"]:
             desired = DesiredProduct(

@@ -27,7 +27,7 @@ from stripe_sync.core.planner import Action, ActionKind, PlanOptions
 from stripe_sync.core.report import RESULTS, build_report
 from stripe_sync.core.schemas import CatalogRows, ValidatedProducts
 from stripe_sync.core.stripe_api import StripeApi
-from stripe_sync.core.validation import plan_frame, planning_inputs, validate_batch
+from stripe_sync.core.validation import plan_frame, planning_inputs, records, validate_batch
 from stripe_sync.defs.partitions import batch_partitions, batches_for
 from stripe_sync.defs.resources import (
     BackupResource,
@@ -355,7 +355,7 @@ def _progress_logger(context: dg.AssetExecutionContext):
 def _write_back(source: Catalog, outcomes: list[Outcome], validated: pd.DataFrame) -> int:
     """Write what changed for these rows in one request; returns the requests made."""
     # First row per id: rows sharing an id (quarantined as duplicates) share one write-back.
-    states = {row["cms_id"]: row for row in reversed(validated.to_dict("records"))}
+    states = {row["cms_id"]: row for row in reversed(records(validated))}
     now = datetime.now(UTC)
     write_backs = {}
     for outcome in outcomes:
@@ -422,7 +422,7 @@ def _back_up(
     writing = [action for action in actions if action.writes]
     if not writing:
         return None
-    rows = {row["cms_id"]: row for row in reversed(validated.to_dict("records"))}
+    rows = {row["cms_id"]: row for row in reversed(records(validated))}
     product_ids = [
         action.desired.stripe_id if action.desired else action.state.stripe_product_id
         for action in writing

@@ -1,0 +1,50 @@
+"""The migration benchmark runs end to end at small sizes and prints its table (its figures
+are for people; only the request counts, which don't depend on the machine, are checked)."""
+
+from __future__ import annotations
+
+import pathlib
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+BENCHMARK = pathlib.Path(__file__).parents[1] / "benchmarks" / "migration.py"
+
+
+@pytest.fixture
+def bench_database(postgres_url: str) -> Iterator[str]:
+    """A name for the benchmark's database, dropped after the test."""
+    name = f"bench_{secrets.token_hex(4)}"
+    yield name
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
+
+
+def test_the_benchmark_prints_every_scenario_with_one_request_per_new_product(
+    postgres_url, bench_database
+):
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARK),
+            *("--products", "40", "--scale-rows", "3000"),
+            *("--database-url", postgres_url, "--database-name", bench_database),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    table = run.stdout[run.stdout.index("| scenario | figure | value |") :]
+    assert "| 1. initial, 40 new | sync requests per product | 1.00 |" in table
+    assert "| 2. no-op resync | Stripe writes / reads | 0 / 1 (N/100 = 1) |" in table
+    assert "| 4. 3,000 rows | batch registration |" in table and "(3 batches)" in table
+    assert "| 4. 3,000 rows | runs to backfill every batch | 1 (10 batches a run) |" in table
+    assert "1 statement" in table
