@@ -84,7 +84,14 @@ def main() -> None:
     try:
         figures = Figures()
         with psycopg.connect(database_url, autocommit=True) as connection:
-            set_environment(work, database_url, f"http://127.0.0.1:{port}")
+            # 10 batches of N/10 rows: one run of 10 partitions, as migrate and backfills do.
+            set_environment(
+                work,
+                database_url,
+                f"http://127.0.0.1:{port}",
+                table="products",
+                batch_size=max(1, args.products // 10),
+            )
             stripe_scenarios(figures, connection, args.products, f"http://127.0.0.1:{port}")
             scale_scenario(figures, connection, database_url, work, args.scale_rows)
         figures.print(args)
@@ -124,7 +131,9 @@ def fresh_database(admin_url: str, name: str) -> str:
     return f"{head}/{name}"
 
 
-def set_environment(work: Path, database_url: str, api_base: str, table: str = "products") -> None:
+def set_environment(
+    work: Path, database_url: str, api_base: str, *, table: str, batch_size: int
+) -> None:
     home = work / f"dagster_home_{table}"
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -135,7 +144,7 @@ def set_environment(work: Path, database_url: str, api_base: str, table: str = "
         STRIPE_SECRET_KEY=SECRET_KEY,
         STRIPE_API_BASE=api_base,
         STRIPE_SYNC_THROTTLE_FRACTION="1.0",
-        STRIPE_SYNC_BATCH_SIZE="1000",
+        STRIPE_SYNC_BATCH_SIZE=str(batch_size),
         STRIPE_SYNC_REPORTS_DIR=str(work / "reports"),
     )
 
@@ -286,7 +295,9 @@ def scale_scenario(
     started = time.monotonic()
     make_table(connection, "products_scale", rows)
     figures.add(name, "catalog fill (generate_series)", f"{time.monotonic() - started:.1f} s")
-    set_environment(work, database_url, os.environ["STRIPE_API_BASE"], table="products_scale")
+    set_environment(
+        work, database_url, os.environ["STRIPE_API_BASE"], table="products_scale", batch_size=1000
+    )
 
     with dg.DagsterInstance.get() as instance:
         started = time.monotonic()
