@@ -189,7 +189,7 @@ def stripe_scenarios(
     creates = [e for e in log if e["endpoint"] == "POST /v1/products"]
     starts = sorted(e["started_at"] for e in creates)
     sustained = (len(starts) - 1) / (starts[-1] - starts[0])
-    # Not the sync's: the account check of each Stripe step, and verification's list reads.
+    # Not the sync's: one account read per migration, and verification's list reads.
     sync_requests = [e for e in log if e["endpoint"] not in ("GET /v1/account", "GET /v1/products")]
     name = f"1. initial, {products} new"
     figures.add(name, "wall time", f"{seconds:.1f} s")

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import click
 from dotenv import load_dotenv
@@ -241,6 +242,7 @@ def _migrate(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, request_stop)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     with _one_sentence_errors():
         defs = _checked_definitions()
         result = run_migration(
@@ -256,8 +258,8 @@ def _migrate(
         )
     click.echo(result.report_markdown)
     click.echo(f"Dagster runs are in {home}: see them with `DAGSTER_HOME={home} {_DAGSTER} dev`.")
-    if result.run_ids:
-        click.echo(f"To undo this migration: stripe-sync rollback --since {result.run_ids[0]}")
+    # A time, not the first run's id: a run that changed nothing takes no backup.
+    click.echo(f"To undo this migration: stripe-sync rollback --since {started}")
     if not result.succeeded:
         click.echo(
             f"{len(result.failed_batches)} batches failed: rerun `stripe-sync migrate` to retry them.",

@@ -360,3 +360,42 @@ def comparable(products: list[dict]) -> dict[str, dict]:
     """What a rollback restores of each product (not `updated`, which every write moves)."""
     fields = ("name", "description", "images", "metadata", "active", "default_price")
     return {product["id"]: {f: product[f] for f in fields} for product in products}
+
+
+def test_a_dry_run_in_dagster_observes_the_plan_and_writes_nothing_not_even_a_read(
+    products_table, pipeline_env, emulator
+):
+    import dagster as dg
+
+    from stripe_sync.definitions import build_definitions
+    from stripe_sync.migration import run_batches
+
+    _source, table = catalog(products_table, pipeline_env)
+    pipeline_env.migrate()
+    table.update("sku-00001", name="Renamed")
+    rows_before, requests_before = table.rows(), len(emulator.requests())
+    defs = build_definitions()
+
+    with dg.DagsterInstance.get() as instance:
+        [batch] = instance.get_dynamic_partitions("product_batches")
+        synced = instance.get_latest_materialization_event(dg.AssetKey("stripe_products"))
+        result = run_batches(
+            defs.resolve_job_def("migrate_batches"),
+            instance,
+            [batch],
+            {"ops": {"stripe_products": {"config": {"dry_run": True}}}},
+        )
+        latest = instance.get_latest_materialization_event(dg.AssetKey("stripe_products"))
+
+    assert result.success
+    assert len(emulator.requests()) == requests_before  # no write, no verification read
+    assert table.rows() == rows_before
+    assert latest.run_id == synced.run_id  # the last sync is still the latest
+    [observation] = [
+        event.asset_observation_data.asset_observation
+        for event in result.all_events
+        if event.event_type_value == "ASSET_OBSERVATION"
+    ]
+    assert observation.metadata["update"].value == 1
+    assert "name: 'Product 1' -> 'Renamed'" in observation.metadata["plan"].value
+    assert not result.asset_materializations_for_node("stripe_prices")

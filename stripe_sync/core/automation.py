@@ -24,11 +24,12 @@ def needing_sync(rows: Sequence[dict], rules: ValidationRules) -> dict[str, str]
     """
     if not rows:
         return {}
-    validated = validate_batch(pd.DataFrame([{"batch": "", **row} for row in rows]), rules)
-    updated_at = {str(row["id"]): str(row["updated_at"]) for row in rows}
+    raw = pd.DataFrame([{"batch": "", **row} for row in rows], dtype=object)
+    validated = validate_batch(raw, rules)
     needed = {}
-    for record, (cms_id, desired, reasons, state) in zip(
-        records(validated), planning_inputs(validated), strict=True
+    # One validated row per catalog row, in order (a row without an id included).
+    for row, record, (cms_id, desired, reasons, state) in zip(
+        rows, records(validated), planning_inputs(validated), strict=True
     ):
         if desired is not None:
             content = desired.sync_hash
@@ -41,7 +42,7 @@ def needing_sync(rows: Sequence[dict], rules: ValidationRules) -> dict[str, str]
             content = "invalid: " + "; ".join(reasons)
             done = state.sync_status == "invalid" and record["sync_error"] == "; ".join(reasons)
         if not done:
-            needed[cms_id] = f"{updated_at[cms_id]} {content}"
+            needed[cms_id] = f"{row['updated_at']} {content}"
     return needed
 
 

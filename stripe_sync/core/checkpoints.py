@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from filelock import FileLock  # a dependency of dagster's
+
 from stripe_sync.core.identity import DesiredProduct
 from stripe_sync.core.jsonfiles import read_json, write_json
 
@@ -54,13 +56,18 @@ class CheckpointStore:
         """Set (or, for None, forget) the checkpoints of some rows of a batch."""
         if not changes:
             return
-        entries = self.load(batch)
-        for cms_id, checkpoint in changes.items():
-            if checkpoint is None:
-                entries.pop(cms_id, None)
-            else:
-                entries[cms_id] = checkpoint
-        self._save(batch, entries)
+        path = self._path(batch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Read-modify-write under a lock: a migration and a verification of the same batch
+        # may record at once.
+        with FileLock(path.with_name(path.name + ".lock")):
+            entries = self.load(batch)
+            for cms_id, checkpoint in changes.items():
+                if checkpoint is None:
+                    entries.pop(cms_id, None)
+                else:
+                    entries[cms_id] = checkpoint
+            self._save(batch, entries)
 
     def forget(self, batch: str, cms_ids: Iterable[str]) -> None:
         """The next run reconciles these rows with Stripe instead of trusting their hash."""

@@ -119,7 +119,8 @@ class SyncRunConfig(dg.Config):
 
     dry_run: bool = Field(
         default=False,
-        description="Plan only: the plan is in the materialization; no Stripe or catalog write.",
+        description="Plan only: the plan is an observation of stripe_products; nothing is "
+        "materialized, and no Stripe or catalog request is made.",
     )
     force_resync: bool = Field(
         default=False,
@@ -144,6 +145,7 @@ class SyncRunConfig(dg.Config):
     backfill_policy=BACKFILL_POLICY,
     pool="stripe_writes",
     kinds={"stripe"},
+    output_required=False,  # a dry run materializes nothing
 )
 def stripe_products(
     context: dg.AssetExecutionContext,
@@ -155,7 +157,7 @@ def stripe_products(
     checkpoints: CheckpointResource,
     backups: BackupResource,
     settings: SyncSettings,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
     """Stripe products of the batch, each created with its default price in one request,
     updated with only what changed, or left alone; products of rows deleted from the catalog
     archived in mirror mode. Backed up before any write; Stripe ids written back to the
@@ -175,14 +177,20 @@ def stripe_products(
         summary.add(batch, batch_actions)
     planned = {"dagster/row_count": summary.products, **summary.changes}
     if config.dry_run:
+        # An observation, not a materialization: nothing downstream runs (no prices step, no
+        # verification reading Stripe), and the batch's last sync stays its latest.
         context.log.info(f"dry run: {planned}")
-        return dg.MaterializeResult(
-            metadata={
-                **planned,
-                "dry_run": True,
-                "plan": dg.MetadataValue.md(summary.to_markdown()),
-            }
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=context.asset_key,
+                metadata={
+                    **planned,
+                    "dry_run": True,
+                    "plan": dg.MetadataValue.md(summary.to_markdown()),
+                },
+            )
         )
+        return
     with user_errors(), catalog.opened() as source, contextlib.closing(stripe.api()) as api:
         context.log.info(f"Stripe {api.mode} mode at {api.api_base}: {len(actions)} products")
         backup_paths = [
@@ -217,7 +225,7 @@ def stripe_products(
         started,
     )
     _raise_if_stopped(stopped)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             **_summary(outcomes, write_backs, started),
             "backups": dg.MetadataValue.json(backup_paths),
@@ -427,14 +435,9 @@ def _back_up(
         action.desired.stripe_id if action.desired else action.state.stripe_product_id
         for action in writing
     ]
-    # A product to create isn't read: if an earlier run made it without writing back, it is
-    # still the migration's own, and rollback archives it like one made now.
-    existing = [
-        product_id
-        for product_id, action in zip(product_ids, writing, strict=True)
-        if action.kind is not ActionKind.CREATE
-    ]
-    found = {product["id"]: product for product in api.list_products(existing)}
+    # Products to create are read too (1 request per 100): after `reset --catalog-columns`
+    # a "create" may meet a product that existed before this run, which rollback must keep.
+    found = {product["id"]: product for product in api.list_products(product_ids)}
     backup = Backup(
         run_id=context.run.run_id,
         batch=batch,

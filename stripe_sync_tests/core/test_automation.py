@@ -73,6 +73,12 @@ def test_an_invalid_row_needs_a_sync_until_it_is_quarantined_with_its_reasons():
     assert needing_sync([quarantined], RULES) == {}
 
 
+def test_a_row_without_an_id_is_judged_like_any_other_instead_of_stopping_the_sensor():
+    needed = needing_sync([row(id_=None), row()], RULES)
+    assert set(needed) == {"", "1"}
+    assert "id_missing" in needed[""]
+
+
 def test_the_fingerprint_differs_for_another_edit_or_another_time_and_not_otherwise():
     first = needing_sync([row(name="Cap", **SYNCED)], RULES)
     assert needing_sync([row(name="Cap", **SYNCED)], RULES) == first
