@@ -97,7 +97,7 @@ def test_keys_appear_nowhere_even_when_stripe_rejects_one(
     ok = pipeline_env.migrate(log_level="DEBUG")
     assert ok.succeeded, ok.report_markdown
 
-    # new rows, and a key Stripe rejects: the run fails on its first write
+    # new rows, and a key Stripe rejects: the run fails on its first request
     table.insert(sample_products(20)[12:])
     pipeline_env.set(STRIPE_SECRET_KEY=wrong_key)
     rejected = pipeline_env.migrate(log_level="DEBUG")
@@ -134,7 +134,7 @@ def test_keys_appear_nowhere_even_when_stripe_rejects_one(
 
     # the failing case really happened, and Stripe's message about it was kept (redacted)
     log = emulator.requests()
-    assert any(e["status"] == 401 and e["method"] == "POST" for e in log)
+    assert any(e["status"] == 401 for e in log)  # the backup's read, before any write
     events, runs = dagster_instance_text(pipeline_env.dagster_home)
     assert runs >= 4
     assert "Invalid API Key provided" in events

@@ -21,6 +21,7 @@ from stripe_sync.catalog.frames import catalog_frame
 from stripe_sync.core.applier import Applier, ApplyStopped, Outcome, Progress, Result
 from stripe_sync.core.backups import Backup, BackupStore, now_iso
 from stripe_sync.core.checkpoints import Checkpoint, CheckpointStore
+from stripe_sync.core.errors import ErrorKind, StripeFailure
 from stripe_sync.core.identity import DesiredProduct
 from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.core.planner import Action, ActionKind, PlanOptions
@@ -193,15 +194,23 @@ def stripe_products(
         return
     with user_errors(), catalog.opened() as source, contextlib.closing(stripe.api()) as api:
         context.log.info(f"Stripe {api.mode} mode at {api.api_base}: {len(actions)} products")
-        backup_paths = [
-            str(path)
-            for batch, batch_actions in plan.items()
-            if (
-                path := _back_up(
-                    backups.store(), api, context, batch, batch_actions, validated_products
+        try:
+            backup_paths = [
+                str(path)
+                for batch, batch_actions in plan.items()
+                if (
+                    path := _back_up(
+                        backups.store(), api, context, batch, batch_actions, validated_products
+                    )
                 )
+            ]
+        except StripeFailure as failure:
+            if failure.kind is not ErrorKind.FATAL:
+                raise
+            # The backup's read is the run's first request: a refused key stops it here.
+            _raise_if_stopped(
+                ApplyStopped(f"Stripe refused the key ({failure.message})", [], fatal=True)
             )
-        ]
         applier = Applier(
             api, max_in_flight=stripe.in_flight(api), on_progress=_progress_logger(context)
         )
