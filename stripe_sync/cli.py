@@ -327,6 +327,7 @@ class _Verification:
             self.rows[tuple(row.items())] = row
 
     def markdown(self) -> str:
+        from stripe_sync.core.report import table_cell
         from stripe_sync.core.verify import ERROR
 
         errors = sum(row["severity"] == ERROR for row in self.rows.values())
@@ -341,7 +342,7 @@ class _Verification:
                 "|" + " --- |" * (len(columns) + 1),
             ]
             for row in sorted(self.rows.values(), key=lambda r: (r["severity"], r["batch"])):
-                cells = (str(row[c]).replace("|", "\\|").replace("\n", " ") for c in columns)
+                cells = (table_cell(row[c]) for c in columns)
                 lines.append("| " + " | ".join((*cells, row["note"])) + " |")
         if self.unlisted:
             lines.append(f"\n… and {self.unlisted} more (each check lists 100 per batch).")

@@ -148,3 +148,10 @@ def to_minor_units(amount: Decimal, currency: str, *, round_half_up: bool = Fals
             f"({allowed_decimals(currency)})"
         )
     return int(amount.scaleb(minor_unit_exponent(currency)))
+
+
+def price_text(unit_amount: int | None, currency: str | None) -> str:
+    """`12.50 EUR` for 1250 eur: the amount in major units, as the catalog writes it."""
+    if unit_amount is None or not currency:
+        return f"{unit_amount} {currency}"
+    return f"{Decimal(unit_amount).scaleb(-minor_unit_exponent(currency)):f} {currency.upper()}"

@@ -9,11 +9,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.identity import PRODUCT_FIELDS, DesiredProduct, changed_fields
-from stripe_sync.core.money import minor_unit_exponent
+from stripe_sync.core.money import price_text
 
 
 class ActionKind(enum.StrEnum):
@@ -179,6 +178,5 @@ def _values(product: DesiredProduct) -> dict[str, object]:
         "images": list(product.images),
         "metadata": dict(product.extra_metadata),
         "active": product.active,
-        "price": f"{Decimal(product.unit_amount).scaleb(-minor_unit_exponent(product.currency))} "
-        f"{product.currency.upper()}",
+        "price": price_text(product.unit_amount, product.currency),
     }

@@ -65,7 +65,7 @@ class Report:
                     "| --- | --- | --- |",
                 ]
                 lines += [
-                    f"| {_cell(r['cms_id'])} | {_cell(r['batch'])} | {_cell(r['error'])} |"
+                    f"| {table_cell(r['cms_id'])} | {table_cell(r['batch'])} | {table_cell(r['error'])} |"
                     for r in rows[:row_limit]
                 ]
                 if len(rows) > row_limit:
@@ -73,7 +73,8 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-def _cell(value: object) -> str:
+def table_cell(value: object) -> str:
+    """A value as a Markdown table cell: a pipe or a line break can't break the table."""
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 

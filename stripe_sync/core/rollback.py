@@ -35,6 +35,7 @@ from stripe_sync.core.backups import Backup, BackupStore
 from stripe_sync.core.checkpoints import CheckpointStore
 from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
 from stripe_sync.core.identity import idempotency_key, stripe_product_id
+from stripe_sync.core.report import table_cell
 from stripe_sync.core.stripe_api import StripeApi
 
 ARCHIVE, RESTORE, MISSING, RESET = "archive", "restore", "missing", "reset"
@@ -391,7 +392,7 @@ class RollbackReport:
         for step in self.steps[:row_limit]:
             result = step.outcome + (f": {step.error}" if step.error else "")
             lines.append(
-                f"| {_cell(step.cms_id)} | {step.subject} | {_cell(step.detail)} | {_cell(result)} |"
+                f"| {table_cell(step.cms_id)} | {step.subject} | {table_cell(step.detail)} | {table_cell(result)} |"
             )
         if len(self.steps) > row_limit:
             lines.append(f"\n… and {len(self.steps) - row_limit} more steps.")
@@ -418,7 +419,3 @@ def _moment(value: str | datetime | None) -> datetime | None:
 
 def _comparable(column: str, value: object) -> object:
     return _moment(value) if column == "synced_at" else value
-
-
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")

@@ -24,12 +24,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.compare import field_differs, is_desired_price
 from stripe_sync.core.identity import PRODUCT_FIELDS, DesiredProduct, stripe_product_id
-from stripe_sync.core.money import minor_unit_exponent
+from stripe_sync.core.money import price_text
 from stripe_sync.core.planner import SyncState
 
 ERROR = "error"  # Stripe is not what the catalog says: verification fails
@@ -129,13 +128,6 @@ def shown(value: object) -> str:
     else:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
     return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 1] + "…"
-
-
-def price_text(unit_amount: int | None, currency: str | None) -> str:
-    """`12.50 EUR` for 1250 eur: the amount in major units, as the catalog writes it."""
-    if unit_amount is None or not currency:
-        return f"{unit_amount} {currency}"
-    return f"{Decimal(unit_amount).scaleb(-minor_unit_exponent(currency)):f} {currency.upper()}"
 
 
 # --- rules --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.identity import DesiredProduct
+from stripe_sync.core.money import price_text
 from stripe_sync.core.planner import SyncState
 from stripe_sync.core.verify import (
     ERROR,
@@ -15,7 +16,6 @@ from stripe_sync.core.verify import (
     PRODUCT,
     WARNING,
     Mismatch,
-    price_text,
     product_ids,
     shown,
     verify_batch,
