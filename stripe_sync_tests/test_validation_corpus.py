@@ -943,6 +943,39 @@ def test_four_unusable_rows_are_just_four_invalid_rows(dirty_table, pipeline_env
     assert [e.passed for e in check_evaluations(result.run_ids, "batch_structure")] == [True]
 
 
+def test_a_structurally_broken_batch_blocks_itself_and_not_the_next_batchs_run(
+    dirty_table, pipeline_env, emulator
+):
+    """The checks read the batches of their own run only: a run of a good batch is not
+    blocked by a broken batch that an earlier run left behind."""
+    broken = [
+        (
+            f"a{n}",
+            Case(
+                "a",
+                {"name": f"Broken {n}", "price": "N/A", "currency": "eur"},
+                frozenset({"price_not_a_number"}),
+            ),
+        )
+        for n in range(6)
+    ]
+    good = [
+        (f"b{n}", Case("b", {"name": f"Good {n}", "price": "5.00", "currency": "eur"}))
+        for n in range(6)
+    ]
+    table = dirty_table(broken + good)
+    use_dirty_catalog(pipeline_env, table, STRIPE_SYNC_BATCH_SIZE="6")
+
+    result = pipeline_env.migrate(batches_per_run=1)
+
+    first, second = result.new_batches
+    assert result.failed_batches == [first]
+    evaluations = check_evaluations(result.run_ids, "batch_structure")
+    assert sorted((e.partition, e.passed) for e in evaluations) == [(first, False), (second, True)]
+    products, _ = stripe_state(emulator.base_url)
+    assert sorted(p["metadata"]["cms_id"] for p in products) == [id_ for id_, _ in good]
+
+
 @pytest.mark.parametrize(
     ("rows", "invalid", "threshold", "warns"),
     [

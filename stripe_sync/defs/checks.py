@@ -45,60 +45,106 @@ def _has(reasons: tuple[str, ...], codes: tuple[str, ...]) -> bool:
     return any(reason.split(":", 1)[0] in codes for reason in reasons)
 
 
-@dg.asset_check(asset=validated_products, blocking=True)
-def batch_structure(validated_products: pd.DataFrame) -> dg.AssetCheckResult:
-    """Blocks the batch before any Stripe request when a whole column is unusable: in a
-    batch of at least 5 rows, not one row has a usable name, or a usable price."""
+# Partitioned checks are a Dagster preview; partitioned, each reads the run's batches only.
+warnings.filterwarnings(
+    "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+)
+batch_structure = dg.AssetCheckSpec(
+    "batch_structure",
+    asset=validated_products,
+    blocking=True,
+    partitions_def=batch_partitions,
+    description=(
+        "Blocks the batch before any Stripe request when a whole column is unusable: in a "
+        f"batch of at least {STRUCTURE_MIN_ROWS} rows, not one row has a usable name, or a "
+        "usable price."
+    ),
+)
+invalid_share = dg.AssetCheckSpec(
+    "invalid_share",
+    asset=validated_products,
+    partitions_def=batch_partitions,
+    description="Warns when more than `invalid_share_threshold` (default 5%) of a batch is invalid.",
+)
+
+
+@dg.multi_asset_check(
+    specs=[batch_structure, invalid_share],
+    ins={"validated_products": dg.AssetIn(validated_products.key)},
+)
+def batch_quality(
+    context: dg.AssetCheckExecutionContext,
+    validated_products: pd.DataFrame,
+    settings: SyncSettings,
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+    """Each batch of the run fit to go to Stripe (blocking), and how much of it was quarantined."""
+    for batch in context.partition_keys:
+        rows = validated_products[validated_products["batch"] == batch]
+        target = _latest_materialization(context, batch_structure.asset_key, batch)
+        yield _batch_evaluation(batch_structure, batch, target, **_structure(rows))
+        yield _batch_evaluation(
+            invalid_share, batch, target, **_invalid_share(rows, settings.invalid_share_threshold)
+        )
+    yield from _check_outputs(context)
+
+
+def _structure(rows: pd.DataFrame) -> dict:
     broken = []
-    for batch, rows in validated_products.groupby("batch"):
-        if len(rows) < STRUCTURE_MIN_ROWS:
-            continue
+    if len(rows) >= STRUCTURE_MIN_ROWS:
         for column, codes in _COLUMN_REASONS.items():
             if rows["reasons"].map(lambda reasons, codes=codes: _has(reasons, codes)).all():
                 example = next(r for r in rows["reasons"].iloc[0] if r.split(":", 1)[0] in codes)
-                broken.append(
-                    {"batch": batch, "column": column, "rows": len(rows), "example": example}
-                )
-    return dg.AssetCheckResult(
-        passed=not broken,
-        description=(
-            "; ".join(
-                f"batch {b['batch']}: no row has a usable {b['column']} (e.g. {b['example']})"
-                for b in broken
-            )
+                broken.append({"column": column, "rows": len(rows), "example": example})
+    return {
+        "passed": not broken,
+        "severity": dg.AssetCheckSeverity.ERROR,
+        "description": (
+            "; ".join(f"no row has a usable {b['column']} (e.g. {b['example']})" for b in broken)
             or "every column holds usable values"
         ),
-        metadata={"broken_columns": dg.MetadataValue.json(broken)},
+        "metadata": {"broken_columns": dg.MetadataValue.json(broken)},
+    }
+
+
+def _invalid_share(rows: pd.DataFrame, threshold: float) -> dict:
+    invalid = int((rows["reasons"].map(len) > 0).sum())
+    share = invalid / len(rows) if len(rows) else 0.0
+    return {
+        "passed": share <= threshold,
+        "severity": dg.AssetCheckSeverity.WARN,
+        "description": f"{invalid} of {len(rows)} rows invalid ({share:.1%}; warns above {threshold:.1%})",
+        "metadata": {"invalid": invalid, "rows": len(rows), "invalid_share": share},
+    }
+
+
+def _batch_evaluation(
+    spec: dg.AssetCheckSpec,
+    batch: str,
+    target: AssetCheckEvaluationTargetMaterializationData | None,
+    *,
+    passed: bool,
+    severity: dg.AssetCheckSeverity,
+    description: str,
+    metadata: dict,
+) -> dg.AssetCheckEvaluation:
+    """One check's result for one batch. An AssetCheckResult can't name its partition: in a
+    run over a range of batches Dagster would record it for no batch at all."""
+    return dg.AssetCheckEvaluation(
+        asset_key=spec.asset_key,
+        check_name=spec.name,
+        passed=passed,
+        severity=severity,
+        description=f"batch {batch}: {description}",
+        metadata=metadata,
+        target_materialization_data=target,
+        blocking=spec.blocking,  # a failed blocking ERROR fails the step: nothing downstream runs
+        partition=batch,
     )
 
 
-@dg.asset_check(asset=validated_products)
-def invalid_share(validated_products: pd.DataFrame, settings: SyncSettings) -> dg.AssetCheckResult:
-    """Warns when more than `invalid_share_threshold` (default 5%) of a batch is invalid."""
-    invalid = validated_products["reasons"].map(len) > 0
-    per_batch = invalid.groupby(validated_products["batch"]).agg(["sum", "count", "mean"])
-    over = per_batch[per_batch["mean"] > settings.invalid_share_threshold]
-    worst = float(per_batch["mean"].max()) if len(per_batch) else 0.0
-    return dg.AssetCheckResult(
-        passed=over.empty,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"{len(over)} of {len(per_batch)} batches have more than {settings.invalid_share_threshold:.1%} "
-            f"invalid rows (worst {worst:.1%}); {invalid.sum()} of {len(invalid)} rows invalid in all"
-        ),
-        metadata={
-            "worst_invalid_share": worst,
-            "per_batch": dg.MetadataValue.md(
-                "\n".join(
-                    ["| batch | invalid | rows |", "| --- | ---: | ---: |"]
-                    + [
-                        f"| {batch} | {row['sum']} | {row['count']} |"
-                        for batch, row in per_batch.iterrows()
-                    ]
-                )
-            ),
-        },
-    )
+def _check_outputs(context: dg.AssetCheckExecutionContext) -> Iterator[dg.Output]:
+    for output in context.op_def.output_defs:  # the checks' outputs, which hold no value
+        yield dg.Output(None, output_name=output.name)
 
 
 # --- verification -------------------------------------------------------------------------
@@ -107,26 +153,24 @@ MISMATCH_TABLE_ROWS = 100  # per batch and check; the counts hold them all
 MISMATCH_COLUMNS = ("severity", "cms_id", "product_id", "field", "expected", "actual", "note")
 WRONG_CONFIGURATION = "wrong_configuration"  # metadata of a failure the settings must fix
 
-with warnings.catch_warnings():  # partitioned asset checks are a Dagster preview
-    warnings.simplefilter("ignore", dg.PreviewWarning)
-    products_match_catalog = dg.AssetCheckSpec(
-        "products_match_catalog",
-        asset=stripe_products,
-        additional_deps=[validated_products],  # the rows the batch's latest sync made
-        partitions_def=batch_partitions,
-        description=(
-            "Every product of the batch exists in Stripe with the catalog's name, description, "
-            "images, metadata and active flag; no invalid row never synced and (in mirror mode) "
-            "no row deleted from the catalog is live. Stale invalid rows and deleted rows left "
-            "live with mirror off are warnings."
-        ),
-    )
-    default_prices_match_catalog = dg.AssetCheckSpec(
-        "default_prices_match_catalog",
-        asset=stripe_prices,
-        partitions_def=batch_partitions,
-        description="Every product's default price is active, with the catalog's amount and currency.",
-    )
+products_match_catalog = dg.AssetCheckSpec(
+    "products_match_catalog",
+    asset=stripe_products,
+    additional_deps=[validated_products],  # the rows the batch's latest sync made
+    partitions_def=batch_partitions,
+    description=(
+        "Every product of the batch exists in Stripe with the catalog's name, description, "
+        "images, metadata and active flag; no invalid row never synced and (in mirror mode) "
+        "no row deleted from the catalog is live. Stale invalid rows and deleted rows left "
+        "live with mirror off are warnings."
+    ),
+)
+default_prices_match_catalog = dg.AssetCheckSpec(
+    "default_prices_match_catalog",
+    asset=stripe_prices,
+    partitions_def=batch_partitions,
+    description="Every product's default price is active, with the catalog's amount and currency.",
+)
 
 
 @dg.multi_asset_check(
@@ -145,13 +189,10 @@ def stripe_matches_catalog(
     checkpoint is forgotten, so the next sync reconciles it with Stripe."""
     store = checkpoints.store()
     with _stripe_api(stripe) as api:
-        # One evaluation per batch and check. An AssetCheckResult can't name its partition:
-        # in a run over a range of batches Dagster would record it for no batch at all.
         for batch in context.partition_keys:
             rows = validated_products[validated_products["batch"] == batch]
             yield from _verify(context, batch, list(planning_inputs(rows)), store, api, settings)
-    for output in context.op_def.output_defs:  # the checks' outputs, which hold no value
-        yield dg.Output(None, output_name=output.name)
+    yield from _check_outputs(context)
 
 
 @contextlib.contextmanager
@@ -256,12 +297,15 @@ def _evaluation(
     errors = [m for m in mismatches if m.severity == ERROR]
     warned = [m for m in mismatches if m.severity == WARNING]
     if mismatches:
-        description = f"batch {batch}: {len(errors)} mismatches, {len(warned)} warnings in {result.products} products"
+        description = (
+            f"{len(errors)} mismatches, {len(warned)} warnings in {result.products} products"
+        )
     else:
-        description = f"batch {batch}: all {result.products} products match the catalog"
-    return dg.AssetCheckEvaluation(
-        asset_key=spec.asset_key,
-        check_name=spec.name,
+        description = f"all {result.products} products match the catalog"
+    return _batch_evaluation(
+        spec,
+        batch,
+        target,
         passed=not mismatches,
         severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
         description=description,
@@ -275,7 +319,4 @@ def _evaluation(
                 schema=dg.TableSchema(columns=[dg.TableColumn(name) for name in MISMATCH_COLUMNS]),
             ),
         },
-        target_materialization_data=target,
-        blocking=spec.blocking,
-        partition=batch,
     )
