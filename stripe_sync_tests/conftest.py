@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
+import subprocess
 from collections.abc import Iterator
 
 import psycopg
@@ -29,13 +32,22 @@ def fresh_database_url(postgres_url: str) -> Iterator[str]:
     Its own database lets tests use `public.products`, as Supabase does, without
     colliding with other sessions on the same server.
     """
-    name = f"stripe_sync_test_{secrets.token_hex(4)}"
+    with new_database(postgres_url, "stripe_sync_test") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def new_database(postgres_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty database named `prefix` and a random suffix, dropped after."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         # template0: nobody is ever connected to it, which CREATE DATABASE requires.
         admin.execute(sql.SQL("create database {} template template0").format(sql.Identifier(name)))
-    yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+    try:
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
 
 
 # ---------------------------------------------------------------- pipeline fixtures
@@ -71,7 +83,17 @@ PIPELINE_ENV_VARS = (
     "STRIPE_SYNC_REMOVAL_SCAN_MINUTES",
     "STRIPE_SYNC_RETRY_BASE_MINUTES",
     "STRIPE_SYNC_RETRY_MAX_ATTEMPTS",
+    "STRIPE_SYNC_STATE_DIR",
+    "STRIPE_SYNC_THROTTLE_URL",
+    "STRIPE_SYNC_THROTTLE_FRACTION",
+    "STRIPE_SYNC_MAX_IN_FLIGHT",
+    "STRIPE_SYNC_METADATA_COLUMNS",
     "DAGSTER_HOME",
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_USERNAME",
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_PG_DB",
 )
 TEST_SECRET_KEY = "sk_test_stripe_sync_pipeline_tests"
 
@@ -234,11 +256,30 @@ class PipelineEnv:
 
 def stripe_sync_script() -> str:
     """The `stripe-sync` console script of this interpreter's environment."""
+    return console_script("stripe-sync")
+
+
+def console_script(name: str) -> str:
+    """A console script (`stripe-sync`, `dagster`, `dagster-daemon`) of this interpreter's
+    environment."""
     import sys
 
-    script = pathlib.Path(sys.executable).with_name("stripe-sync")
-    assert script.exists(), f"{script} is missing: pip install -e . in this environment"
+    script = pathlib.Path(sys.executable).with_name(name)
+    assert script.exists(), f"{script} is missing: pip install -e '.[dev]' in this environment"
     return str(script)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM a process started with `start_new_session=True` and its whole group (dagster
+    dev's or the daemon's webserver, code servers and run workers), then SIGKILL what is left:
+    none of it may outlive the test."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @pytest.fixture

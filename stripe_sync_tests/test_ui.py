@@ -11,10 +11,8 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +23,7 @@ from pathlib import Path
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from playwright.sync_api import Page, expect, sync_playwright
 
-from stripe_sync_tests.conftest import stripe_state
+from stripe_sync_tests.conftest import console_script, stop_process_group, stripe_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = {
@@ -163,10 +161,18 @@ def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterUI]:
     """`dagster dev -w workspace.yaml` on a free loopback port, from the repository root;
     stopped with its whole process group (webserver, daemon, code servers) after."""
     port = _free_port()
-    dagster = Path(sys.executable).with_name("dagster")
     with log.open("w") as output:
         process = subprocess.Popen(
-            [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            [
+                console_script("dagster"),
+                "dev",
+                "-w",
+                "workspace.yaml",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
             cwd=REPO_ROOT,
             env=env,
             stdout=output,
@@ -178,7 +184,7 @@ def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterUI]:
         _wait_until_serving(ui)
         yield ui
     finally:
-        _stop_group(process)
+        stop_process_group(process)
 
 
 def test_in_dagster_dev_a_batch_migrates_its_checks_pass_and_a_failed_batch_backfills(
@@ -320,13 +326,3 @@ def _wait_until_serving(ui: DagsterUI, timeout_s: float = 120.0) -> None:
             if entries and all(e["loadStatus"] == "LOADED" for e in entries):
                 return
         time.sleep(0.5)
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM to the whole group, SIGKILL if it lingers: dagster dev's children (webserver,
-    daemon, code servers, run workers) must not outlive the test."""
-    for sig, grace_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace_s)

@@ -158,8 +158,18 @@ class BatchFrameIOManager(dg.ConfigurableIOManager):
             obj[obj["batch"] == key].reset_index(drop=True).to_pickle(path)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        paths = [self._path(context, key) for key in context.asset_partition_keys]
-        frames = [pd.read_pickle(path) for path in paths if path.exists()]
+        frames = []
+        for key in context.asset_partition_keys:
+            path = self._path(context, key)
+            # Missing is never "an empty batch": a step downstream would find every row of
+            # the batch gone (and, mirroring, archive its products).
+            if not path.exists():
+                raise dg.Failure(
+                    f"{context.asset_key.to_user_string()} has no data for batch {key} (no "
+                    f"{path}): materialize that batch first. With run workers on several "
+                    "machines, STRIPE_SYNC_STATE_DIR must be a volume they all share."
+                )
+            frames.append(pd.read_pickle(path))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["batch"])
 
     def _path(self, context: dg.OutputContext | dg.InputContext, partition_key: str) -> Path:
@@ -267,7 +277,11 @@ def resources_from_env(storage_dir: Path) -> dict[str, object]:
 
 
 def storage_dir() -> Path:
-    """Where the pipeline keeps batch frames and outcome ledgers: inside DAGSTER_HOME."""
+    """Where the pipeline keeps its state (batch frames, outcome ledgers, checkpoints,
+    backups, the default SQLite throttle): STRIPE_SYNC_STATE_DIR when set (across machines,
+    a shared volume mounted at the same path on every run worker), else DAGSTER_HOME/stripe_sync."""
+    if state_dir := os.environ.get("STRIPE_SYNC_STATE_DIR", "").strip():
+        return Path(state_dir)
     return Path(os.environ.get("DAGSTER_HOME") or ".dagster_home", "stripe_sync")
 
 
