@@ -6,6 +6,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 
@@ -51,6 +52,7 @@ def new_database(postgres_url: str, prefix: str) -> Iterator[str]:
 
 
 # ---------------------------------------------------------------- pipeline fixtures
+BATCH_ASSETS = ("supabase_products", "validated_products", "stripe_products", "stripe_prices")
 # For the end-to-end tests (test_pipeline, test_kill, test_secrets, test_preflight): a
 # catalog table in the session's PostgreSQL database, the Stripe emulator over HTTP, and
 # an environment pointing the pipeline at both with a throwaway DAGSTER_HOME.
@@ -267,6 +269,13 @@ def console_script(name: str) -> str:
     script = pathlib.Path(sys.executable).with_name(name)
     assert script.exists(), f"{script} is missing: pip install -e '.[dev]' in this environment"
     return str(script)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def stop_process_group(process: subprocess.Popen) -> None:

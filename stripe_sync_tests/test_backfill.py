@@ -25,9 +25,8 @@ from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from dagster_graphql.test.utils import execute_dagster_graphql
 
 from stripe_sync.definitions import build_definitions
-from stripe_sync_tests.conftest import stripe_state
+from stripe_sync_tests.conftest import BATCH_ASSETS, stripe_state
 
-BATCH_ASSETS = ("supabase_products", "validated_products", "stripe_products", "stripe_prices")
 # Runs launched by the backfill execute in this process, one after the other.
 INSTANCE_YAML = """
 telemetry:

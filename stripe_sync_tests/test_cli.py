@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from stripe_sync.cli import main
+from stripe_sync_tests.conftest import free_port
 
 
 def test_help_lists_emulator() -> None:
@@ -80,12 +80,6 @@ def test_emulator_options_reach_config_and_serve(monkeypatch: pytest.MonkeyPatch
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _stripe_sync_command() -> list[str]:
     script = pathlib.Path(sys.executable).with_name("stripe-sync")
     if script.exists():
@@ -94,7 +88,7 @@ def _stripe_sync_command() -> list[str]:
 
 
 def test_emulator_subprocess_serves_and_stops_on_sigterm(tmp_path: pathlib.Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*_stripe_sync_command(), "emulator", "--port", str(port)],
         cwd=tmp_path,  # no stray .env

@@ -5,7 +5,6 @@ what to set, no traceback; a good configuration passes and says the mode and acc
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 from dataclasses import dataclass
 from decimal import Decimal
@@ -15,18 +14,17 @@ import pytest
 from click.testing import CliRunner
 
 from stripe_sync.cli import main
-from stripe_sync_tests.conftest import TEST_SECRET_KEY, stripe_sync_script, write_requests
+from stripe_sync_tests.conftest import (
+    TEST_SECRET_KEY,
+    free_port,
+    stripe_sync_script,
+    write_requests,
+)
 
 ROWS = [
     {"id": "1", "name": "Mug", "price": Decimal("12.50"), "currency": "eur"},
     {"id": "2", "name": "Tea", "price": Decimal(1500), "currency": "jpy"},
 ]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ def configure(config: BadConfig, products_table, pipeline_env, emulator):
         pipeline_env.use_catalog(table)
     elif config.catalog == "unreachable host":
         pipeline_env.set(
-            CATALOG_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{closed_port()}/catalog"
+            CATALOG_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/catalog"
         )
     if config.stripe_key is None:
         pipeline_env.unset("STRIPE_SECRET_KEY")

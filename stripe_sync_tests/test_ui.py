@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -23,7 +22,13 @@ from pathlib import Path
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from playwright.sync_api import Page, expect, sync_playwright
 
-from stripe_sync_tests.conftest import console_script, stop_process_group, stripe_state
+from stripe_sync_tests.conftest import (
+    BATCH_ASSETS,
+    console_script,
+    free_port,
+    stop_process_group,
+    stripe_state,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = {
@@ -33,7 +38,6 @@ ASSETS = {
     "stripe_prices",
     "migration_report",
 }
-BATCH_ASSETS = ["supabase_products", "validated_products", "stripe_products", "stripe_prices"]
 CHECKS = {
     "validated_products": {"batch_structure", "invalid_share"},
     "stripe_products": {"products_match_catalog"},
@@ -160,7 +164,7 @@ class DagsterUI:
 def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterUI]:
     """`dagster dev -w workspace.yaml` on a free loopback port, from the repository root;
     stopped with its whole process group (webserver, daemon, code servers) after."""
-    port = _free_port()
+    port = free_port()
     with log.open("w") as output:
         process = subprocess.Popen(
             [
@@ -307,12 +311,6 @@ def _settle(page: Page) -> None:
     """Let the page finish drawing (fonts, the graph's layout) before a screenshot."""
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(500)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_until_serving(ui: DagsterUI, timeout_s: float = 120.0) -> None:

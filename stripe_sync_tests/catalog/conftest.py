@@ -4,7 +4,6 @@ PostgREST look-alike in front of the session's database."""
 from __future__ import annotations
 
 import secrets
-import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -18,6 +17,7 @@ from psycopg import sql
 from stripe_sync.catalog.sql import SqlCatalog
 from stripe_sync.catalog.supabase import SupabaseCatalog
 from stripe_sync_tests.catalog.tables import create_postgres_products, create_sqlite_products
+from stripe_sync_tests.conftest import free_port
 from stripe_sync_tests.postgrest import (
     RecordedRequest,
     anon_key,
@@ -49,9 +49,7 @@ def database(fresh_database_url: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture
 def closed_port() -> int:
     """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_port()
 
 
 @pytest.fixture
