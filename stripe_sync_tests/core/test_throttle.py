@@ -322,6 +322,8 @@ def test_a_late_waker_gives_its_start_up_and_books_again(open_: OpenThrottle) ->
 class _SkewedStore:
     """A store whose clock runs `skew` seconds ahead of time.time(), as a remote one may."""
 
+    uses_local_clock = False
+
     def __init__(self, inner, skew: float):
         self.inner, self.skew = inner, skew
 
