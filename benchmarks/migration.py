@@ -156,20 +156,16 @@ def make_table(connection: psycopg.Connection, table: str, rows: int) -> None:
 
 
 def migrate(work_log: Path):
-    import dagster as dg
-
-    from stripe_sync.definitions import build_definitions
-    from stripe_sync.migration import run_migration
+    from stripe_sync.operations.migrate import migrate as run_migration
+    from stripe_sync.operations.options import RunOptions
+    from stripe_sync.settings import load_settings
 
     started = time.monotonic()
-    with dg.DagsterInstance.get() as instance:
-        result = run_migration(
-            build_definitions(),
-            instance,
-            log_level="WARN",
-            log_file=str(work_log),
-            say=lambda _: None,
-        )
+    result = run_migration(
+        load_settings(),
+        RunOptions(log_level="WARN", log_file=str(work_log)),
+        say=lambda _: None,
+    )
     assert result.succeeded, result.report_markdown
     return result, time.monotonic() - started
 
@@ -284,11 +280,11 @@ def scale_scenario(
 ) -> None:
     import dagster as dg
 
-    from stripe_sync.catalog import WriteBack
     from stripe_sync.catalog.sql import SqlCatalog
+    from stripe_sync.core.contract import WriteBack
     from stripe_sync.defs.assets import BATCHES_PER_RUN
     from stripe_sync.defs.jobs import register_batches
-    from stripe_sync.defs.resources import CatalogResource, SyncSettings
+    from stripe_sync.defs.resources import CatalogResource
 
     name = f"4. {rows:,} rows"
     print(name, flush=True)
@@ -304,7 +300,7 @@ def scale_scenario(
         keys = register_batches(
             instance,
             CatalogResource(database_url=database_url, table="products_scale"),
-            SyncSettings(),
+            1000,
         )
         figures.add(
             name, "batch registration", f"{time.monotonic() - started:.1f} s ({len(keys)} batches)"

@@ -1,37 +1,52 @@
-"""The ``stripe-sync`` command line."""
+"""The `stripe-sync` command line: flags -> settings -> an operation -> what it printed.
+
+Every command loads the settings once (the project file, the environment and .env, then its
+own flags) and hands them to `stripe_sync.operations`; nothing here touches the environment,
+so a flag of one command never reaches the next.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pathlib
 import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import click
-from dotenv import load_dotenv
 
 # The dagster command of this environment, for the hints this CLI prints.
 _DAGSTER = pathlib.Path(sys.executable).parent / "dagster"
 
 
+@dataclass(frozen=True)
+class _Invocation:
+    config_file: pathlib.Path | None
+
+
 @click.group()
-def main() -> None:
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="The settings file (default ./stripe_sync.yaml, or STRIPE_SYNC_CONFIG).",
+)
+@click.pass_context
+def main(context: click.Context, config_file: pathlib.Path | None) -> None:
     """stripe-sync: move a product catalog into Stripe Products and Prices."""
-    # Settings may come from a .env file in the working directory; real environment
-    # variables win over it.
-    load_dotenv(pathlib.Path.cwd() / ".env", override=False)
+    context.obj = _Invocation(config_file)
 
 
 @contextlib.contextmanager
 def _one_sentence_errors() -> Iterator[None]:
     """Configuration problems end the command with their sentence, not a traceback."""
-    from stripe_sync.catalog import CatalogError
-    from stripe_sync.core.errors import ConfigError
+    from stripe_sync.core.errors import CatalogError, ConfigError
 
     try:
         yield
@@ -40,49 +55,23 @@ def _one_sentence_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-def _dagster_home() -> pathlib.Path:
-    """DAGSTER_HOME, defaulting to ./.dagster_home (with the repository's dagster.yaml)."""
-    home = pathlib.Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    instance_yaml, repo_yaml = home / "dagster.yaml", pathlib.Path("dagster.yaml").resolve()
-    if not instance_yaml.exists():
-        instance_yaml.write_text(
-            repo_yaml.read_text() if repo_yaml.exists() else "telemetry:\n  enabled: false\n"
-        )
-    return home
+def _settings(**flags: Any):
+    """The command's settings: the project file, the environment, then its flags (a flag
+    left unset is None and changes nothing). Wrong settings end the command here."""
+    from stripe_sync.settings import load_settings
+
+    invocation: _Invocation = click.get_current_context().find_object(_Invocation)
+    with _one_sentence_errors():
+        return load_settings(config_file=invocation.config_file, overrides=flags)
 
 
-def _instance(home: pathlib.Path):
-    """The DAGSTER_HOME instance. Got under a lock: two migrations started at once on a new
-    home would both create its SQLite storage, and one would die of "table alembic_version
-    already exists"."""
-    import dagster as dg
-    from filelock import FileLock  # a dependency of dagster's
+def _preflight(settings) -> None:
+    """Pre-flight: print what it found, or end the command with its one sentence."""
+    from stripe_sync.operations.preflight import preflight
 
-    with FileLock(home / ".stripe_sync_instance.lock"):
-        return dg.DagsterInstance.get()
-
-
-def _allow_live_mode(allow: bool) -> None:
-    if allow:
-        os.environ["STRIPE_ALLOW_LIVE_MODE"] = "true"
-
-
-def _checked_definitions():
-    """Definitions configured from the environment, after a pre-flight that passed (printed)."""
-    import dagster as dg
-
-    from stripe_sync.definitions import build_definitions
-    from stripe_sync.preflight import preflight
-
-    defs = build_definitions()
-    with dg.build_resources(
-        {name: defs.resources[name] for name in ("catalog", "stripe")}
-    ) as resources:
-        for line in preflight(resources.catalog, resources.stripe).lines():
+    with _one_sentence_errors():
+        for line in preflight(settings).lines():
             click.echo(line)
-    return defs
 
 
 def _plan_options(command):
@@ -104,8 +93,9 @@ def _plan_options(command):
             click.option(
                 "--mirror",
                 is_flag=True,
+                default=None,
                 help="Archive the Stripe products of rows deleted from the catalog "
-                "(or set STRIPE_SYNC_MIRROR=true).",
+                "(setting sync.mirror).",
             ),
         ]
     ):
@@ -138,9 +128,7 @@ def _run_options(*, log_level: str):
                     show_default=True,
                     help="Logs are also appended here.",
                 ),
-                click.option(
-                    "--allow-live-mode", is_flag=True, help="Accept a live-mode Stripe key."
-                ),
+                _allow_live_mode,
             ]
         ):
             command = option(command)
@@ -149,19 +137,24 @@ def _run_options(*, log_level: str):
     return decorate
 
 
-def _mirror(mirror: bool) -> None:
-    if mirror:
-        os.environ["STRIPE_SYNC_MIRROR"] = "true"
+_allow_live_mode = click.option(
+    "--allow-live-mode",
+    is_flag=True,
+    default=None,
+    help="Accept a live-mode Stripe key (setting stripe.allow_live_mode).",
+)
+
+
+def _ui_hint(home: pathlib.Path) -> str:
+    return f"Dagster runs are in {home}: see them with `DAGSTER_HOME={home} {_DAGSTER} dev`."
 
 
 @main.command()
-@click.option("--allow-live-mode", is_flag=True, help="Accept a live-mode Stripe key.")
-def preflight(allow_live_mode: bool) -> None:
+@_allow_live_mode
+def preflight(allow_live_mode: bool | None) -> None:
     """Check the catalog (reachable, table and write-back columns) and the Stripe key (valid,
     test or live mode, account) without writing anything."""
-    _allow_live_mode(allow_live_mode)
-    with _one_sentence_errors():
-        _checked_definitions()
+    _preflight(_settings(**{"stripe.allow_live_mode": allow_live_mode}))
     click.echo("preflight: ok")
 
 
@@ -170,12 +163,13 @@ def preflight(allow_live_mode: bool) -> None:
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Rows per batch for new batches (default 1000).",
+    help="Rows per batch for new batches (setting sync.batch_size, default 1000).",
 )
 @_run_options(log_level="INFO")
 @click.option(
     "--skip-validation",
     is_flag=True,
+    default=None,
     help="Skip the business rules (minimum, maximum, free); Stripe's own still apply.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan (as `stripe-sync plan`) and stop.")
@@ -185,79 +179,60 @@ def migrate(
     batches_per_run: int,
     log_level: str,
     log_file: str,
-    allow_live_mode: bool,
-    skip_validation: bool,
+    allow_live_mode: bool | None,
+    skip_validation: bool | None,
     dry_run: bool,
     force_resync: bool,
     no_checkpoint: bool,
-    mirror: bool,
+    mirror: bool | None,
 ) -> None:
     """Sync the catalog into Stripe: pre-flight, register batches, run them, report.
 
     Runs are recorded in the DAGSTER_HOME instance and show in `dagster dev`. Exits 0 when
     every valid product is synced, 1 when any batch failed.
     """
-    if batch_size is not None:
-        os.environ["STRIPE_SYNC_BATCH_SIZE"] = str(batch_size)
-    if skip_validation:
-        os.environ["STRIPE_SYNC_SKIP_VALIDATION"] = "true"
-    _allow_live_mode(allow_live_mode)
-    _mirror(mirror)
-    if dry_run:
-        _print_plan(force_resync=force_resync, no_checkpoint=no_checkpoint)
-        return
-    sys.exit(
-        0
-        if _migrate(
-            batches_per_run,
-            log_level,
-            log_file,
-            force_resync=force_resync,
-            no_checkpoint=no_checkpoint,
-        )
-        else 1
+    from stripe_sync.operations.options import RunOptions
+
+    settings = _settings(
+        **{
+            "sync.batch_size": batch_size,
+            "sync.mirror": mirror,
+            "validation.skip_validation": skip_validation,
+            "stripe.allow_live_mode": allow_live_mode,
+        }
     )
+    options = RunOptions(
+        force_resync=force_resync,
+        no_checkpoint=no_checkpoint,
+        log_level=log_level,
+        log_file=log_file,
+    )
+    if dry_run:
+        _print_plan(settings, options)
+        return
+    _preflight(settings)
+    sys.exit(0 if _migrate(settings, options, batches_per_run) else 1)
 
 
-def _migrate(
-    batches_per_run: int,
-    log_level: str,
-    log_file: str,
-    *,
-    force_resync: bool = False,
-    no_checkpoint: bool = False,
-) -> bool:
-    from stripe_sync.migration import run_migration
+def _migrate(settings, options, batches_per_run: int) -> bool:
+    from stripe_sync.operations.migrate import migrate as run_migration
 
-    home = _dagster_home()
-    stop = threading.Event()
-
-    def request_stop(signum, frame):
-        # Ctrl+C or SIGTERM between runs: no new batch starts (during a run, Dagster's own
-        # handler interrupts the Stripe step, which writes back what finished). A second
-        # signal stops at once.
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, request_stop)
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    with _one_sentence_errors():
-        defs = _checked_definitions()
+    with _stop_on_signal() as stop, _one_sentence_errors():
         result = run_migration(
-            defs,
-            _instance(home),
-            force_resync=force_resync,
-            no_checkpoint=no_checkpoint,
+            settings,
+            options,
             batches_per_run=batches_per_run,
-            log_level=log_level,
-            log_file=log_file,
             say=click.echo,
             stop_requested=stop.is_set,
         )
+    _report_migration(settings, result, started)
+    return result.succeeded
+
+
+def _report_migration(settings, result, started: str) -> None:
     click.echo(result.report_markdown)
-    click.echo(f"Dagster runs are in {home}: see them with `DAGSTER_HOME={home} {_DAGSTER} dev`.")
+    click.echo(_ui_hint(settings.dagster_home))
     # A time, not the first run's id: a run that changed nothing takes no backup.
     click.echo(f"To undo this migration: stripe-sync rollback --since {started}")
     if not result.succeeded:
@@ -265,7 +240,28 @@ def _migrate(
             f"{len(result.failed_batches)} batches failed: rerun `stripe-sync migrate` to retry them.",
             err=True,
         )
-    return result.succeeded
+
+
+@contextlib.contextmanager
+def _stop_on_signal() -> Iterator[threading.Event]:
+    """Ctrl+C or SIGTERM between runs: no new batch starts (during a run, Dagster's own
+    handler interrupts the Stripe step, which writes back what finished). A second signal
+    stops at once."""
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {
+        signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # --- verify (stripe-sync verify) ---
@@ -273,7 +269,9 @@ def _migrate(
 
 @main.command()
 @_run_options(log_level="WARN")
-def verify(batches_per_run: int, log_level: str, log_file: str, allow_live_mode: bool) -> None:
+def verify(
+    batches_per_run: int, log_level: str, log_file: str, allow_live_mode: bool | None
+) -> None:
     """Check that Stripe holds what the latest sync of every batch made of the catalog: each
     product, its fields and default price; invalid, archived and deleted rows not live.
 
@@ -282,117 +280,21 @@ def verify(batches_per_run: int, log_level: str, log_file: str, allow_live_mode:
     reconciled by the next `stripe-sync migrate`. Exits 0 when everything matches (warnings
     allowed), 1 on a mismatch, 2 when the configuration is wrong.
     """
-    _allow_live_mode(allow_live_mode)
-    home = _dagster_home()
+    from stripe_sync.operations.options import RunOptions
+    from stripe_sync.operations.verify import verify as run_verification
+
+    settings = _settings(**{"stripe.allow_live_mode": allow_live_mode})
     with _one_sentence_errors():
-        outcome = _verify(home, batches_per_run, log_level, log_file)
+        outcome = run_verification(
+            settings,
+            RunOptions(log_level=log_level, log_file=log_file),
+            batches_per_run=batches_per_run,
+        )
     click.echo(outcome.markdown())
-    click.echo(f"Dagster runs are in {home}: see them with `DAGSTER_HOME={home} {_DAGSTER} dev`.")
+    click.echo(_ui_hint(settings.dagster_home))
     for failure in outcome.failures:
         click.echo(f"error: {failure}", err=True)
     sys.exit(outcome.exit_code)
-
-
-class _Verification:
-    """What the verification runs found: mismatch rows by batch, counts, failed runs."""
-
-    def __init__(self) -> None:
-        self.batches = 0
-        self.products = 0
-        self.rows: dict[tuple, dict] = {}  # the same batch-level row comes from both checks
-        self.unlisted = 0  # beyond the rows a check lists per batch
-        self.failed_checks = 0
-        self.failures: list[str] = []
-        self.wrong_configuration = False
-
-    @property
-    def exit_code(self) -> int:
-        if self.wrong_configuration:
-            return 2
-        return 1 if self.failed_checks or self.failures else 0
-
-    def add(self, evaluation) -> None:
-        from stripe_sync.defs.checks import products_match_catalog
-
-        if evaluation.check_name == products_match_catalog.name:
-            self.batches += 1
-            self.products += evaluation.metadata["products"].value
-        if not evaluation.passed and evaluation.severity.value == "ERROR":
-            self.failed_checks += 1
-        listed = evaluation.metadata["mismatch_table"].records
-        counted = evaluation.metadata["mismatches"].value + evaluation.metadata["warnings"].value
-        self.unlisted += counted - len(listed)
-        for record in listed:
-            row = {"batch": evaluation.partition, **record.data}
-            self.rows[tuple(row.items())] = row
-
-    def markdown(self) -> str:
-        from stripe_sync.core.report import table_cell
-        from stripe_sync.core.verify import ERROR
-
-        errors = sum(row["severity"] == ERROR for row in self.rows.values())
-        warned = len(self.rows) - errors
-        summary = f"{self.products} products in {self.batches} batches: {errors} mismatches, {warned} warnings"
-        lines = [f"verify: {summary}"]
-        if self.rows:
-            columns = ("batch", "severity", "cms_id", "product_id", "field", "expected", "actual")
-            lines += [
-                "",
-                "| " + " | ".join((*columns, "note")) + " |",
-                "|" + " --- |" * (len(columns) + 1),
-            ]
-            for row in sorted(self.rows.values(), key=lambda r: (r["severity"], r["batch"])):
-                cells = (table_cell(row[c]) for c in columns)
-                lines.append("| " + " | ".join((*cells, row["note"])) + " |")
-        if self.unlisted:
-            lines.append(f"\n… and {self.unlisted} more (each check lists 100 per batch).")
-        return "\n".join(lines)
-
-
-def _verify(home: pathlib.Path, batches_per_run: int, log_level: str, log_file: str):
-    """Run the verification checks over every batch, `batches_per_run` batches a run."""
-    import dagster as dg
-
-    from stripe_sync.core.errors import ConfigError
-    from stripe_sync.core.secrets import redact
-    from stripe_sync.definitions import build_definitions
-    from stripe_sync.defs.checks import WRONG_CONFIGURATION
-    from stripe_sync.defs.partitions import batch_partitions
-    from stripe_sync.migration import run_batches
-
-    defs = build_definitions()
-    with dg.build_resources({"stripe": defs.resources["stripe"]}) as resources:
-        resources.stripe.api().close()  # a missing, malformed or live key: exit 2, no request
-    instance = _instance(home)
-    keys = instance.get_dynamic_partitions(batch_partitions.name)
-    if not keys:
-        raise ConfigError(
-            f"DAGSTER_HOME {home} holds no batches: run `stripe-sync migrate` first, or set "
-            "DAGSTER_HOME to the one it used."
-        )
-    job = defs.resolve_job_def("verify_batches")
-    run_config = {
-        "loggers": {"console": {"config": {"log_level": log_level, "log_file": log_file}}}
-    }
-    outcome = _Verification()
-    for start in range(0, len(keys), batches_per_run):
-        chunk = keys[start : start + batches_per_run]
-        result = run_batches(job, instance, chunk, run_config)
-        for evaluation in result.get_asset_check_evaluations():
-            outcome.add(evaluation)
-        for event in result.all_events:
-            if not event.is_step_failure:
-                continue
-            failure = event.step_failure_data.user_failure_data
-            if failure is not None and failure.metadata.get(WRONG_CONFIGURATION) is not None:
-                outcome.wrong_configuration = True
-            error = event.step_failure_data.error
-            message = failure.description if failure is not None else error and error.message
-            outcome.failures.append(
-                f"batches {start + 1}-{start + len(chunk)} could not be verified (run "
-                f"{result.run_id}): {redact(str(message).strip())}"
-            )
-    return outcome
 
 
 # --- rollback (stripe-sync rollback) ---
@@ -407,8 +309,8 @@ def _verify(home: pathlib.Path, batches_per_run: int, log_level: str, log_file: 
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
 @click.option("--yes", is_flag=True, help="Roll back without asking.")
-@click.option("--allow-live-mode", is_flag=True, help="Accept a live-mode Stripe key.")
-def rollback(since: str | None, dry_run: bool, yes: bool, allow_live_mode: bool) -> None:
+@_allow_live_mode
+def rollback(since: str | None, dry_run: bool, yes: bool, allow_live_mode: bool | None) -> None:
     """Undo migrations from their backups: archive the products they created, restore the
     fields and default prices of those they changed, reset the catalog's write-back columns.
 
@@ -416,7 +318,6 @@ def rollback(since: str | None, dry_run: bool, yes: bool, allow_live_mode: bool)
     against the DAGSTER_HOME instance, so it shows in `dagster dev`. A second rollback finds
     nothing to do. Exits 0 when done, 1 when a step failed (rerun it), 2 on configuration.
     """
-    _allow_live_mode(allow_live_mode)
     ask = not (dry_run or yes)
     if ask and not sys.stdin.isatty():
         click.echo(
@@ -425,86 +326,52 @@ def rollback(since: str | None, dry_run: bool, yes: bool, allow_live_mode: bool)
             err=True,
         )
         sys.exit(2)
-    sys.exit(0 if _rollback(since, dry_run=dry_run, ask=ask) else 1)
+    settings = _settings(**{"stripe.allow_live_mode": allow_live_mode})
+    sys.exit(0 if _rollback(settings, since, dry_run=dry_run, ask=ask) else 1)
 
 
-def _rollback(since: str | None, *, dry_run: bool, ask: bool) -> bool:
-    from stripe_sync.core.rollback import rollback_window
+def _rollback(settings, since: str | None, *, dry_run: bool, ask: bool) -> bool:
+    from stripe_sync.operations.rollback import check_window
+    from stripe_sync.operations.rollback import rollback as run_rollback
 
-    home = _dagster_home()
     with _one_sentence_errors():
-        defs = _checked_definitions()
-        rollback_window(defs.resources["backups"].store(), since)  # an unknown --since stops here
-        instance = _instance(home)
+        check_window(settings, since)  # an unknown --since stops here
+        _preflight(settings)
         if ask:
-            succeeded, report, steps = _run_rollback(defs, instance, since, dry_run=True)
-            click.echo(report)
-            if not succeeded or steps == 0:
-                return succeeded
-            click.confirm(f"Apply these {steps} steps?", abort=True)
-        succeeded, report, _ = _run_rollback(defs, instance, since, dry_run=dry_run)
-    click.echo(report)
-    click.echo(f"Dagster runs are in {home}: see them with `DAGSTER_HOME={home} {_DAGSTER} dev`.")
-    return succeeded
-
-
-def _run_rollback(defs, instance, since: str | None, *, dry_run: bool) -> tuple[bool, str, int]:
-    """The `rollback` job in process: whether it succeeded, its report, its steps."""
-    result = defs.resolve_job_def("rollback").execute_in_process(
-        instance=instance,
-        run_config={
-            "ops": {"roll_back_runs": {"config": {"since": since, "dry_run": dry_run}}},
-            "loggers": {"console": {"config": {"log_level": "INFO"}}},
-        },
-        raise_on_error=False,
-    )
-    for event in result.all_events:  # the report is on the step's output or on its failure
-        if event.is_successful_output:
-            metadata = event.step_output_data.metadata
-        elif event.is_step_failure:
-            failure = event.step_failure_data.user_failure_data
-            if failure is None or "report" not in failure.metadata:
-                message = failure.description if failure else event.step_failure_data.error.message
-                return False, f"error: {message}", 0
-            metadata = failure.metadata
-        else:
-            continue
-        return result.success, metadata["report"].value, metadata["steps"].value
-    return False, f"error: run {result.run_id} ended without a rollback report", 0
+            planned = run_rollback(settings, since, dry_run=True)
+            click.echo(planned.text())
+            if not planned.succeeded or planned.steps == 0:
+                return planned.succeeded
+            click.confirm(f"Apply these {planned.steps} steps?", abort=True)
+        result = run_rollback(settings, since, dry_run=dry_run)
+    click.echo(result.text())
+    click.echo(_ui_hint(settings.dagster_home))
+    return result.succeeded
 
 
 @main.command()
 @_plan_options
 @click.option("--json", "as_json", is_flag=True, help="Every product's action, as JSON.")
 @click.option("--sample", default=20, show_default=True, help="Rows whose diff is shown.")
-def plan(force_resync: bool, no_checkpoint: bool, mirror: bool, as_json: bool, sample: int) -> None:
+def plan(
+    force_resync: bool, no_checkpoint: bool, mirror: bool | None, as_json: bool, sample: int
+) -> None:
     """Show what `migrate` would do to every product (create, update which fields, new price,
     archive, unchanged, invalid, retry) with counts and a diff of a sample. Reads the catalog
     and the stored sync state only: no Stripe request, no write anywhere."""
-    _mirror(mirror)
-    _print_plan(
-        force_resync=force_resync, no_checkpoint=no_checkpoint, as_json=as_json, sample=sample
-    )
+    from stripe_sync.operations.options import RunOptions
+
+    settings = _settings(**{"sync.mirror": mirror})
+    options = RunOptions(force_resync=force_resync, no_checkpoint=no_checkpoint)
+    _print_plan(settings, options, as_json=as_json, sample=sample)
 
 
-def _print_plan(
-    *, force_resync: bool, no_checkpoint: bool, as_json: bool = False, sample: int = 20
-) -> None:
+def _print_plan(settings, options, *, as_json: bool = False, sample: int = 20) -> None:
     from stripe_sync.core.plan_output import PlanSummary
-    from stripe_sync.core.planner import PlanOptions
-    from stripe_sync.definitions import build_definitions
-    from stripe_sync.migration import plan_migration
+    from stripe_sync.operations.plan import plan as plan_migration
 
-    home = _dagster_home()
     with _one_sentence_errors():
-        defs = build_definitions()
-        options = PlanOptions(
-            force_resync=force_resync,
-            use_checkpoints=not no_checkpoint,
-            mirror=defs.resources["settings"].mirror,
-        )
-        summary = PlanSummary(sample=sample, every_row=as_json)
-        plan_migration(defs, _instance(home), options, summary)
+        summary = plan_migration(settings, options, PlanSummary(sample=sample, every_row=as_json))
     click.echo(json.dumps(summary.to_json(), indent=2) if as_json else summary.to_markdown())
 
 
@@ -518,10 +385,9 @@ def _print_plan(
 def reset(catalog_columns: bool, yes: bool) -> None:
     """Forget the stored sync state (checkpoints) so the next run re-examines every product
     against Stripe. Touches neither Stripe nor, unless --catalog-columns, the catalog."""
-    from stripe_sync.definitions import build_definitions
-    from stripe_sync.migration import reset_sync_state
+    from stripe_sync.operations.reset import reset as reset_state
 
-    _dagster_home()
+    settings = _settings()
     what = "the stored sync state" + (
         " and the catalog's write-back columns" if catalog_columns else ""
     )
@@ -529,10 +395,21 @@ def reset(catalog_columns: bool, yes: bool) -> None:
         click.echo("nothing reset")
         sys.exit(1)
     with _one_sentence_errors():
-        forgotten, emptied = reset_sync_state(build_definitions(), catalog_columns=catalog_columns)
-    click.echo(f"forgot the checkpoints of {forgotten} batches")
+        result = reset_state(settings, catalog_columns=catalog_columns)
+    click.echo(f"forgot the checkpoints of {result.batches_forgotten} batches")
     if catalog_columns:
-        click.echo(f"emptied the write-back columns of {emptied} catalog rows")
+        click.echo(f"emptied the write-back columns of {result.catalog_rows_emptied} catalog rows")
+
+
+@main.command("config")
+def show_config() -> None:
+    """Print the effective settings (defaults, the project file, the environment and .env)
+    with where each value came from; secrets masked."""
+    from stripe_sync.core.report import table_cell
+
+    click.echo("| setting | value | from |\n| --- | --- | --- |")
+    for key, value, source in _settings().rows():
+        click.echo(f"| {key} | {table_cell(value)} | {table_cell(source)} |")
 
 
 @main.command()
@@ -547,36 +424,29 @@ def reset(catalog_columns: bool, yes: bool) -> None:
 def demo(products: int, demo_dir: pathlib.Path) -> None:
     """Run a whole migration locally, no accounts needed: a sample catalog in SQLite, the
     Stripe emulator, the migration, the report."""
-    from stripe_sync.demo import seed_sample_catalog
-    from stripe_sync.testing import EmulatorConfig, run_emulator
+    from stripe_sync.operations.demo import DEMO_SECRET_KEY, run_demo
 
+    settings = _settings()
     demo_dir = demo_dir.resolve()
-    demo_dir.mkdir(parents=True, exist_ok=True)
-    catalog_url = seed_sample_catalog(demo_dir / "catalog.db", products)
-    state_file = demo_dir / "stripe_emulator.json"
-    os.environ.update(
-        CATALOG_DATABASE_URL=catalog_url,
-        STRIPE_SECRET_KEY="sk_test_stripe_sync_demo",
-        DAGSTER_HOME=os.environ.get("DAGSTER_HOME") or str(demo_dir / "dagster_home"),
-        STRIPE_SYNC_REPORTS_DIR=str(demo_dir / "reports"),
-        STRIPE_SYNC_BATCH_SIZE=os.environ.get("STRIPE_SYNC_BATCH_SIZE", "50"),
-    )
-    with run_emulator(
-        EmulatorConfig(latency_ms=20, latency_jitter_ms=10), state_file=state_file
-    ) as base_url:
-        os.environ["STRIPE_API_BASE"] = base_url
-        click.echo(f"sample catalog: {catalog_url}; Stripe emulator at {base_url}")
-        succeeded = _migrate(
-            batches_per_run=2, log_level="INFO", log_file=str(demo_dir / "stripe-sync.log")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    with _stop_on_signal() as stop, _one_sentence_errors():
+        run = run_demo(
+            settings,
+            demo_dir,
+            products,
+            log_file=str(demo_dir / "stripe-sync.log"),
+            say=click.echo,
+            stop_requested=stop.is_set,
         )
+    _report_migration(run.settings, run.migration, started)
     click.echo(
         "\nTo browse these runs in the Dagster UI, start the emulator on its saved state and dagster dev:\n"
-        f"  {pathlib.Path(sys.executable).parent / 'stripe-sync'} emulator --port 12111 --state-file {state_file} &\n"
-        f"  CATALOG_DATABASE_URL={catalog_url} STRIPE_SECRET_KEY=sk_test_stripe_sync_demo "
-        f"STRIPE_API_BASE=http://127.0.0.1:12111 DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
+        f"  {pathlib.Path(sys.executable).parent / 'stripe-sync'} emulator --port 12111 --state-file {run.state_file} &\n"
+        f"  CATALOG_DATABASE_URL={run.catalog_url} STRIPE_SECRET_KEY={DEMO_SECRET_KEY} "
+        f"STRIPE_API_BASE=http://127.0.0.1:12111 DAGSTER_HOME={run.settings.dagster_home} "
         f"{_DAGSTER} dev"
     )
-    sys.exit(0 if succeeded else 1)
+    sys.exit(0 if run.migration.succeeded else 1)
 
 
 @main.command()

@@ -235,21 +235,16 @@ class PipelineEnv:
     def migrate(self, *, batches_per_run: int = 10, log_level: str = "INFO", **options: bool):
         """`run_migration` as the CLI runs it, on the environment as it is now (`options`:
         force_resync, no_checkpoint)."""
-        import dagster as dg
+        from stripe_sync.operations.migrate import migrate
+        from stripe_sync.operations.options import RunOptions
+        from stripe_sync.settings import load_settings
 
-        from stripe_sync.definitions import build_definitions
-        from stripe_sync.migration import run_migration
-
-        with dg.DagsterInstance.get() as instance:
-            return run_migration(
-                build_definitions(),
-                instance,
-                batches_per_run=batches_per_run,
-                log_level=log_level,
-                log_file=str(self.log_file),
-                say=self.say_lines.append,
-                **options,
-            )
+        return migrate(
+            load_settings(),
+            RunOptions(log_level=log_level, log_file=str(self.log_file), **options),
+            batches_per_run=batches_per_run,
+            say=self.say_lines.append,
+        )
 
     def cli_env(self) -> dict[str, str]:
         """os.environ as it is now, for a `stripe-sync` subprocess."""

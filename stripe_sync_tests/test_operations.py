@@ -351,7 +351,7 @@ def test_ten_new_prices_ten_renames_five_deactivations_and_five_deletions_plan_a
 
 
 def write_back_columns(rows: dict[str, dict]) -> dict[str, dict]:
-    from stripe_sync.catalog import WRITE_BACK_COLUMNS
+    from stripe_sync.core.contract import WRITE_BACK_COLUMNS
 
     return {cms_id: {c: row[c] for c in WRITE_BACK_COLUMNS} for cms_id, row in rows.items()}
 
@@ -368,7 +368,7 @@ def test_a_dry_run_in_dagster_observes_the_plan_and_writes_nothing_not_even_a_re
     import dagster as dg
 
     from stripe_sync.definitions import build_definitions
-    from stripe_sync.migration import run_batches
+    from stripe_sync.operations.instance import run_batches
 
     _source, table = catalog(products_table, pipeline_env)
     pipeline_env.migrate()

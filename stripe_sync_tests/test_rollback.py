@@ -18,15 +18,16 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from stripe_sync.catalog import Catalog, WriteBack, open_catalog
+from stripe_sync.catalog import open_catalog
 from stripe_sync.catalog.base import WRITE_BACK_COLUMNS
 from stripe_sync.cli import main
 from stripe_sync.core.backups import Backup, BackupStore
 from stripe_sync.core.batches import batch_key
 from stripe_sync.core.checkpoints import Checkpoint, CheckpointStore
+from stripe_sync.core.contract import Catalog, WriteBack
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.defs.partitions import batch_partitions
-from stripe_sync.defs.resources import storage_dir
+from stripe_sync.settings import load_settings
 from stripe_sync_tests.conftest import (
     TEST_SECRET_KEY,
     ProductsTable,
@@ -316,7 +317,7 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(world, emulator):
 
 
 def test_the_checkpoints_of_rolled_back_rows_are_forgotten_and_a_dry_run_keeps_them(world):
-    checkpoints = CheckpointStore(storage_dir() / "checkpoints")
+    checkpoints = CheckpointStore(load_settings().state_dir / "checkpoints")
     checkpoints.record(
         BATCH,
         {c: Checkpoint(f"cms_{c}", world.price_ids[c], "v1:Renamed") for c in ("p03", "p08")},

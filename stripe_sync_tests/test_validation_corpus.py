@@ -26,7 +26,7 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from stripe_sync.catalog import SOURCE_COLUMNS, WRITE_BACK_COLUMNS
+from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS
 from stripe_sync.core.validation import ValidationRules, validate_batch
 from stripe_sync_tests.conftest import ProductsTable, stripe_state, write_requests
 

@@ -1,25 +1,12 @@
-"""Where catalog rows come from and where sync results go back: direct SQL or Supabase."""
+"""Where catalog rows come from and where sync results go back: direct SQL or Supabase,
+each implementing `stripe_sync.core.contract.Catalog`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stripe_sync.catalog.base import (
-    SOURCE_COLUMNS,
-    WRITE_BACK_COLUMNS,
-    Catalog,
-    CatalogError,
-    WriteBack,
-)
-
-__all__ = [
-    "SOURCE_COLUMNS",
-    "WRITE_BACK_COLUMNS",
-    "Catalog",
-    "CatalogError",
-    "WriteBack",
-    "open_catalog",
-]
+from stripe_sync.core.contract import Catalog
+from stripe_sync.core.errors import CatalogError
 
 _NOTHING_CONFIGURED = (
     "No catalog configured: set CATALOG_DATABASE_URL (postgresql://… or sqlite:///…) "

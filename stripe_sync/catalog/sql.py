@@ -16,13 +16,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, make_url
 
-from stripe_sync.catalog.base import (
-    SOURCE_COLUMNS,
-    WRITE_BACK_COLUMNS,
-    CatalogError,
-    WriteBack,
-    missing_columns_error,
-)
+from stripe_sync.catalog.base import missing_columns_error
+from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, WriteBack
+from stripe_sync.core.errors import CatalogError
 from stripe_sync.core.identity import METADATA_PREFIX
 from stripe_sync.core.secrets import redact
 

@@ -23,14 +23,9 @@ from postgrest.constants import DEFAULT_POSTGREST_CLIENT_HEADERS
 from postgrest.types import CountMethod, ReturnMethod
 from supabase import ClientOptions, SupabaseException, create_client
 
-from stripe_sync.catalog.base import (
-    MIGRATION,
-    SOURCE_COLUMNS,
-    WRITE_BACK_COLUMNS,
-    CatalogError,
-    WriteBack,
-    missing_columns_error,
-)
+from stripe_sync.catalog.base import MIGRATION, missing_columns_error
+from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, WriteBack
+from stripe_sync.core.errors import CatalogError
 from stripe_sync.core.identity import METADATA_PREFIX
 from stripe_sync.core.secrets import redact
 

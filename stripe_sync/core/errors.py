@@ -21,6 +21,11 @@ class ConfigError(Exception):
     """
 
 
+class CatalogError(Exception):
+    """A catalog configuration or connectivity problem, said in one sentence that names what
+    to set or fix (no traceback for users, never a secret)."""
+
+
 class ErrorKind(enum.Enum):
     FATAL = "fatal"  # authentication or permission: nothing else will work either
     RATE_LIMITED = "rate_limited"

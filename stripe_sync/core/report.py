@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 RESULTS = ("created", "updated", "unchanged", "archived", "orphaned", "invalid", "failed")
 _REMOVED = {
@@ -108,3 +111,20 @@ def build_report(mode: str, batch_records: list[dict]) -> Report:
             for w in record.get("warnings", [])
         ],
     )
+
+
+def save_report(reports_dir: Path, report: Report) -> tuple[Path, Path]:
+    """The report as JSON and Markdown, timestamped and as `migration_report_latest.*`;
+    returns the timestamped (JSON, Markdown) paths."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    paths = []
+    for suffix, text in (
+        ("json", json.dumps(report.to_json(), indent=2)),
+        ("md", report.to_markdown()),
+    ):
+        path = reports_dir / f"migration_report_{stamp}.{suffix}"
+        path.write_text(text)
+        (reports_dir / f"migration_report_latest.{suffix}").write_text(text)
+        paths.append(path)
+    return paths[0], paths[1]

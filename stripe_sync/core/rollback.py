@@ -30,9 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from stripe_sync.catalog.base import WRITE_BACK_COLUMNS, Catalog, WriteBack
 from stripe_sync.core.backups import Backup, BackupStore
 from stripe_sync.core.checkpoints import CheckpointStore
+from stripe_sync.core.contract import WRITE_BACK_COLUMNS, CatalogWriter, WriteBack
 from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
 from stripe_sync.core.identity import idempotency_key, stripe_product_id
 from stripe_sync.core.report import table_cell
@@ -260,7 +260,7 @@ class StepResult:
 def apply_rollback(
     plan: RollbackPlan,
     api: StripeApi,
-    catalog: Catalog,
+    catalog: CatalogWriter,
     checkpoints: CheckpointStore,
     *,
     max_in_flight: int = 4,
@@ -330,7 +330,7 @@ def _reset_result(reset: RowReset, outcome: str, error: str | None = None) -> St
 def roll_back(
     backups: list[Backup],
     api: StripeApi,
-    catalog: Catalog,
+    catalog: CatalogWriter,
     checkpoints: CheckpointStore,
     current_rows: Mapping[str, dict],
     *,

@@ -1,43 +1,33 @@
-"""The five assets of a migration, per batch of catalog rows, and the report over all."""
+"""The five assets of a migration, per batch of catalog rows, and the report over all.
 
-import contextlib
-import json
+Each is glue: the work is `core/` (validation, the plan, `BatchSync`, the report).
+"""
+
 import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import asdict, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster._core.errors import DagsterExecutionInterruptedError  # interrupts: no public API
-from dagster._utils.interrupts import capture_interrupts, check_captured_interrupt
 from dagster_pandera import pandera_schema_to_dagster_type
 from pydantic import Field
 
-from stripe_sync.catalog import WRITE_BACK_COLUMNS, Catalog, WriteBack
-from stripe_sync.catalog.frames import catalog_frame
-from stripe_sync.core.applier import Applier, ApplyStopped, Outcome, Progress, Result
-from stripe_sync.core.backups import Backup, BackupStore, now_iso
-from stripe_sync.core.checkpoints import Checkpoint, CheckpointStore
-from stripe_sync.core.errors import ErrorKind, StripeFailure
-from stripe_sync.core.identity import DesiredProduct
+from stripe_sync.core.applier import ApplyStopped, Progress
+from stripe_sync.core.contract import catalog_frame
 from stripe_sync.core.plan_output import PlanSummary
-from stripe_sync.core.planner import Action, ActionKind, PlanOptions
-from stripe_sync.core.report import RESULTS, build_report
+from stripe_sync.core.planner import PlanOptions
+from stripe_sync.core.report import build_report, save_report
 from stripe_sync.core.schemas import CatalogRows, ValidatedProducts
-from stripe_sync.core.stripe_api import StripeApi
-from stripe_sync.core.validation import plan_frame, planning_inputs, records, validate_batch
+from stripe_sync.core.sync import BatchSync
+from stripe_sync.core.validation import plan_frame, validate_batch
+from stripe_sync.defs.dagster_compat import interrupts_deferred
+from stripe_sync.defs.outcomes import RunOutcome, record_outcome, step_outcome
 from stripe_sync.defs.partitions import batch_partitions, batches_for
 from stripe_sync.defs.resources import (
-    BackupResource,
     CatalogResource,
-    CheckpointResource,
-    OutcomeLedger,
+    PipelineSettings,
+    StateResource,
     StripeResource,
-    SyncSettings,
-    user_errors,
 )
 
 PROGRESS_EVERY_S = 2.0
@@ -47,7 +37,6 @@ BATCHES_PER_RUN = 10
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=BATCHES_PER_RUN)
 # Backfill policies are beta in Dagster 1.13; this project relies on them knowingly.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
-STOPS_MIGRATION = "stops_migration"  # metadata of a step failure after which no run may start
 # Unlike `eager()`, which waits until every batch exists, rebuild after any batch changed.
 REPORT_AFTER_ANY_BATCH = (
     dg.AutomationCondition.any_deps_updated()
@@ -71,7 +60,7 @@ with warnings.catch_warnings():  # dagster-pandera's converter is marked beta
 def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResource) -> pd.DataFrame:
     """The batch's catalog rows as read: the CMS's columns and the sync state written back."""
     rows = []
-    with user_errors(), catalog.opened() as source:
+    with step_outcome(context), catalog.opened() as source:
         for batch in batches_for(context.instance, context.partition_keys):
             batch_rows = [
                 {"batch": batch.key, **row} for row in source.read_rows(batch.lower, batch.upper)
@@ -83,6 +72,16 @@ def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResourc
     return raw
 
 
+class ValidationRunConfig(dg.Config):
+    """Options of one run's validation (in the launchpad: `ops: validated_products: config:`)."""
+
+    skip_validation: bool | None = Field(
+        default=None,
+        description="Skip the business rules (minimum, maximum, free) in this run; unset: the "
+        "setting validation.skip_validation.",
+    )
+
+
 @dg.asset(
     partitions_def=batch_partitions,
     backfill_policy=BACKFILL_POLICY,
@@ -91,10 +90,14 @@ def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResourc
     kinds={"pandas"},
 )
 def validated_products(
-    context: dg.AssetExecutionContext, supabase_products: pd.DataFrame, settings: SyncSettings
+    context: dg.AssetExecutionContext,
+    config: ValidationRunConfig,
+    supabase_products: pd.DataFrame,
+    settings: PipelineSettings,
 ) -> pd.DataFrame:
     """Every row checked and transformed for Stripe; rows that can't be are quarantined with reasons."""
-    validated = validate_batch(supabase_products, settings.validation_rules())
+    rules = settings.validation_rules(skip_validation=config.skip_validation)
+    validated = validate_batch(supabase_products, rules)
     invalid = validated[validated["reasons"].map(len) > 0]
     context.add_output_metadata(
         {
@@ -132,12 +135,17 @@ class SyncRunConfig(dg.Config):
         description="Trust no stored sync state: read every synced product from Stripe and "
         "write only what differs.",
     )
+    mirror: bool | None = Field(
+        default=None,
+        description="Archive the Stripe products of rows deleted from the catalog in this run; "
+        "unset: the setting sync.mirror.",
+    )
 
-    def plan_options(self, settings: SyncSettings) -> PlanOptions:
+    def plan_options(self, settings: PipelineSettings) -> PlanOptions:
         return PlanOptions(
             force_resync=self.force_resync,
             use_checkpoints=not self.no_checkpoint,
-            mirror=settings.mirror,
+            mirror=settings.mirror if self.mirror is None else self.mirror,
         )
 
 
@@ -154,91 +162,25 @@ def stripe_products(
     validated_products: pd.DataFrame,
     stripe: StripeResource,
     catalog: CatalogResource,
-    ledger: OutcomeLedger,
-    checkpoints: CheckpointResource,
-    backups: BackupResource,
-    settings: SyncSettings,
-) -> Iterator[dg.MaterializeResult]:
+    state: StateResource,
+    settings: PipelineSettings,
+):
     """Stripe products of the batch, each created with its default price in one request,
     updated with only what changed, or left alone; products of rows deleted from the catalog
     archived in mirror mode. Backed up before any write; Stripe ids written back to the
     catalog."""
-    started = time.monotonic()
-    store = checkpoints.store()
-    plan = plan_frame(
-        validated_products, context.partition_keys, store, config.plan_options(settings)
-    )
-    actions = [action for batch_actions in plan.values() for action in batch_actions]
-    batch_of = {
-        action.cms_id: batch for batch, batch_actions in plan.items() for action in batch_actions
-    }
-    desired = {action.cms_id: action.desired for action in actions if action.desired is not None}
-    summary = PlanSummary()
-    for batch, batch_actions in plan.items():
-        summary.add(batch, batch_actions)
-    planned = {"dagster/row_count": summary.products, **summary.changes}
+    options = config.plan_options(settings)
     if config.dry_run:
-        # An observation, not a materialization: nothing downstream runs (no prices step, no
-        # verification reading Stripe), and the batch's last sync stays its latest.
-        context.log.info(f"dry run: {planned}")
-        context.log_event(
-            dg.AssetObservation(
-                asset_key=context.asset_key,
-                metadata={
-                    **planned,
-                    "dry_run": True,
-                    "plan": dg.MetadataValue.md(summary.to_markdown()),
-                },
-            )
-        )
+        _observe_plan(context, validated_products, state, options)
         return
-    with user_errors(), catalog.opened() as source, contextlib.closing(stripe.api()) as api:
-        context.log.info(f"Stripe {api.mode} mode at {api.api_base}: {len(actions)} products")
-        try:
-            backup_paths = [
-                str(path)
-                for batch, batch_actions in plan.items()
-                if (
-                    path := _back_up(
-                        backups.store(), api, context, batch, batch_actions, validated_products
-                    )
-                )
-            ]
-        except StripeFailure as failure:
-            if failure.kind is not ErrorKind.FATAL:
-                raise
-            # The backup's read is the run's first request: a refused key stops it here.
-            _raise_if_stopped(
-                ApplyStopped(f"Stripe refused the key ({failure.message})", [], fatal=True)
-            )
-        applier = Applier(
-            api, max_in_flight=stripe.in_flight(api), on_progress=_progress_logger(context)
+    with step_outcome(context), catalog.opened() as source, stripe.opened() as api:
+        context.log.info(f"Stripe {api.mode} mode at {api.api_base}")
+        result = _batch_sync(context, api, source, stripe, state).sync_products(
+            validated_products, context.partition_keys, options
         )
-        stopped = None
-        try:
-            outcomes = applier.apply_products(actions)
-        except ApplyStopped as error:
-            outcomes, stopped = error.finished, error
-        settled = [o for o in outcomes if not o.price_pending]
-        with _uninterrupted():
-            write_backs = _write_back(source, settled, validated_products)
-            _record_checkpoints(store, batch_of, desired, settled)
-    _save_ledger(
-        ledger,
-        "stripe_products",
-        context,
-        api.mode,
-        outcomes,
-        batch_of,
-        validated_products,
-        started,
-    )
-    _raise_if_stopped(stopped)
+        _stop_if(context, result.stopped)
     yield dg.MaterializeResult(
-        metadata={
-            **_summary(outcomes, write_backs, started),
-            "backups": dg.MetadataValue.json(backup_paths),
-        }
+        metadata={**result.summary(), "backups": dg.MetadataValue.json(result.backups)}
     )
 
 
@@ -254,78 +196,48 @@ def stripe_prices(
     validated_products: pd.DataFrame,
     stripe: StripeResource,
     catalog: CatalogResource,
-    ledger: OutcomeLedger,
-    checkpoints: CheckpointResource,
+    state: StateResource,
 ) -> dg.MaterializeResult:
     """Stripe prices of the batch: a new default price where the amount or currency changed
     (created, made the default, the old one archived). The batch fails if any product did."""
-    started = time.monotonic()
-    desired = {inputs[0]: inputs[1] for inputs in planning_inputs(validated_products)}
-    records = {
-        batch: record
-        for batch in context.partition_keys
-        if (record := _this_run(ledger.load("stripe_products", batch), context)) is not None
-    }
-    batch_of = {o["cms_id"]: batch for batch, record in records.items() for o in record["outcomes"]}
-    product_outcomes = [
-        Outcome(**{**o, "action": ActionKind(o["action"])})
-        for record in records.values()
-        for o in record["outcomes"]
-    ]
-    pending = [(o, desired[o.cms_id]) for o in product_outcomes if o.price_pending]
-    with user_errors(), catalog.opened() as source, contextlib.closing(stripe.api()) as api:
-        stopped = None
-        try:
-            price_outcomes = Applier(api, max_in_flight=stripe.in_flight(api)).apply_prices(pending)
-        except ApplyStopped as error:
-            price_outcomes, stopped = error.finished, error
-        with _uninterrupted():
-            write_backs = _write_back(source, price_outcomes, validated_products)
-            _record_checkpoints(checkpoints.store(), batch_of, desired, price_outcomes)
-    repriced = {o.cms_id: o for o in price_outcomes}
-    final = [
-        _with_requests(repriced[o.cms_id], o.requests) if o.cms_id in repriced else o
-        for o in product_outcomes
-    ]
-    if records:  # none in a dry run: the products step wrote nothing
-        _save_ledger(
-            ledger, "stripe_prices", context, api.mode, final, batch_of, validated_products, started
+    with step_outcome(context), catalog.opened() as source, stripe.opened() as api:
+        result = _batch_sync(context, api, source, stripe, state).sync_prices(
+            validated_products, context.partition_keys
         )
-    _raise_if_stopped(stopped)
-    failed = [o for o in final if o.result == Result.FAILED]
-    if failed:
-        examples = "; ".join(f"{o.cms_id}: {o.error}" for o in failed[:3])
-        raise dg.Failure(
-            f"{len(failed)} of {len(final)} products failed (e.g. {examples}); the rest synced and were "
-            "written back. Rerun the failed batches.",
-            metadata={"failed": len(failed)},
+        _stop_if(context, result.stopped)
+    if result.failed:
+        examples = "; ".join(f"{o.cms_id}: {o.error}" for o in result.failed[:3])
+        message = (
+            f"{len(result.failed)} of {len(result.final)} products failed (e.g. {examples}); "
+            "the rest synced and were written back. Rerun the failed batches."
         )
-    return dg.MaterializeResult(metadata=_summary(price_outcomes, write_backs, started))
+        record_outcome(context, RunOutcome.FAILED_BATCHES, message)
+        raise dg.Failure(message, metadata={"failed": len(result.failed)})
+    return dg.MaterializeResult(metadata=result.summary())
 
 
 @dg.asset(deps=[stripe_prices], kinds={"stripe"}, automation_condition=REPORT_AFTER_ANY_BATCH)
 def migration_report(
-    context: dg.AssetExecutionContext, ledger: OutcomeLedger, settings: SyncSettings
+    context: dg.AssetExecutionContext, state: StateResource, settings: PipelineSettings
 ) -> dg.MaterializeResult:
     """What the latest run of every batch did: created, updated, unchanged, invalid and failed
     products, failures with reasons, Stripe requests and time; also saved as JSON and Markdown."""
+    ledger = state.stores().ledger
     records = [
         record
         for key in context.instance.get_dynamic_partitions(batch_partitions.name)
-        if (record := _final_record(ledger, key)) is not None
+        if (record := ledger.final_record(key)) is not None
     ]
-    mode = records[0]["mode"] if records else "unknown"
-    report = build_report(mode, records)
-    markdown = report.to_markdown()
-    paths = _save_report(Path(settings.reports_dir), report.to_json(), markdown)
+    report = build_report(records[0]["mode"] if records else "unknown", records)
+    json_path, markdown_path = save_report(Path(settings.reports_dir), report)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": report.products,
-            **{name: count for name, count in report.counts.items()},
+            **report.counts,
             "stripe_requests": report.stripe_requests,
-            "report": dg.MetadataValue.md(markdown),
-            "json": dg.MetadataValue.path(str(paths[0])),
-            "markdown": dg.MetadataValue.path(str(paths[1])),
+            "report": dg.MetadataValue.md(report.to_markdown()),
+            "json": dg.MetadataValue.path(str(json_path)),
+            "markdown": dg.MetadataValue.path(str(markdown_path)),
         }
     )
 
@@ -333,28 +245,61 @@ def migration_report(
 # --- helpers ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _uninterrupted() -> Iterator[None]:
-    """A write-back runs to its end: a stop signal arriving meanwhile takes effect after it."""
-    with capture_interrupts():
-        yield
-        interrupted = check_captured_interrupt()
-    if interrupted:
-        raise DagsterExecutionInterruptedError()
+def _batch_sync(context, api, source, stripe: StripeResource, state: StateResource) -> BatchSync:
+    return BatchSync(
+        api,
+        source,
+        state.stores(),
+        context.run.run_id,
+        max_in_flight=stripe.in_flight(api),
+        on_progress=_progress_logger(context),
+        shielded=interrupts_deferred,
+    )
 
 
-def _raise_if_stopped(stopped: ApplyStopped | None) -> None:
-    """After the finished work was written back: pass an interruption on, or fail the step."""
+def _observe_plan(
+    context: dg.AssetExecutionContext,
+    validated: pd.DataFrame,
+    state: StateResource,
+    options: PlanOptions,
+) -> None:
+    """A dry run: the plan as an observation, not a materialization. Nothing downstream runs
+    (no prices step, no verification reading Stripe), and the batch's last sync stays its
+    latest."""
+    plan = plan_frame(validated, context.partition_keys, state.stores().checkpoints, options)
+    summary = PlanSummary()
+    for batch, actions in plan.items():
+        summary.add(batch, actions)
+    planned = {"dagster/row_count": summary.products, **summary.changes}
+    context.log.info(f"dry run: {planned}")
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=context.asset_key,
+            metadata={
+                **planned,
+                "dry_run": True,
+                "plan": dg.MetadataValue.md(summary.to_markdown()),
+            },
+        )
+    )
+
+
+def _stop_if(context: dg.AssetExecutionContext, stopped: ApplyStopped | None) -> None:
+    """After the finished work was written back: record why the run stops, then pass an
+    interruption on, or fail the step."""
     if stopped is None:
         return
+    if stopped.fatal:
+        message = (
+            f"{stopped}: the run stopped; finished products were written back. Check "
+            "STRIPE_SECRET_KEY and its permissions."
+        )
+        record_outcome(context, RunOutcome.KEY_REFUSED, message)
+        raise dg.Failure(message)
+    record_outcome(context, RunOutcome.STOPPED, str(stopped))
     if stopped.__cause__ is not None:
         raise stopped.__cause__
-    advice = " Check STRIPE_SECRET_KEY and its permissions." if stopped.fatal else ""
-    raise dg.Failure(
-        f"{stopped}: the run stopped; finished products were written back.{advice}",
-        # run_migration starts no further run after this one (the key is refused for all).
-        metadata={STOPS_MIGRATION: True} if stopped.fatal else None,
-    )
+    raise dg.Failure(f"{stopped}: the run stopped; finished products were written back.")
 
 
 def _progress_logger(context: dg.AssetExecutionContext):
@@ -367,185 +312,3 @@ def _progress_logger(context: dg.AssetExecutionContext):
             context.log.info(progress.describe())
 
     return log
-
-
-def _write_back(source: Catalog, outcomes: list[Outcome], validated: pd.DataFrame) -> int:
-    """Write what changed for these rows in one request; returns the requests made."""
-    # First row per id: rows sharing an id (quarantined as duplicates) share one write-back.
-    states = {row["cms_id"]: row for row in reversed(records(validated))}
-    now = datetime.now(UTC)
-    write_backs = {}
-    for outcome in outcomes:
-        before = states.get(outcome.cms_id)
-        if before is None:  # deleted from the catalog: no row to write to
-            continue
-        synced = outcome.sync_status == "synced"
-        row = WriteBack(
-            id=outcome.cms_id,
-            stripe_product_id=outcome.stripe_product_id or before["stripe_product_id"],
-            stripe_price_id=outcome.stripe_price_id or before["stripe_price_id"],
-            sync_status=outcome.sync_status,
-            sync_error=outcome.error,
-            synced_at=now,
-            sync_hash=outcome.sync_hash if synced else before["sync_hash"],
-        )
-        unchanged = all(
-            getattr(row, column) == before[column]
-            for column in (
-                "stripe_product_id",
-                "stripe_price_id",
-                "sync_status",
-                "sync_error",
-                "sync_hash",
-            )
-        )
-        if not unchanged:
-            write_backs.setdefault(row.id, row)
-    return source.write_back(list(write_backs.values())) if write_backs else 0
-
-
-_NOTHING_NEW = (ActionKind.UNCHANGED, ActionKind.ORPHANED)  # their checkpoints stay as they are
-
-
-def _record_checkpoints(
-    store: CheckpointStore,
-    batch_of: dict[str, str],
-    desired: dict[str, DesiredProduct],
-    outcomes: list[Outcome],
-) -> None:
-    """What the outcomes made each row in Stripe, for the next plan to trust."""
-    changes: dict[str, dict[str, Checkpoint]] = {}
-    for outcome in outcomes:
-        batch = batch_of[outcome.cms_id]
-        if outcome.result == Result.ARCHIVED:
-            kept = store.load(batch)[outcome.cms_id]
-            changes.setdefault(batch, {})[outcome.cms_id] = replace(kept, removed=True)
-        elif outcome.sync_status == "synced" and outcome.action not in _NOTHING_NEW:
-            checkpoint = Checkpoint.of(desired[outcome.cms_id], outcome.stripe_price_id)
-            changes.setdefault(batch, {})[outcome.cms_id] = checkpoint
-    for batch, batch_changes in changes.items():
-        store.record(batch, batch_changes)
-
-
-def _back_up(
-    store: BackupStore,
-    api: StripeApi,
-    context: dg.AssetExecutionContext,
-    batch: str,
-    actions: list[Action],
-    validated: pd.DataFrame,
-) -> Path | None:
-    """Save the batch's rows and Stripe products that the actions may change, before they do."""
-    writing = [action for action in actions if action.writes]
-    if not writing:
-        return None
-    rows = {row["cms_id"]: row for row in reversed(records(validated))}
-    product_ids = [
-        action.desired.stripe_id if action.desired else action.state.stripe_product_id
-        for action in writing
-    ]
-    # Products to create are read too (1 request per 100): after `reset --catalog-columns`
-    # a "create" may meet a product that existed before this run, which rollback must keep.
-    found = {product["id"]: product for product in api.list_products(product_ids)}
-    backup = Backup(
-        run_id=context.run.run_id,
-        batch=batch,
-        taken_at=now_iso(),
-        catalog_rows=[
-            {"id": action.cms_id, **_write_back_columns(rows[action.cms_id])}
-            for action in writing
-            if action.cms_id in rows
-        ],
-        # None: not in Stripe before this run (rollback archives what the run made of it).
-        stripe_products={product_id: found.get(product_id) for product_id in product_ids},
-        actions={action.cms_id: action.change for action in writing},
-    )
-    return store.save(backup)
-
-
-def _write_back_columns(row: dict) -> dict:
-    values = {column: row[column] for column in WRITE_BACK_COLUMNS}
-    synced_at = values["synced_at"]
-    values["synced_at"] = None if pd.isna(synced_at) else pd.Timestamp(synced_at).isoformat()
-    return values
-
-
-def _summary(outcomes: list[Outcome], write_backs: int, started: float) -> dict:
-    results = dict.fromkeys(RESULTS, 0)
-    for outcome in outcomes:
-        results[outcome.result] += 1
-    return {
-        **results,
-        "stripe_requests": sum(o.requests for o in outcomes),
-        "catalog_write_back_requests": write_backs,
-        "seconds": round(time.monotonic() - started, 3),
-    }
-
-
-def _save_ledger(
-    ledger: OutcomeLedger,
-    asset: str,
-    context: dg.AssetExecutionContext,
-    mode: str,
-    outcomes: list[Outcome],
-    batch_of: dict[str, str],
-    validated: pd.DataFrame,
-    started: float,
-) -> None:
-    seconds = time.monotonic() - started
-    for batch in context.partition_keys:
-        mine = [o for o in outcomes if batch_of[o.cms_id] == batch]
-        rows = validated[validated["batch"] == batch]
-        ledger.save(
-            asset,
-            batch,
-            {
-                "run_id": context.run.run_id,
-                "batch": batch,
-                "mode": mode,
-                "requests": sum(o.requests for o in mine),
-                "seconds": seconds * len(mine) / max(len(outcomes), 1),
-                "outcomes": [asdict(o) for o in mine],
-                "warnings": [
-                    {"cms_id": cms_id, "warning": warning}
-                    for cms_id, warnings in zip(rows["cms_id"], rows["warnings"], strict=True)
-                    for warning in warnings
-                ],
-            },
-        )
-
-
-def _this_run(record: dict | None, context: dg.AssetExecutionContext) -> dict | None:
-    return record if record is not None and record["run_id"] == context.run.run_id else None
-
-
-def _with_requests(outcome: Outcome, earlier_requests: int) -> Outcome:
-    return replace(outcome, requests=outcome.requests + earlier_requests)
-
-
-def _final_record(ledger: OutcomeLedger, batch: str) -> dict | None:
-    """The prices step's record when it ran in the products step's run; else the products one."""
-    products = ledger.load("stripe_products", batch)
-    prices = ledger.load("stripe_prices", batch)
-    if products is None:
-        return prices
-    if prices is not None and prices["run_id"] == products["run_id"]:
-        return {**prices, "seconds": prices["seconds"] + products["seconds"]}
-    return products
-
-
-def _save_report(reports_dir: Path, report_json: dict, markdown: str) -> tuple[Path, Path]:
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    json_path, md_path = (
-        reports_dir / f"migration_report_{stamp}.json",
-        reports_dir / f"migration_report_{stamp}.md",
-    )
-    json_path.write_text(json.dumps(report_json, indent=2))
-    md_path.write_text(markdown)
-    for path, latest in (
-        (json_path, "migration_report_latest.json"),
-        (md_path, "migration_report_latest.md"),
-    ):
-        (reports_dir / latest).write_text(path.read_text())
-    return json_path, md_path

@@ -7,11 +7,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
-
-# A partitioned check's result for one batch of a run over several: no public API yet.
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
-)
+from pydantic import Field
 
 from stripe_sync.core.checkpoints import CheckpointStore
 from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
@@ -29,8 +25,10 @@ from stripe_sync.core.verify import (
     verify_batch,
 )
 from stripe_sync.defs.assets import stripe_prices, stripe_products, validated_products
+from stripe_sync.defs.dagster_compat import CheckTarget
+from stripe_sync.defs.outcomes import RunOutcome, record_outcome
 from stripe_sync.defs.partitions import batch_partitions
-from stripe_sync.defs.resources import CheckpointResource, StripeResource, SyncSettings
+from stripe_sync.defs.resources import PipelineSettings, StateResource, StripeResource
 
 # A batch this small may simply hold a few bad rows; from this size on, a column without a
 # single usable value means the column itself is wrong (a renamed field, another type).
@@ -75,7 +73,7 @@ invalid_share = dg.AssetCheckSpec(
 def batch_quality(
     context: dg.AssetCheckExecutionContext,
     validated_products: pd.DataFrame,
-    settings: SyncSettings,
+    settings: PipelineSettings,
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
     """Each batch of the run fit to go to Stripe (blocking), and how much of it was quarantined."""
     for batch in context.partition_keys:
@@ -120,7 +118,7 @@ def _invalid_share(rows: pd.DataFrame, threshold: float) -> dict:
 def _batch_evaluation(
     spec: dg.AssetCheckSpec,
     batch: str,
-    target: AssetCheckEvaluationTargetMaterializationData | None,
+    target: CheckTarget | None,
     *,
     passed: bool,
     severity: dg.AssetCheckSeverity,
@@ -151,7 +149,6 @@ def _check_outputs(context: dg.AssetCheckExecutionContext) -> Iterator[dg.Output
 
 MISMATCH_TABLE_ROWS = 100  # per batch and check; the counts hold them all
 MISMATCH_COLUMNS = ("severity", "cms_id", "product_id", "field", "expected", "actual", "note")
-WRONG_CONFIGURATION = "wrong_configuration"  # metadata of a failure the settings must fix
 
 products_match_catalog = dg.AssetCheckSpec(
     "products_match_catalog",
@@ -173,34 +170,49 @@ default_prices_match_catalog = dg.AssetCheckSpec(
 )
 
 
+class VerifyRunConfig(dg.Config):
+    """Options of one run's verification (`ops: stripe_matches_catalog: config:`)."""
+
+    mirror: bool | None = Field(
+        default=None,
+        description="Whether rows deleted from the catalog must be archived (as the run's "
+        "stripe_products mirror); unset: the setting sync.mirror.",
+    )
+
+
 @dg.multi_asset_check(
     specs=[products_match_catalog, default_prices_match_catalog],
     ins={"validated_products": dg.AssetIn(validated_products.key)},
 )
 def stripe_matches_catalog(
     context: dg.AssetCheckExecutionContext,
+    config: VerifyRunConfig,
     validated_products: pd.DataFrame,
     stripe: StripeResource,
-    checkpoints: CheckpointResource,
-    settings: SyncSettings,
+    state: StateResource,
+    settings: PipelineSettings,
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
     """Verification: reads each batch's Stripe products by id (100 per request, never search)
     and compares them with what the batch's latest sync made of the catalog. A drifted row's
     checkpoint is forgotten, so the next sync reconciles it with Stripe."""
-    store = checkpoints.store()
-    with _stripe_api(stripe) as api:
+    store = state.stores().checkpoints
+    mirror = settings.mirror if config.mirror is None else config.mirror
+    with _stripe_api(context, stripe) as api:
         for batch in context.partition_keys:
             rows = validated_products[validated_products["batch"] == batch]
-            yield from _verify(context, batch, list(planning_inputs(rows)), store, api, settings)
+            yield from _verify(context, batch, list(planning_inputs(rows)), store, api, mirror)
     yield from _check_outputs(context)
 
 
 @contextlib.contextmanager
-def _stripe_api(stripe: StripeResource) -> Iterator[StripeApi]:
+def _stripe_api(
+    context: dg.AssetCheckExecutionContext, stripe: StripeResource
+) -> Iterator[StripeApi]:
     try:
         api = stripe.api()
     except ConfigError as error:
-        raise dg.Failure(str(error), metadata={WRONG_CONFIGURATION: True}) from None
+        record_outcome(context, RunOutcome.WRONG_CONFIGURATION, str(error))
+        raise dg.Failure(str(error)) from None
     try:
         yield api
     finally:
@@ -213,7 +225,7 @@ def _verify(
     rows: list[Row],
     store: CheckpointStore,
     api: StripeApi,
-    settings: SyncSettings,
+    mirror: bool,
 ) -> Iterator[dg.AssetCheckEvaluation]:
     """The two checks' results for one batch."""
     targets = {
@@ -223,7 +235,7 @@ def _verify(
     if targets[products_match_catalog.key] is None:
         result, requests = _unverified("never synced", "run stripe-sync migrate"), 0
     else:
-        result, requests = _compare(context, batch, rows, store, api, mirror=settings.mirror)
+        result, requests = _compare(context, batch, rows, store, api, mirror=mirror)
     for spec, subject in ((products_match_catalog, PRODUCT), (default_prices_match_catalog, PRICE)):
         yield _evaluation(spec, batch, result, result.of(subject), requests, targets[spec.key])
 
@@ -244,10 +256,9 @@ def _compare(
         products = {p["id"]: p for p in api.list_products(product_ids(rows, saved))}
     except StripeFailure as failure:
         if failure.kind is ErrorKind.FATAL:
-            raise dg.Failure(
-                f"Stripe refused the key ({failure}): check STRIPE_SECRET_KEY.",
-                metadata={WRONG_CONFIGURATION: True},
-            ) from None
+            message = f"Stripe refused the key ({failure}): check STRIPE_SECRET_KEY."
+            record_outcome(context, RunOutcome.KEY_REFUSED, message)
+            raise dg.Failure(message) from None
         unread = _unverified("not verified", f"could not read Stripe: {failure}")
         return unread, api.requests_sent_by_this_thread - before
     result = verify_batch(rows, saved, products, mirror=mirror)
@@ -272,14 +283,14 @@ def _unverified(actual: str, note: str) -> BatchVerification:
 
 def _latest_materialization(
     context: dg.AssetCheckExecutionContext, asset_key: dg.AssetKey, batch: str
-) -> AssetCheckEvaluationTargetMaterializationData | None:
+) -> CheckTarget | None:
     """The materialization a batch's check result is about (the UI shows results against it)."""
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[batch]), limit=1
     ).records
     if not records:
         return None
-    return AssetCheckEvaluationTargetMaterializationData(
+    return CheckTarget(
         storage_id=records[0].storage_id,
         run_id=records[0].run_id,
         timestamp=records[0].timestamp,
@@ -292,7 +303,7 @@ def _evaluation(
     result: BatchVerification,
     mismatches: list[Mismatch],
     requests: int,
-    target: AssetCheckEvaluationTargetMaterializationData | None,
+    target: CheckTarget | None,
 ) -> dg.AssetCheckEvaluation:
     errors = [m for m in mismatches if m.severity == ERROR]
     warned = [m for m in mismatches if m.severity == WARNING]

@@ -1,11 +1,10 @@
 """Jobs: migrate batches, register batches, the report, and rollback."""
 
-import contextlib
-
 import dagster as dg
+from pydantic import Field
 
 from stripe_sync.core.batches import new_batch_keys
-from stripe_sync.core.rollback import roll_back, rollback_window
+from stripe_sync.core.rollback import RollbackReport, roll_back, rollback_window
 from stripe_sync.defs.assets import (
     migration_report,
     stripe_prices,
@@ -14,14 +13,13 @@ from stripe_sync.defs.assets import (
     validated_products,
 )
 from stripe_sync.defs.checks import stripe_matches_catalog
+from stripe_sync.defs.outcomes import RunOutcome, record_outcome, step_outcome
 from stripe_sync.defs.partitions import batch_partitions, batches_for
 from stripe_sync.defs.resources import (
-    BackupResource,
     CatalogResource,
-    CheckpointResource,
+    PipelineSettings,
+    StateResource,
     StripeResource,
-    SyncSettings,
-    user_errors,
 )
 
 migrate_batches_job = dg.define_asset_job(
@@ -44,25 +42,34 @@ report_job = dg.define_asset_job(
 
 
 def register_batches(
-    instance: dg.DagsterInstance, catalog: CatalogResource, settings: SyncSettings
+    instance: dg.DagsterInstance, catalog: CatalogResource, batch_size: int
 ) -> list[str]:
     """Append partitions for catalog rows beyond the registered batches; returns the new keys."""
-    source = catalog.open()
-    try:
+    with catalog.opened() as source:
         registered = instance.get_dynamic_partitions(batch_partitions.name)
-        new_keys = new_batch_keys(source, registered, settings.batch_size)
-    finally:
-        source.close()
+        new_keys = new_batch_keys(source, registered, batch_size)
     if new_keys:
         instance.add_dynamic_partitions(batch_partitions.name, new_keys)
     return new_keys
 
 
+class RegisterConfig(dg.Config):
+    batch_size: int | None = Field(
+        default=None, description="Rows per new batch; unset: the setting sync.batch_size."
+    )
+
+
 @dg.op(description="Register a batch partition for every batch_size catalog rows not yet in one.")
 def register_new_batches(
-    context: dg.OpExecutionContext, catalog: CatalogResource, settings: SyncSettings
+    context: dg.OpExecutionContext,
+    config: RegisterConfig,
+    catalog: CatalogResource,
+    settings: PipelineSettings,
 ) -> None:
-    new_keys = register_batches(context.instance, catalog, settings)
+    with step_outcome(context):
+        new_keys = register_batches(
+            context.instance, catalog, config.batch_size or settings.batch_size
+        )
     context.log.info(
         f"registered {len(new_keys)} new batches"
         + (f": {new_keys[0]} … {new_keys[-1]}" if new_keys else "")
@@ -78,8 +85,10 @@ def register_batches_job() -> None:
 
 
 class RollbackConfig(dg.Config):
-    since: str | None = None  # a run id or an ISO 8601 time; None: every backup
-    dry_run: bool = False  # the plan only: no write
+    since: str | None = Field(
+        default=None, description="A run id or an ISO 8601 time; unset: every backup."
+    )
+    dry_run: bool = Field(default=False, description="The plan only: no write.")
 
 
 @dg.op(
@@ -92,43 +101,48 @@ def roll_back_runs(
     config: RollbackConfig,
     stripe: StripeResource,
     catalog: CatalogResource,
-    backups: BackupResource,
-    checkpoints: CheckpointResource,
-) -> dict:
-    with user_errors():
-        window = rollback_window(backups.store(), config.since)
-    context.log.info(f"backups since {config.since or 'the first run'}: {len(window)}")
-    batches = batches_for(context.instance, sorted({backup.batch for backup in window}))
-    with user_errors(), catalog.opened() as source, contextlib.closing(stripe.api()) as api:
-        rows = {
-            row["id"]: row
-            for batch in batches
-            for row in source.read_rows(batch.lower, batch.upper)
-        }
-        report = roll_back(
-            window,
-            api,
-            source,
-            checkpoints.store(),
-            rows,
-            dry_run=config.dry_run,
-            max_in_flight=stripe.in_flight(api),
-        )
-    metadata = {
-        **report.counts,
-        "steps": len(report.steps),
-        "dry_run": config.dry_run,
-        "report": dg.MetadataValue.md(report.to_markdown()),
-    }
+    state: StateResource,
+):
+    """The rollback's report is the op's output, also when some steps failed (the step then
+    fails after it)."""
+    stores = state.stores()
+    with step_outcome(context):
+        window = rollback_window(stores.backups, config.since)
+        context.log.info(f"backups since {config.since or 'the first run'}: {len(window)}")
+        batches = batches_for(context.instance, sorted({backup.batch for backup in window}))
+        with catalog.opened() as source, stripe.opened() as api:
+            rows = {
+                row["id"]: row
+                for batch in batches
+                for row in source.read_rows(batch.lower, batch.upper)
+            }
+            report: RollbackReport = roll_back(
+                window,
+                api,
+                source,
+                stores.checkpoints,
+                rows,
+                dry_run=config.dry_run,
+                max_in_flight=stripe.in_flight(api),
+            )
+    yield dg.Output(
+        report,
+        metadata={
+            **report.counts,
+            "steps": len(report.steps),
+            "dry_run": config.dry_run,
+            "report": dg.MetadataValue.md(report.to_markdown()),
+        },
+    )
     if report.unfinished:
-        raise dg.Failure(
+        first = report.unfinished[0]
+        message = (
             f"{len(report.unfinished)} rollback steps failed or were skipped (e.g. "
-            f"{report.unfinished[0].cms_id}: {report.unfinished[0].error}); the rest were rolled "
-            "back. Rerun the rollback to retry them.",
-            metadata=metadata,
+            f"{first.cms_id}: {first.error}); the rest were rolled back. Rerun the rollback "
+            "to retry them."
         )
-    context.add_output_metadata(metadata)
-    return report.counts
+        record_outcome(context, RunOutcome.FAILED_BATCHES, message)
+        raise dg.Failure(message)
 
 
 @dg.job(

@@ -1,29 +1,34 @@
-"""Resources: the catalog, Stripe, the pipeline's settings, and batch-frame storage."""
+"""Resources: the catalog, Stripe, the pipeline's settings and state, built from `Settings`.
+
+Secrets reach Dagster as `dg.EnvVar`s: the UI and the run storage show the variable's name,
+never its value.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import math
-import os
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from stripe_sync.catalog import Catalog, CatalogError, open_catalog
+from stripe_sync.catalog import Catalog, open_catalog
 from stripe_sync.core.backups import BackupStore
 from stripe_sync.core.checkpoints import CheckpointStore
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.identity import reserved_metadata_keys
-from stripe_sync.core.jsonfiles import read_json, write_json
+from stripe_sync.core.ledger import OutcomeLedger
 from stripe_sync.core.retry import RetryPolicy
 from stripe_sync.core.stripe_api import StripeApi, key_mode
+from stripe_sync.core.sync import SyncStores
 from stripe_sync.core.throttle import open_throttle
 from stripe_sync.core.validation import ValidationRules
+from stripe_sync.settings import Secret, Settings
 
 
 class CatalogResource(dg.ConfigurableResource):
@@ -35,15 +40,15 @@ class CatalogResource(dg.ConfigurableResource):
     supabase_service_role_key: str = Field(default="", repr=False)
     table: str = "products"
     metadata_columns: list[str] = Field(
-        default_factory=list
-    )  # catalog columns copied into metadata
+        default_factory=list, description="Catalog columns copied into metadata."
+    )
 
     def open(self) -> Catalog:
         reserved = set(self.metadata_columns) & set(reserved_metadata_keys())
         if reserved:
             raise ConfigError(
-                f"STRIPE_SYNC_METADATA_COLUMNS names {', '.join(sorted(reserved))}, a metadata key the pipeline "
-                "owns: map another column."
+                f"STRIPE_SYNC_METADATA_COLUMNS names {', '.join(sorted(reserved))}, a metadata "
+                "key the pipeline owns: map another column."
             )
         return open_catalog(
             database_url=self.database_url or None,
@@ -62,15 +67,6 @@ class CatalogResource(dg.ConfigurableResource):
             source.close()
 
 
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Configuration problems fail the step with their one sentence, not a traceback."""
-    try:
-        yield
-    except (ConfigError, CatalogError) as error:
-        raise dg.Failure(str(error)) from None
-
-
 class StripeResource(dg.ConfigurableResource):
     """Stripe through stripe-python's StripeClient; `api_base` points it at an emulator."""
 
@@ -80,23 +76,23 @@ class StripeResource(dg.ConfigurableResource):
     timeout_s: float = 30.0  # per request
     max_attempts: int = 6  # per call, the first one included
     deadline_s: float = 300.0  # per call, all attempts
-    # Where every process shares the rate budget: "" is a SQLite file in DAGSTER_HOME (one
-    # machine); postgresql://… or redis://… across machines.
-    throttle_url: str = ""
+    # Where every process shares the rate budget: postgresql://… or redis://… across
+    # machines; "" is a SQLite file in `state_dir` (one machine).
+    throttle_url: str = Field(default="", repr=False)
     throttle_fraction: float = 0.8  # of Stripe's limits for the key's mode
+    state_dir: str = ".dagster_home/stripe_sync"
     # Requests in flight; 0 sizes it so latency never caps throughput (rate x latency).
     max_in_flight: int = 0
     expected_latency_s: float = 0.3
 
     def api(self) -> StripeApi:
         mode = key_mode(self.secret_key) if self.secret_key else "test"
-        store = self.throttle_url or f"sqlite:///{storage_dir() / 'stripe_throttle.sqlite'}"
+        store = self.throttle_url or f"sqlite:///{Path(self.state_dir, 'stripe_throttle.sqlite')}"
         throttle = open_throttle(
             store,
             mode=mode,
-            namespace=hashlib.sha256(self.secret_key.encode()).hexdigest()[
-                :16
-            ],  # never the key itself
+            # A hash of the key names the account's budget: never the key itself.
+            namespace=hashlib.sha256(self.secret_key.encode()).hexdigest()[:16],
             fraction=self.throttle_fraction,
         )
         return StripeApi(
@@ -108,13 +104,22 @@ class StripeResource(dg.ConfigurableResource):
             allow_live_mode=self.allow_live_mode,
         )
 
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[StripeApi]:
+        api = self.api()
+        try:
+            yield api
+        finally:
+            api.close()
+
     def in_flight(self, api: StripeApi) -> int:
         """Products in progress at once: enough that latency never caps the throttled rate."""
         return self.max_in_flight or max(2, math.ceil(api.rate * self.expected_latency_s * 2))
 
 
-class SyncSettings(dg.ConfigurableResource):
-    """How the pipeline batches, validates and reports."""
+class PipelineSettings(dg.ConfigurableResource):
+    """How the pipeline batches, validates and reports (the settings' sync, validation and
+    paths sections)."""
 
     batch_size: int = 1_000
     default_currency: str = "eur"
@@ -127,22 +132,38 @@ class SyncSettings(dg.ConfigurableResource):
     # Archive the Stripe products of rows deleted from the catalog (else only report them).
     mirror: bool = False
 
-    def validation_rules(self) -> ValidationRules:
+    def validation_rules(self, *, skip_validation: bool | None = None) -> ValidationRules:
+        """The row rules; `skip_validation` (a run's choice) over the setting."""
         return ValidationRules(
             default_currency=self.default_currency,
             round_prices=self.round_prices,
             allow_free_products=self.allow_free_products,
-            skip_validation=self.skip_validation,
+            skip_validation=self.skip_validation if skip_validation is None else skip_validation,
             max_price_eur=Decimal(self.max_price_eur),
         )
 
 
-class AutomationSettings(dg.ConfigurableResource):
+class AutomationResource(dg.ConfigurableResource):
     """How the change sensor looks for removed rows and the failed-batch sensor retries."""
 
     removal_scan_minutes: float = 15.0  # a full id scan for deleted rows, at most this often
     retry_base_minutes: float = 5.0  # the wait before the first retry; doubled for each next
     retry_max_attempts: int = 3  # retries of a failed batch before the sensor gives up
+
+
+class StateResource(dg.ConfigurableResource):
+    """What the pipeline knows between runs: per batch, the checkpoints of its rows, the
+    backups taken before each run wrote, and the outcomes of its latest run."""
+
+    state_dir: str
+    backups_dir: str
+
+    def stores(self) -> SyncStores:
+        return SyncStores(
+            checkpoints=CheckpointStore(Path(self.state_dir, "checkpoints")),
+            backups=BackupStore(self.backups_dir),
+            ledger=OutcomeLedger(Path(self.state_dir, "ledger")),
+        )
 
 
 class BatchFrameIOManager(dg.ConfigurableIOManager):
@@ -176,131 +197,53 @@ class BatchFrameIOManager(dg.ConfigurableIOManager):
         return Path(self.base_dir, *context.asset_key.path, f"{partition_key}.pkl")
 
 
-class OutcomeLedger(dg.ConfigurableResource):
-    """The per-row outcomes of the latest run of each Stripe asset and batch, as JSON files.
-
-    Written before a batch's step succeeds or fails, so a failed batch's finished work
-    still reaches the prices step of the next run and the report.
-    """
-
-    base_dir: str
-
-    def save(self, asset: str, batch: str, record: dict) -> None:
-        write_json(self._path(asset, batch), record)
-
-    def load(self, asset: str, batch: str) -> dict | None:
-        return read_json(self._path(asset, batch))
-
-    def _path(self, asset: str, batch: str) -> Path:
-        return Path(self.base_dir, asset, f"{batch}.json")
+def secret(value: Secret | None) -> dg.EnvVar | str:
+    """A secret as Dagster may keep it: the variable it came from (resolved at run time);
+    a literal only where the settings allow one (a URL without a password)."""
+    if value is None:
+        return ""
+    return dg.EnvVar(value.variable) if value.variable else value.value
 
 
-class CheckpointResource(dg.ConfigurableResource):
-    """Per batch, what each row was last made in Stripe (see core/checkpoints.py)."""
-
-    base_dir: str
-
-    def store(self) -> CheckpointStore:
-        return CheckpointStore(self.base_dir)
-
-
-class BackupResource(dg.ConfigurableResource):
-    """Per run and batch, the catalog rows and Stripe objects before the run changed them."""
-
-    base_dir: str
-
-    def store(self) -> BackupStore:
-        return BackupStore(self.base_dir)
-
-
-def env_var(*names: str) -> dg.EnvVar | str:
-    """The first of `names` set in the environment, as an EnvVar (the UI and the run
-    storage show its name, never its value); "" when none is set."""
-    for name in names:
-        if os.environ.get(name):
-            return dg.EnvVar(name)
-    return ""
-
-
-def resources_from_env(storage_dir: Path) -> dict[str, object]:
-    """The resources, configured from the environment (keys wired as EnvVar, never values)."""
+def build_resources(settings: Settings) -> dict[str, object]:
+    """Every resource, configured from `settings`."""
+    state_dir = str(settings.state_dir)
     return {
         "catalog": CatalogResource(
-            database_url=env_var("CATALOG_DATABASE_URL"),
-            supabase_url=env_var("SUPABASE_URL", "VITE_SUPABASE_URL"),
-            supabase_service_role_key=env_var("SUPABASE_SERVICE_ROLE_KEY"),
-            table=os.environ.get("CATALOG_TABLE", "products"),
-            metadata_columns=[
-                c.strip()
-                for c in os.environ.get("STRIPE_SYNC_METADATA_COLUMNS", "").split(",")
-                if c.strip()
-            ],
+            database_url=secret(settings.catalog.database_url),
+            supabase_url=settings.catalog.supabase_url,
+            supabase_service_role_key=secret(settings.catalog.supabase_service_role_key),
+            table=settings.catalog.table,
+            metadata_columns=list(settings.catalog.metadata_columns),
         ),
         "stripe": StripeResource(
-            secret_key=env_var("STRIPE_SECRET_KEY"),
-            api_base=env_var("STRIPE_API_BASE"),
-            allow_live_mode=_flag("STRIPE_ALLOW_LIVE_MODE"),
-            throttle_url=env_var("STRIPE_SYNC_THROTTLE_URL"),
-            throttle_fraction=float(_decimal("STRIPE_SYNC_THROTTLE_FRACTION", default="0.8")),
-            timeout_s=float(_decimal("STRIPE_TIMEOUT_S", default="30")),
-            max_attempts=_whole_number("STRIPE_MAX_ATTEMPTS", default=6),
-            deadline_s=float(_decimal("STRIPE_DEADLINE_S", default="300")),
-            max_in_flight=_whole_number("STRIPE_SYNC_MAX_IN_FLIGHT", default=0, minimum=0),
+            secret_key=secret(settings.stripe.secret_key),
+            api_base=settings.stripe.api_base,
+            allow_live_mode=settings.stripe.allow_live_mode,
+            timeout_s=settings.stripe.timeout_s,
+            max_attempts=settings.stripe.max_attempts,
+            deadline_s=settings.stripe.deadline_s,
+            max_in_flight=settings.stripe.max_in_flight,
+            throttle_url=secret(settings.throttle.url),
+            throttle_fraction=settings.throttle.fraction,
+            state_dir=state_dir,
         ),
-        "settings": SyncSettings(
-            batch_size=_whole_number("STRIPE_SYNC_BATCH_SIZE", default=1000),
-            default_currency=os.environ.get("STRIPE_SYNC_DEFAULT_CURRENCY", "eur"),
-            reports_dir=os.environ.get("STRIPE_SYNC_REPORTS_DIR", "reports"),
-            round_prices=_flag("STRIPE_SYNC_ROUND_PRICES"),
-            allow_free_products=_flag("STRIPE_SYNC_ALLOW_FREE_PRODUCTS"),
-            skip_validation=_flag("STRIPE_SYNC_SKIP_VALIDATION"),
-            max_price_eur=_decimal("STRIPE_SYNC_MAX_PRICE_EUR", default="1000000"),
-            invalid_share_threshold=float(
-                _decimal("STRIPE_SYNC_INVALID_SHARE_THRESHOLD", default="0.05")
-            ),
-            mirror=_flag("STRIPE_SYNC_MIRROR"),
+        "settings": PipelineSettings(
+            batch_size=settings.sync.batch_size,
+            mirror=settings.sync.mirror,
+            default_currency=settings.validation.default_currency,
+            round_prices=settings.validation.round_prices,
+            allow_free_products=settings.validation.allow_free_products,
+            skip_validation=settings.validation.skip_validation,
+            max_price_eur=str(settings.validation.max_price_eur),
+            invalid_share_threshold=settings.validation.invalid_share_threshold,
+            reports_dir=str(settings.paths.reports_dir),
         ),
-        "automation": AutomationSettings(
-            removal_scan_minutes=float(_decimal("STRIPE_SYNC_REMOVAL_SCAN_MINUTES", default="15")),
-            retry_base_minutes=float(_decimal("STRIPE_SYNC_RETRY_BASE_MINUTES", default="5")),
-            retry_max_attempts=_whole_number(
-                "STRIPE_SYNC_RETRY_MAX_ATTEMPTS", default=3, minimum=0
-            ),
+        "automation": AutomationResource(
+            removal_scan_minutes=settings.automation.removal_scan_minutes,
+            retry_base_minutes=settings.automation.retry_base_minutes,
+            retry_max_attempts=settings.automation.retry_max_attempts,
         ),
-        "batch_frames": BatchFrameIOManager(base_dir=str(storage_dir / "frames")),
-        "ledger": OutcomeLedger(base_dir=str(storage_dir / "ledger")),
-        "checkpoints": CheckpointResource(base_dir=str(storage_dir / "checkpoints")),
-        "backups": BackupResource(
-            base_dir=os.environ.get("STRIPE_SYNC_BACKUPS_DIR") or str(storage_dir / "backups")
-        ),
+        "state": StateResource(state_dir=state_dir, backups_dir=str(settings.backups_dir)),
+        "batch_frames": BatchFrameIOManager(base_dir=str(Path(state_dir, "frames"))),
     }
-
-
-def storage_dir() -> Path:
-    """Where the pipeline keeps its state (batch frames, outcome ledgers, checkpoints,
-    backups, the default SQLite throttle): STRIPE_SYNC_STATE_DIR when set (across machines,
-    a shared volume mounted at the same path on every run worker), else DAGSTER_HOME/stripe_sync."""
-    if state_dir := os.environ.get("STRIPE_SYNC_STATE_DIR", "").strip():
-        return Path(state_dir)
-    return Path(os.environ.get("DAGSTER_HOME") or ".dagster_home", "stripe_sync")
-
-
-def _whole_number(name: str, *, default: int, minimum: int = 1) -> int:
-    value = os.environ.get(name) or str(default)
-    if not value.isdigit() or int(value) < minimum:
-        raise ConfigError(f"{name} must be a whole number of at least {minimum}, not {value!r}.")
-    return int(value)
-
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
-
-
-def _decimal(name: str, *, default: str) -> str:
-    value = os.environ.get(name) or default
-    try:
-        if Decimal(value) < 0:
-            raise InvalidOperation
-    except InvalidOperation:
-        raise ConfigError(f"{name} must be a non-negative decimal number, not {value!r}.") from None
-    return value

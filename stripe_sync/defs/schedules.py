@@ -3,29 +3,29 @@ change sensor. Cheap: rows whose content hash matches their last sync cost no St
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.defs.assets import BATCHES_PER_RUN
 from stripe_sync.defs.jobs import migrate_batches_job, register_batches
 from stripe_sync.defs.partitions import batch_partitions
-from stripe_sync.defs.resources import CatalogResource, SyncSettings
-from stripe_sync.defs.sensors import automation_status, run_request
+from stripe_sync.defs.resources import CatalogResource, PipelineSettings
+from stripe_sync.defs.sensors import run_request
+from stripe_sync.settings import AutomationSettings, Settings
 
-DEFAULT_RECONCILE_CRON = "0 * * * *"
 
-
-def build_reconcile_schedule() -> dg.ScheduleDefinition:
-    """The schedule, with its cron (STRIPE_SYNC_RECONCILE_CRON) and status from the environment."""
-    cron = os.environ.get("STRIPE_SYNC_RECONCILE_CRON", "").strip() or DEFAULT_RECONCILE_CRON
+def build_reconcile_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """The schedule, with its cron and starting status from the settings (automation.*)."""
+    cron = settings.automation.reconcile_cron
     try:
-        return _reconcile_schedule(cron, dg.DefaultScheduleStatus(automation_status().value))
+        return _reconcile_schedule(
+            cron, dg.DefaultScheduleStatus(settings.automation.status.upper())
+        )
     except dg.DagsterInvalidDefinitionError:
+        default = AutomationSettings.model_fields["reconcile_cron"].default
         raise ConfigError(
-            f"STRIPE_SYNC_RECONCILE_CRON must be a cron expression such as {DEFAULT_RECONCILE_CRON!r} "
-            f"(hourly), not {cron!r}."
+            f"{settings.where('automation.reconcile_cron')} must be a cron expression such as "
+            f"{default!r} (hourly), not {cron!r}."
         ) from None
 
 
@@ -39,13 +39,13 @@ def _reconcile_schedule(cron: str, status: dg.DefaultScheduleStatus) -> dg.Sched
         description=(
             "Registers batches for new rows, then runs every batch, 10 to a run: whatever the "
             "change sensor missed is synced, and unchanged rows cost no Stripe request. Cron: "
-            "STRIPE_SYNC_RECONCILE_CRON (default hourly, UTC)."
+            "the setting automation.reconcile_cron (default hourly, UTC)."
         ),
     )
     def reconcile_batches(
-        context: dg.ScheduleEvaluationContext, catalog: CatalogResource, settings: SyncSettings
+        context: dg.ScheduleEvaluationContext, catalog: CatalogResource, settings: PipelineSettings
     ):
-        new_keys = register_batches(context.instance, catalog, settings)
+        new_keys = register_batches(context.instance, catalog, settings.batch_size)
         keys = context.instance.get_dynamic_partitions(batch_partitions.name)
         if not keys:
             return dg.SkipReason("no batches: the catalog is empty")

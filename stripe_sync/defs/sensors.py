@@ -1,24 +1,19 @@
 """Sensors: the report follows the batches; catalog changes and failed batches request runs.
 
 `catalog_changes` and `failed_batch_retry` write to Stripe, so like every Dagster sensor
-they start stopped: turn them on in the UI (Automation), or set
-STRIPE_SYNC_AUTOMATION=running to start them (and the reconcile schedule) running.
+they start stopped: turn them on in the UI (Automation), or set the setting
+automation.status (STRIPE_SYNC_AUTOMATION) to running to start them (and the reconcile
+schedule) running.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
-from stripe_sync.catalog.base import change_cursor
 from stripe_sync.core.automation import (
     RetryPolicy,
     decide_retries,
@@ -29,7 +24,7 @@ from stripe_sync.core.automation import (
     runs_of,
 )
 from stripe_sync.core.batches import locate, new_batch_keys
-from stripe_sync.core.errors import ConfigError
+from stripe_sync.core.contract import change_cursor
 from stripe_sync.defs.assets import (
     BATCHES_PER_RUN,
     migration_report,
@@ -38,13 +33,14 @@ from stripe_sync.defs.assets import (
     supabase_products,
     validated_products,
 )
+from stripe_sync.defs.dagster_compat import partition_range_tags
 from stripe_sync.defs.jobs import migrate_batches_job
 from stripe_sync.defs.partitions import batch_partitions
 from stripe_sync.defs.resources import (
-    AutomationSettings,
+    AutomationResource,
     CatalogResource,
-    CheckpointResource,
-    SyncSettings,
+    PipelineSettings,
+    StateResource,
 )
 
 # Dagster's built-in automation sensor starts stopped; this one runs from the start.
@@ -60,33 +56,16 @@ SENSOR_INTERVAL_S = 60
 BATCH_ASSETS = (supabase_products, validated_products, stripe_products, stripe_prices)
 
 
-def automation_status() -> dg.DefaultSensorStatus:
-    """The sensors' and the schedule's status until someone changes it in the UI: STOPPED,
-    or RUNNING with STRIPE_SYNC_AUTOMATION=running (for deployments nobody clicks through)."""
-    value = os.environ.get("STRIPE_SYNC_AUTOMATION", "").strip().lower()
-    if value in ("", "stopped"):
-        return dg.DefaultSensorStatus.STOPPED
-    if value == "running":
-        return dg.DefaultSensorStatus.RUNNING
-    raise ConfigError(f"STRIPE_SYNC_AUTOMATION must be running or stopped, not {value!r}.")
-
-
 def run_request(batches: Sequence[str], run_key: str) -> dg.RunRequest:
     """A run of `migrate_batches` over neighbouring batches: one partition, or a range."""
     if len(batches) == 1:
         return dg.RunRequest(run_key=run_key, partition_key=batches[0])
-    return dg.RunRequest(
-        run_key=run_key,
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: batches[0],
-            ASSET_PARTITION_RANGE_END_TAG: batches[-1],
-        },
-    )
+    return dg.RunRequest(run_key=run_key, tags=partition_range_tags(batches[0], batches[-1]))
 
 
-def build_automation_sensors() -> list[dg.SensorDefinition]:
-    """The change sensor and the failed-batch sensor, with their status from the environment."""
-    status = automation_status()
+def build_automation_sensors(status: dg.DefaultSensorStatus) -> list[dg.SensorDefinition]:
+    """The change sensor and the failed-batch sensor, starting as `status` says (the setting
+    automation.status: for deployments nobody clicks through, running)."""
 
     @dg.sensor(
         name="catalog_changes",
@@ -104,11 +83,11 @@ def build_automation_sensors() -> list[dg.SensorDefinition]:
     def catalog_changes(
         context: dg.SensorEvaluationContext,
         catalog: CatalogResource,
-        settings: SyncSettings,
-        checkpoints: CheckpointResource,
-        automation: AutomationSettings,
+        settings: PipelineSettings,
+        state: StateResource,
+        automation: AutomationResource,
     ) -> dg.SensorResult:
-        return _catalog_changes(context, catalog, settings, checkpoints, automation)
+        return _catalog_changes(context, catalog, settings, state, automation)
 
     @dg.sensor(
         name="failed_batch_retry",
@@ -122,7 +101,7 @@ def build_automation_sensors() -> list[dg.SensorDefinition]:
         default_status=status,
     )
     def failed_batch_retry(
-        context: dg.SensorEvaluationContext, automation: AutomationSettings
+        context: dg.SensorEvaluationContext, automation: AutomationResource
     ) -> dg.SensorResult:
         return _failed_batch_retry(context, automation)
 
@@ -135,9 +114,9 @@ def build_automation_sensors() -> list[dg.SensorDefinition]:
 def _catalog_changes(
     context: dg.SensorEvaluationContext,
     catalog: CatalogResource,
-    settings: SyncSettings,
-    checkpoints: CheckpointResource,
-    automation: AutomationSettings,
+    settings: PipelineSettings,
+    state: StateResource,
+    automation: AutomationResource,
 ) -> dg.SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else {}
     after = tuple(cursor["after"]) if cursor.get("after") else None
@@ -147,7 +126,7 @@ def _catalog_changes(
         minutes=automation.removal_scan_minutes
     )
     registered = context.instance.get_dynamic_partitions(batch_partitions.name)
-    store = checkpoints.store()
+    store = state.stores().checkpoints
     source = catalog.open()
     try:
         rows: list[dict] = []
@@ -223,7 +202,7 @@ def _catalog_changes(
 
 
 def _failed_batch_retry(
-    context: dg.SensorEvaluationContext, automation: AutomationSettings
+    context: dg.SensorEvaluationContext, automation: AutomationResource
 ) -> dg.SensorResult:
     instance = context.instance
     keys = instance.get_dynamic_partitions(batch_partitions.name)

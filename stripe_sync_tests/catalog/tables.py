@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from stripe_sync.catalog import WRITE_BACK_COLUMNS, WriteBack
+from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 
 ID_KINDS = ("integer", "text", "uuid")
 _POSTGRES_ID_TYPES = {"integer": "bigint", "text": "text", "uuid": "uuid"}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from stripe_sync.catalog import CatalogError, WriteBack, open_catalog
+from stripe_sync.catalog import open_catalog
 from stripe_sync.catalog.base import missing_columns_error
 from stripe_sync.catalog.sql import SqlCatalog
 from stripe_sync.catalog.supabase import SupabaseCatalog
+from stripe_sync.core.contract import WriteBack
+from stripe_sync.core.errors import CatalogError
 from stripe_sync_tests.catalog.tables import SYNCED_AT
 from stripe_sync_tests.postgrest import service_role_key
 

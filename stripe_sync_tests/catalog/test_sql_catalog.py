@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from stripe_sync.catalog import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, CatalogError, WriteBack
-from stripe_sync.catalog.base import change_cursor
 from stripe_sync.catalog.sql import SqlCatalog
+from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, WriteBack, change_cursor
+from stripe_sync.core.errors import CatalogError
 from stripe_sync_tests.catalog.tables import (
     SYNCED_AT,
     UPDATED_AT,

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from psycopg import sql
 
-from stripe_sync.catalog import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, CatalogError
-from stripe_sync.catalog.base import change_cursor
 from stripe_sync.catalog.supabase import SupabaseCatalog
+from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, change_cursor
+from stripe_sync.core.errors import CatalogError
 from stripe_sync_tests.catalog.tables import SYNCED_AT, synced
 from stripe_sync_tests.postgrest import anon_key, service_role_key
 

@@ -4,60 +4,61 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from stripe_sync.defs.resources import (
-    BatchFrameIOManager,
-    CatalogResource,
-    StripeResource,
-    env_var,
-    resources_from_env,
-    storage_dir,
-)
+from stripe_sync.defs.resources import BatchFrameIOManager, build_resources
+from stripe_sync.settings import load_settings
 
 
-def test_resource_reprs_never_show_keys_or_database_passwords(monkeypatch):
+def test_resource_reprs_never_show_keys_or_database_passwords(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_reprsecret123")
     monkeypatch.setenv(
         "SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOi.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl"
     )
     monkeypatch.setenv("CATALOG_DATABASE_URL", "postgresql://app:hunter2@db.example/catalog")
-    resources = {
-        "stripe": StripeResource(secret_key=env_var("STRIPE_SECRET_KEY")),
-        "catalog": CatalogResource(
-            database_url=env_var("CATALOG_DATABASE_URL"),
-            supabase_service_role_key=env_var("SUPABASE_SERVICE_ROLE_KEY"),
-        ),
-    }
+    configured = build_resources(load_settings())
+    resources = {name: configured[name] for name in ("stripe", "catalog")}
     with dg.build_resources(resources) as built:
         shown = " ".join(f"{r!r} {r}" for r in (built.stripe, built.catalog, built.stripe.api()))
     for secret in ("reprsecret123", "hunter2", "c2lnbmF0dXJl"):
         assert secret not in shown
 
 
-def test_keys_are_wired_as_env_vars_so_dagster_stores_only_their_names(monkeypatch):
+def test_keys_are_wired_as_env_vars_so_dagster_stores_only_their_names(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_x")
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", "eyJx.eyJy.z")
     monkeypatch.delenv("SUPABASE_URL", raising=False)
     monkeypatch.setenv("VITE_SUPABASE_URL", "https://x.supabase.co")
-    assert env_var("STRIPE_SECRET_KEY") == dg.EnvVar("STRIPE_SECRET_KEY")
-    assert env_var("SUPABASE_URL", "VITE_SUPABASE_URL") == dg.EnvVar("VITE_SUPABASE_URL")
-    monkeypatch.delenv("VITE_SUPABASE_URL")
-    assert env_var("SUPABASE_URL", "VITE_SUPABASE_URL") == ""
+    monkeypatch.setenv("CATALOG_DATABASE_URL", "postgresql://app:hunter2@db.example/catalog")
+    resources = build_resources(load_settings())
+    assert resources["stripe"].secret_key == dg.EnvVar("STRIPE_SECRET_KEY")
+    assert resources["catalog"].supabase_service_role_key == dg.EnvVar("SUPABASE_SERVICE_ROLE_KEY")
+    assert resources["catalog"].database_url == dg.EnvVar("CATALOG_DATABASE_URL")
+    assert resources["catalog"].supabase_url == "https://x.supabase.co"  # the original's name
+    monkeypatch.delenv("STRIPE_SECRET_KEY")
+    assert build_resources(load_settings())["stripe"].secret_key == ""
 
 
 def test_the_state_dir_is_dagster_home_unless_stripe_sync_state_dir_moves_it(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("STRIPE_SYNC_STATE_DIR", raising=False)
     monkeypatch.delenv("STRIPE_SYNC_BACKUPS_DIR", raising=False)
-    assert storage_dir() == tmp_path / "home" / "stripe_sync"
+    assert load_settings().state_dir == tmp_path / "home" / "stripe_sync"
     monkeypatch.setenv("STRIPE_SYNC_STATE_DIR", "  ")  # blank: as if unset
-    assert storage_dir() == tmp_path / "home" / "stripe_sync"
+    assert load_settings().state_dir == tmp_path / "home" / "stripe_sync"
 
     shared = tmp_path / "shared"  # e.g. an NFS mount, the same path on every run worker
     monkeypatch.setenv("STRIPE_SYNC_STATE_DIR", str(shared))
-    assert storage_dir() == shared
-    resources = resources_from_env(storage_dir())
+    settings = load_settings()
+    assert settings.state_dir == shared
+    resources = build_resources(settings)
+    stores = resources["state"].stores()
     assert {
-        name: Path(resources[name].base_dir)
-        for name in ("batch_frames", "ledger", "checkpoints", "backups")
+        "batch_frames": Path(resources["batch_frames"].base_dir),
+        "ledger": stores.ledger.base_dir,
+        "checkpoints": stores.checkpoints.base_dir,
+        "backups": stores.backups.base_dir,
     } == {
         "batch_frames": shared / "frames",
         "ledger": shared / "ledger",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
-from stripe_sync.defs.resources import CatalogResource, StripeResource
+from stripe_sync.operations.instance import resources
+from stripe_sync.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -24,16 +24,14 @@ class PreflightResult:
         ]
 
 
-def preflight(catalog: CatalogResource, stripe: StripeResource) -> PreflightResult:
+def preflight(settings: Settings) -> PreflightResult:
     """Check the catalog and Stripe; raise ConfigError or CatalogError with one sentence."""
-    source = catalog.open()
-    try:
+    with resources(settings, "catalog", "stripe") as built, built.catalog.opened() as source:
         source.check()
         rows = source.count_ids()
         description = source.describe()
-    finally:
-        source.close()
-    with contextlib.closing(stripe.api()) as api:
+        stripe = built.stripe
+    with stripe.opened() as api:
         try:
             account = api.account()
         except StripeFailure as failure:

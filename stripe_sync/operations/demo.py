@@ -1,12 +1,22 @@
-"""The demo's sample catalog: realistic products in SQLite, a few of them dirty."""
+"""The demo: a sample catalog (realistic products in SQLite, a few of them dirty) migrated
+into the Stripe emulator, with no account anywhere."""
 
 from __future__ import annotations
 
 import json
 import random
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from stripe_sync.operations.migrate import MigrationResult, migrate
+from stripe_sync.operations.options import RunOptions
+from stripe_sync.settings import Secret, Settings
+
+DEMO_SECRET_KEY = "sk_test_stripe_sync_demo"  # the emulator takes any test key
+DEMO_BATCH_SIZE = 50
 
 _ADJECTIVES = [
     "Merino",
@@ -93,3 +103,62 @@ def _sample_rows(count: int) -> list[dict]:
             }
         )
     return rows
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    catalog_url: str
+    api_base: str
+    state_file: Path
+    settings: Settings
+    migration: MigrationResult
+
+
+def run_demo(
+    settings: Settings,
+    demo_dir: Path,
+    products: int,
+    *,
+    log_file: str,
+    say: Callable[[str], None] = print,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> DemoRun:
+    """Seed the sample catalog in `demo_dir` (kept if there), start the emulator on its saved
+    state, migrate, and save the emulator's state for a later look in the UI."""
+    from stripe_sync.testing import EmulatorConfig, run_emulator
+
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    catalog_url = seed_sample_catalog(demo_dir / "catalog.db", products)
+    state_file = demo_dir / "stripe_emulator.json"
+    with run_emulator(
+        EmulatorConfig(latency_ms=20, latency_jitter_ms=10), state_file=state_file
+    ) as api_base:
+        say(f"sample catalog: {catalog_url}; Stripe emulator at {api_base}")
+        demo = demo_settings(settings, demo_dir, catalog_url, api_base)
+        migration = migrate(
+            demo,
+            RunOptions(log_file=log_file),
+            batches_per_run=2,
+            say=say,
+            stop_requested=stop_requested,
+        )
+    return DemoRun(catalog_url, api_base, state_file, demo, migration)
+
+
+def demo_settings(settings: Settings, demo_dir: Path, catalog_url: str, api_base: str) -> Settings:
+    """`settings` pointed at the demo's catalog and emulator; a Dagster home and a batch size
+    of the user's own stay theirs."""
+    defaults = {
+        "paths.dagster_home": demo_dir / "dagster_home",
+        "sync.batch_size": DEMO_BATCH_SIZE,
+    }
+    return settings.overridden(
+        {
+            **{key: v for key, v in defaults.items() if settings.source(key) == "default"},
+            "catalog.database_url": Secret(catalog_url),
+            "stripe.secret_key": Secret(DEMO_SECRET_KEY),
+            "stripe.api_base": api_base,
+            "paths.reports_dir": demo_dir / "reports",
+        },
+        source="demo",
+    )

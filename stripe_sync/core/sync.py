@@ -1,0 +1,295 @@
+"""One sync of some batches, without Dagster: back up -> apply -> write back -> record state
+-> record the outcome.
+
+The two Stripe steps of a run are two calls:
+
+- `sync_products`: plans the batches' rows against their checkpoints, backs up what the plan
+  will change, applies the products (create with the default price, update, reconcile,
+  archive), writes back the rows that are settled, records their checkpoints and the
+  outcome of every row in the ledger.
+- `sync_prices`: gives the products of this run's products step whose amount or currency
+  changed their new default price, then writes back, records and ledgers the same way.
+
+A stop (Ctrl+C, a run terminated, Stripe refusing the key) never loses finished work: what
+finished is written back and recorded before the result says the run stopped. The write-back
+and the records run inside `shielded()`, where the caller defers a stop until they are done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from stripe_sync.core.applier import Applier, ApplyStopped, Outcome, Progress, Result
+from stripe_sync.core.backups import Backup, BackupStore, now_iso
+from stripe_sync.core.checkpoints import Checkpoint, CheckpointStore
+from stripe_sync.core.contract import WRITE_BACK_COLUMNS, CatalogWriter, WriteBack
+from stripe_sync.core.errors import ErrorKind, StripeFailure
+from stripe_sync.core.identity import DesiredProduct
+from stripe_sync.core.ledger import PRICES, PRODUCTS, OutcomeLedger
+from stripe_sync.core.planner import Action, ActionKind, PlanOptions
+from stripe_sync.core.report import RESULTS
+from stripe_sync.core.stripe_api import StripeApi
+from stripe_sync.core.validation import plan_frame, planning_inputs, records
+
+_NOTHING_NEW = (ActionKind.UNCHANGED, ActionKind.ORPHANED)  # their checkpoints stay as they are
+_STATE_COLUMNS = ("stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "sync_hash")
+
+
+@dataclass(frozen=True)
+class SyncStores:
+    """Where a sync keeps what it knows: checkpoints, backups and the outcome ledger."""
+
+    checkpoints: CheckpointStore
+    backups: BackupStore
+    ledger: OutcomeLedger
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one Stripe step did to its batches."""
+
+    applied: list[Outcome]  # the outcomes of this step's own work
+    final: list[Outcome]  # every row's outcome after this step
+    write_backs: int  # catalog requests or statements
+    seconds: float
+    backups: list[str] = field(default_factory=list)
+    stopped: ApplyStopped | None = None  # the run must stop: Stripe refused the key, or told to
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.final if o.result == Result.FAILED]
+
+    def summary(self) -> dict[str, int | float]:
+        """Rows by result, Stripe requests, catalog write-back requests and seconds."""
+        results = dict.fromkeys(RESULTS, 0)
+        for outcome in self.applied:
+            results[outcome.result] += 1
+        return {
+            **results,
+            "stripe_requests": sum(o.requests for o in self.applied),
+            "catalog_write_back_requests": self.write_backs,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class BatchSync:
+    """The Stripe steps of one run over some batches."""
+
+    def __init__(
+        self,
+        api: StripeApi,
+        catalog: CatalogWriter,
+        stores: SyncStores,
+        run_id: str,
+        *,
+        max_in_flight: int,
+        on_progress: Callable[[Progress], None] | None = None,
+        shielded: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+    ):
+        self._api = api
+        self._catalog = catalog
+        self._stores = stores
+        self._run_id = run_id
+        self._max_in_flight = max_in_flight
+        self._on_progress = on_progress
+        self._shielded = shielded
+
+    def sync_products(
+        self, validated: pd.DataFrame, batches: Sequence[str], options: PlanOptions
+    ) -> StepResult:
+        """The products of the batches' rows, as planned against their checkpoints."""
+        started = time.monotonic()
+        plan = plan_frame(validated, batches, self._stores.checkpoints, options)
+        actions = [action for batch_actions in plan.values() for action in batch_actions]
+        batch_of = {action.cms_id: batch for batch, acts in plan.items() for action in acts}
+        desired = {a.cms_id: a.desired for a in actions if a.desired is not None}
+        rows = _rows_by_id(validated)
+        try:
+            backups = [
+                str(path)
+                for batch, batch_actions in plan.items()
+                if (path := self._back_up(batch, batch_actions, rows))
+            ]
+        except StripeFailure as failure:
+            if failure.kind is not ErrorKind.FATAL:
+                raise
+            # The backup's read is the run's first request: a refused key stops it here.
+            refused = ApplyStopped(f"Stripe refused the key ({failure.message})", [], fatal=True)
+            return StepResult([], [], 0, time.monotonic() - started, stopped=refused)
+        applier = Applier(
+            self._api, max_in_flight=self._max_in_flight, on_progress=self._on_progress
+        )
+        stopped = None
+        try:
+            outcomes = applier.apply_products(actions)
+        except ApplyStopped as error:
+            outcomes, stopped = error.finished, error
+        settled = [o for o in outcomes if not o.price_pending]
+        with self._shielded():
+            write_backs = self._write_back(settled, rows)
+            self._record_checkpoints(batch_of, desired, settled)
+        seconds = time.monotonic() - started
+        self._save_ledger(PRODUCTS, batches, outcomes, batch_of, validated, seconds)
+        return StepResult(outcomes, outcomes, write_backs, seconds, backups, stopped)
+
+    def sync_prices(self, validated: pd.DataFrame, batches: Sequence[str]) -> StepResult:
+        """New default prices for the products this run's products step left pending."""
+        started = time.monotonic()
+        desired = {cms_id: product for cms_id, product, *_ in planning_inputs(validated)}
+        ledger = self._stores.ledger
+        records_of_run = {
+            batch: record
+            for batch in batches
+            if (record := ledger.of_run(PRODUCTS, batch, self._run_id)) is not None
+        }
+        batch_of = {
+            o["cms_id"]: batch
+            for batch, record in records_of_run.items()
+            for o in record["outcomes"]
+        }
+        products = [
+            Outcome(**{**o, "action": ActionKind(o["action"])})
+            for record in records_of_run.values()
+            for o in record["outcomes"]
+        ]
+        pending = [(o, desired[o.cms_id]) for o in products if o.price_pending]
+        stopped = None
+        try:
+            repriced = Applier(self._api, max_in_flight=self._max_in_flight).apply_prices(pending)
+        except ApplyStopped as error:
+            repriced, stopped = error.finished, error
+        with self._shielded():
+            write_backs = self._write_back(repriced, _rows_by_id(validated))
+            self._record_checkpoints(batch_of, desired, repriced)
+        by_id = {o.cms_id: o for o in repriced}
+        final = [
+            replace(by_id[o.cms_id], requests=by_id[o.cms_id].requests + o.requests)
+            if o.cms_id in by_id
+            else o
+            for o in products
+        ]
+        seconds = time.monotonic() - started
+        if records_of_run:  # none in a dry run: the products step wrote nothing
+            self._save_ledger(PRICES, batches, final, batch_of, validated, seconds)
+        return StepResult(repriced, final, write_backs, seconds, stopped=stopped)
+
+    # --- the parts -----------------------------------------------------------------------
+
+    def _back_up(self, batch: str, actions: list[Action], rows: dict[str, dict]) -> Path | None:
+        """Save the batch's rows and Stripe products that the actions may change, before they do."""
+        writing = [action for action in actions if action.writes]
+        if not writing:
+            return None
+        product_ids = [
+            action.desired.stripe_id if action.desired else action.state.stripe_product_id
+            for action in writing
+        ]
+        # Products to create are read too (1 request per 100): after `reset --catalog-columns`
+        # a "create" may meet a product that existed before this run, which rollback must keep.
+        found = {product["id"]: product for product in self._api.list_products(product_ids)}
+        backup = Backup(
+            run_id=self._run_id,
+            batch=batch,
+            taken_at=now_iso(),
+            catalog_rows=[
+                {"id": action.cms_id, **_write_back_columns(rows[action.cms_id])}
+                for action in writing
+                if action.cms_id in rows
+            ],
+            # None: not in Stripe before this run (rollback archives what the run made of it).
+            stripe_products={product_id: found.get(product_id) for product_id in product_ids},
+            actions={action.cms_id: action.change for action in writing},
+        )
+        return self._stores.backups.save(backup)
+
+    def _write_back(self, outcomes: Iterable[Outcome], rows: dict[str, dict]) -> int:
+        """Write what changed for these rows in one request; returns the requests made."""
+        now = datetime.now(UTC)
+        write_backs = {}
+        for outcome in outcomes:
+            before = rows.get(outcome.cms_id)
+            if before is None:  # deleted from the catalog: no row to write to
+                continue
+            synced = outcome.sync_status == "synced"
+            row = WriteBack(
+                id=outcome.cms_id,
+                stripe_product_id=outcome.stripe_product_id or before["stripe_product_id"],
+                stripe_price_id=outcome.stripe_price_id or before["stripe_price_id"],
+                sync_status=outcome.sync_status,
+                sync_error=outcome.error,
+                synced_at=now,
+                sync_hash=outcome.sync_hash if synced else before["sync_hash"],
+            )
+            if any(getattr(row, column) != before[column] for column in _STATE_COLUMNS):
+                write_backs.setdefault(row.id, row)
+        return self._catalog.write_back(list(write_backs.values())) if write_backs else 0
+
+    def _record_checkpoints(
+        self,
+        batch_of: dict[str, str],
+        desired: dict[str, DesiredProduct],
+        outcomes: Iterable[Outcome],
+    ) -> None:
+        """What the outcomes made each row in Stripe, for the next plan to trust."""
+        store = self._stores.checkpoints
+        changes: dict[str, dict[str, Checkpoint]] = {}
+        for outcome in outcomes:
+            batch = batch_of[outcome.cms_id]
+            if outcome.result == Result.ARCHIVED:
+                kept = store.load(batch)[outcome.cms_id]
+                changes.setdefault(batch, {})[outcome.cms_id] = replace(kept, removed=True)
+            elif outcome.sync_status == "synced" and outcome.action not in _NOTHING_NEW:
+                checkpoint = Checkpoint.of(desired[outcome.cms_id], outcome.stripe_price_id)
+                changes.setdefault(batch, {})[outcome.cms_id] = checkpoint
+        for batch, batch_changes in changes.items():
+            store.record(batch, batch_changes)
+
+    def _save_ledger(
+        self,
+        step: str,
+        batches: Sequence[str],
+        outcomes: list[Outcome],
+        batch_of: dict[str, str],
+        validated: pd.DataFrame,
+        seconds: float,
+    ) -> None:
+        for batch in batches:
+            mine = [o for o in outcomes if batch_of[o.cms_id] == batch]
+            rows = validated[validated["batch"] == batch]
+            self._stores.ledger.save(
+                step,
+                batch,
+                {
+                    "run_id": self._run_id,
+                    "batch": batch,
+                    "mode": self._api.mode,
+                    "requests": sum(o.requests for o in mine),
+                    "seconds": seconds * len(mine) / max(len(outcomes), 1),
+                    "outcomes": [asdict(o) for o in mine],
+                    "warnings": [
+                        {"cms_id": cms_id, "warning": warning}
+                        for cms_id, warnings in zip(rows["cms_id"], rows["warnings"], strict=True)
+                        for warning in warnings
+                    ],
+                },
+            )
+
+
+def _rows_by_id(validated: pd.DataFrame) -> dict[str, dict]:
+    # First row per id: rows sharing an id (quarantined as duplicates) share one write-back.
+    return {row["cms_id"]: row for row in reversed(records(validated))}
+
+
+def _write_back_columns(row: dict) -> dict:
+    values = {column: row[column] for column in WRITE_BACK_COLUMNS}
+    synced_at = values["synced_at"]
+    values["synced_at"] = None if pd.isna(synced_at) else pd.Timestamp(synced_at).isoformat()
+    return values

@@ -1,0 +1,109 @@
+"""Verification from the command line: the verification checks over every batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from stripe_sync.core.errors import ConfigError
+from stripe_sync.core.report import table_cell
+from stripe_sync.core.verify import ERROR
+from stripe_sync.definitions import build_definitions
+from stripe_sync.defs.assets import BATCHES_PER_RUN
+from stripe_sync.defs.checks import products_match_catalog
+from stripe_sync.defs.outcomes import RunOutcome, outcome_of
+from stripe_sync.defs.partitions import batch_partitions
+from stripe_sync.operations.instance import dagster_home, open_instance, resources, run_batches
+from stripe_sync.operations.options import RunOptions
+from stripe_sync.settings import Settings
+
+_MISMATCH_COLUMNS = ("batch", "severity", "cms_id", "product_id", "field", "expected", "actual")
+
+
+@dataclass
+class Verification:
+    """What the verification runs found: mismatch rows by batch, counts, runs that failed."""
+
+    batches: int = 0
+    products: int = 0
+    rows: dict[tuple, dict] = field(default_factory=dict)  # both checks report batch-level rows
+    unlisted: int = 0  # beyond the rows a check lists per batch
+    failed_checks: int = 0
+    failures: list[str] = field(default_factory=list)
+    wrong_configuration: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0: everything matches (warnings allowed); 1: a mismatch or a failed run; 2: the
+        configuration (or the key) is wrong."""
+        if self.wrong_configuration:
+            return 2
+        return 1 if self.failed_checks or self.failures else 0
+
+    def add(self, evaluation: dg.AssetCheckEvaluation) -> None:
+        if evaluation.check_name == products_match_catalog.name:
+            self.batches += 1
+            self.products += evaluation.metadata["products"].value
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            self.failed_checks += 1
+        listed = evaluation.metadata["mismatch_table"].records
+        counted = evaluation.metadata["mismatches"].value + evaluation.metadata["warnings"].value
+        self.unlisted += counted - len(listed)
+        for record in listed:
+            row = {"batch": evaluation.partition, **record.data}
+            self.rows[tuple(row.items())] = row
+
+    def markdown(self) -> str:
+        errors = sum(row["severity"] == ERROR for row in self.rows.values())
+        warned = len(self.rows) - errors
+        summary = f"{self.products} products in {self.batches} batches"
+        lines = [f"verify: {summary}: {errors} mismatches, {warned} warnings"]
+        if self.rows:
+            lines += [
+                "",
+                "| " + " | ".join((*_MISMATCH_COLUMNS, "note")) + " |",
+                "|" + " --- |" * (len(_MISMATCH_COLUMNS) + 1),
+            ]
+            for row in sorted(self.rows.values(), key=lambda r: (r["severity"], r["batch"])):
+                cells = (table_cell(row[c]) for c in _MISMATCH_COLUMNS)
+                lines.append("| " + " | ".join((*cells, row["note"])) + " |")
+        if self.unlisted:
+            lines.append(f"\n… and {self.unlisted} more (each check lists 100 per batch).")
+        return "\n".join(lines)
+
+
+def verify(
+    settings: Settings,
+    options: RunOptions,
+    *,
+    batches_per_run: int = BATCHES_PER_RUN,
+) -> Verification:
+    """Run the verification checks over every batch, `batches_per_run` batches a run."""
+    with resources(settings, "stripe") as built, built.stripe.opened():
+        pass  # a missing, malformed or live key: a ConfigError here, before any request
+    home = dagster_home(settings)
+    instance = open_instance(home)
+    keys = instance.get_dynamic_partitions(batch_partitions.name)
+    if not keys:
+        raise ConfigError(
+            f"DAGSTER_HOME {home} holds no batches: run `stripe-sync migrate` first, or set "
+            "DAGSTER_HOME to the one it used."
+        )
+    job = build_definitions(settings).resolve_job_def("verify_batches")
+    outcome = Verification()
+    for start in range(0, len(keys), batches_per_run):
+        chunk = keys[start : start + batches_per_run]
+        result = run_batches(job, instance, chunk, options.verify_config(settings))
+        for evaluation in result.get_asset_check_evaluations():
+            outcome.add(evaluation)
+        if result.success:
+            continue
+        ended = outcome_of(instance, result.run_id, succeeded=False)
+        if ended.outcome in (RunOutcome.WRONG_CONFIGURATION, RunOutcome.KEY_REFUSED):
+            outcome.wrong_configuration = True
+        outcome.failures.append(
+            f"batches {start + 1}-{start + len(chunk)} could not be verified (run "
+            f"{result.run_id}): {ended.detail or 'the run failed, see its logs'}"
+        )
+    return outcome

@@ -1,0 +1,569 @@
+"""Every setting of stripe_sync: one typed model, read once, with where each value came from.
+
+Layers, each later one wins:
+
+1. the defaults below;
+2. the project file `stripe_sync.yaml` in the working directory (or the file named by
+   `--config` / `STRIPE_SYNC_CONFIG`);
+3. the environment, and `.env` in the working directory (a variable set in the
+   environment wins over `.env`); every variable name the project and the original tool
+   used works, listed beside each field;
+4. command-line flags.
+
+A secret (the Stripe key, the Supabase service_role key, a database URL with a password)
+may appear in the project file only as a reference to an environment variable,
+`${STRIPE_SECRET_KEY}` or `{env: STRIPE_SECRET_KEY}`; a literal one is refused. Secrets keep
+the name of the variable they came from, so Dagster gets them as `dg.EnvVar` (its UI and run
+storage show the name, never the value), and nothing here prints them.
+
+This module is the only one that reads the process environment. It also loads `.env` into
+it (never over a variable already set), as Dagster does for a code location, so a key given
+in `.env` resolves the same in `stripe-sync` and in `dagster dev`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from stripe_sync.core.errors import ConfigError
+
+PROJECT_FILE = "stripe_sync.yaml"
+CONFIG_FILE_VARIABLE = "STRIPE_SYNC_CONFIG"
+DEFAULT_DAGSTER_HOME = Path(".dagster_home")
+_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+# How a secret may be written in the project file.
+KEY = "key"  # only as a reference to an environment variable
+URL = "url"  # literally only without a password (sqlite:///catalog.db)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret value and the environment variable it came from (None: a literal URL
+    without a password). Its repr never shows the value."""
+
+    value: str = field(repr=False)
+    variable: str | None = None
+
+    def __str__(self) -> str:
+        return self.masked()
+
+    def masked(self) -> str:
+        """What may be shown: a URL without its password, else only where it came from."""
+        try:
+            return make_url(self.value).render_as_string(hide_password=True)
+        except ArgumentError:
+            return "[set]" if self.variable is None else f"[set from {self.variable}]"
+
+
+def setting(default: Any, description: str, *variables: str, secret: str | None = None, **limits):
+    """A field of the settings: its default, what it does, the environment variables that set
+    it (the first one set wins), and for a secret how the project file may give it."""
+    return Field(
+        default,
+        description=description,
+        json_schema_extra={"variables": list(variables), "secret": secret},
+        **limits,
+    )
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class CatalogSettings(_Section):
+    """Where the product catalog is: a database URL, or Supabase's REST API."""
+
+    database_url: Secret | None = setting(
+        None,
+        "A direct SQL catalog: postgresql://… (e.g. Supabase's direct connection string) or "
+        "sqlite:///path.db; wins over Supabase.",
+        "CATALOG_DATABASE_URL",
+        secret=URL,
+    )
+    supabase_url: str = setting(
+        "", "The Supabase project's URL (REST API).", "SUPABASE_URL", "VITE_SUPABASE_URL"
+    )
+    supabase_service_role_key: Secret | None = setting(
+        None, "Supabase's service_role key.", "SUPABASE_SERVICE_ROLE_KEY", secret=KEY
+    )
+    table: str = setting("products", "The catalog table (`schema.table` works).", "CATALOG_TABLE")
+    metadata_columns: tuple[str, ...] = setting(
+        (),
+        "Catalog columns copied into the Stripe product's metadata (a list; comma-separated "
+        "in the variable).",
+        "STRIPE_SYNC_METADATA_COLUMNS",
+    )
+
+
+class StripeSettings(_Section):
+    """The Stripe account and how each call to it is made."""
+
+    secret_key: Secret | None = setting(
+        None,
+        "A test-mode key (sk_test_…/rk_test_…); live keys need allow_live_mode.",
+        "STRIPE_SECRET_KEY",
+        secret=KEY,
+    )
+    api_base: str = setting(
+        "", "Another Stripe API address, e.g. the emulator's (default Stripe's).", "STRIPE_API_BASE"
+    )
+    allow_live_mode: bool = setting(
+        False, "Accept a live-mode key (or --allow-live-mode).", "STRIPE_ALLOW_LIVE_MODE"
+    )
+    timeout_s: float = setting(30.0, "Seconds a request may take.", "STRIPE_TIMEOUT_S", gt=0)
+    max_attempts: int = setting(
+        6, "Attempts per call, the first one included.", "STRIPE_MAX_ATTEMPTS", ge=1
+    )
+    deadline_s: float = setting(
+        300.0, "No new attempt of a call after this many seconds.", "STRIPE_DEADLINE_S", gt=0
+    )
+    max_in_flight: int = setting(
+        0,
+        "Products in progress at once; 0 sizes it from the rate so latency never caps it.",
+        "STRIPE_SYNC_MAX_IN_FLIGHT",
+        ge=0,
+    )
+
+
+class ThrottleSettings(_Section):
+    """The request budget every process calling Stripe with the same account shares."""
+
+    url: Secret | None = setting(
+        None,
+        "Where the budget lives: postgresql://… or redis://… across machines (default a "
+        "SQLite file in the state directory, one machine).",
+        "STRIPE_SYNC_THROTTLE_URL",
+        secret=URL,
+    )
+    fraction: float = setting(
+        0.8, "The share of Stripe's rate limits used.", "STRIPE_SYNC_THROTTLE_FRACTION", gt=0, le=1
+    )
+
+
+class SyncSettings(_Section):
+    """How the catalog is cut into batches and what a sync does with deleted rows."""
+
+    batch_size: int = setting(
+        1_000, "Rows per new batch (or --batch-size).", "STRIPE_SYNC_BATCH_SIZE", ge=1
+    )
+    mirror: bool = setting(
+        False,
+        "Archive the Stripe products of rows deleted from the catalog (or --mirror); off: "
+        "report them only.",
+        "STRIPE_SYNC_MIRROR",
+    )
+
+
+class ValidationSettings(_Section):
+    """The row rules' options (README "Validation rules")."""
+
+    default_currency: str = setting(
+        "eur", "The currency of rows without one.", "STRIPE_SYNC_DEFAULT_CURRENCY"
+    )
+    round_prices: bool = setting(
+        False,
+        "Round prices with too many decimals half-up instead of refusing them.",
+        "STRIPE_SYNC_ROUND_PRICES",
+    )
+    allow_free_products: bool = setting(
+        False, "A price of 0 is a free product, not an error.", "STRIPE_SYNC_ALLOW_FREE_PRODUCTS"
+    )
+    skip_validation: bool = setting(
+        False,
+        "Skip the business rules: minimum, maximum, free (or --skip-validation).",
+        "STRIPE_SYNC_SKIP_VALIDATION",
+    )
+    max_price_eur: Decimal = setting(
+        Decimal(1_000_000), "The maximum price, in euros.", "STRIPE_SYNC_MAX_PRICE_EUR", ge=0
+    )
+    invalid_share_threshold: float = setting(
+        0.05,
+        "Share of invalid rows in a batch above which the invalid_share check warns.",
+        "STRIPE_SYNC_INVALID_SHARE_THRESHOLD",
+        ge=0,
+        le=1,
+    )
+
+
+class AutomationSettings(_Section):
+    """The sensors and the reconcile schedule."""
+
+    status: Literal["running", "stopped"] = setting(
+        "stopped",
+        "How the catalog_changes and failed_batch_retry sensors and the reconcile schedule "
+        "start (the UI can change it later).",
+        "STRIPE_SYNC_AUTOMATION",
+    )
+    reconcile_cron: str = setting(
+        "0 * * * *", "The reconcile schedule's cron, UTC.", "STRIPE_SYNC_RECONCILE_CRON"
+    )
+    removal_scan_minutes: float = setting(
+        15.0,
+        "How often catalog_changes scans every id for deleted rows.",
+        "STRIPE_SYNC_REMOVAL_SCAN_MINUTES",
+        ge=0,
+    )
+    retry_base_minutes: float = setting(
+        5.0,
+        "failed_batch_retry's first wait; each later one is twice as long.",
+        "STRIPE_SYNC_RETRY_BASE_MINUTES",
+        ge=0,
+    )
+    retry_max_attempts: int = setting(
+        3,
+        "Retries of a failed batch before failed_batch_retry gives up on it.",
+        "STRIPE_SYNC_RETRY_MAX_ATTEMPTS",
+        ge=0,
+    )
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class PathSettings(_Section):
+    """Where things are kept on disk."""
+
+    dagster_home: Path | None = setting(
+        None,
+        "The Dagster instance (stripe-sync uses ./.dagster_home when unset).",
+        "DAGSTER_HOME",
+    )
+    state_dir: Path | None = setting(
+        None,
+        "The pipeline's state: batch frames, outcome ledgers, checkpoints, backups, the "
+        "default throttle file (default: the Dagster home's stripe_sync).",
+        "STRIPE_SYNC_STATE_DIR",
+    )
+    backups_dir: Path | None = setting(
+        None,
+        "Where backups go (default: the state directory's backups).",
+        "STRIPE_SYNC_BACKUPS_DIR",
+    )
+    reports_dir: Path = setting(Path("reports"), "Where reports go.", "STRIPE_SYNC_REPORTS_DIR")
+
+
+class Settings(BaseModel):
+    """All settings of stripe_sync; `load_settings()` makes one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    catalog: CatalogSettings = CatalogSettings()
+    stripe: StripeSettings = StripeSettings()
+    throttle: ThrottleSettings = ThrottleSettings()
+    sync: SyncSettings = SyncSettings()
+    validation: ValidationSettings = ValidationSettings()
+    automation: AutomationSettings = AutomationSettings()
+    paths: PathSettings = PathSettings()
+
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def dagster_home(self) -> Path:
+        """The Dagster instance's home, absolute."""
+        return (self.paths.dagster_home or DEFAULT_DAGSTER_HOME).expanduser().absolute()
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the pipeline keeps its state: `paths.state_dir` (across machines, a shared
+        volume mounted at the same path everywhere), else the Dagster home's stripe_sync."""
+        if self.paths.state_dir is not None:
+            return self.paths.state_dir.expanduser().absolute()
+        return self.dagster_home / "stripe_sync"
+
+    @property
+    def backups_dir(self) -> Path:
+        if self.paths.backups_dir is not None:
+            return self.paths.backups_dir.expanduser().absolute()
+        return self.state_dir / "backups"
+
+    def source(self, key: str) -> str:
+        """Where the value of `key` (e.g. "sync.batch_size") came from."""
+        return self._sources.get(key, "default")
+
+    def where(self, key: str) -> str:
+        """How to name `key` in a sentence about its value: the variable or flag that set it,
+        else the key in the project file."""
+        source = self.source(key)
+        if source.startswith(("env ", ".env ")):
+            return source.split(" ", 1)[1]
+        if source.startswith("flag "):
+            return source.removeprefix("flag ")
+        return key
+
+    def overridden(self, values: Mapping[str, Any], source: str) -> Settings:
+        """A copy with some keys set (None leaves a key alone), their source `source`."""
+        current = {key: self._value(key) for key, _info in setting_fields()}
+        sources = dict(self._sources)
+        for key, value in values.items():
+            if value is not None:
+                current[key], sources[key] = value, source
+        return _validated(current, sources)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(key, value as it may be shown, source) of every setting, secrets masked."""
+        rows = []
+        for key, _info in setting_fields():
+            value = self._value(key)
+            shown = "" if value is None else _shown(value)
+            rows.append((key, shown, self.source(key)))
+        return rows
+
+    def _value(self, key: str) -> Any:
+        section, name = key.split(".")
+        return getattr(getattr(self, section), name)
+
+
+def setting_fields() -> Iterator[tuple[str, FieldInfo]]:
+    """Every setting as (key, field), in the model's order."""
+    for section, section_field in Settings.model_fields.items():
+        for name, info in section_field.annotation.model_fields.items():
+            yield f"{section}.{name}", info
+
+
+def variables_of(info: FieldInfo) -> list[str]:
+    return info.json_schema_extra["variables"]
+
+
+def secret_kind(info: FieldInfo) -> str | None:
+    return info.json_schema_extra["secret"]
+
+
+# ------------------------------------------------------------------ loading
+
+
+def load_settings(
+    *,
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """The settings: defaults < project file < environment and .env < `overrides` (flags,
+    by key: {"sync.batch_size": 25}; None leaves a key alone). A ConfigError names the key,
+    where its value came from and what was expected."""
+    cwd = cwd or Path.cwd()
+    dotenv = _dotenv(cwd / ".env")
+    if environ is None:
+        environ = os.environ
+        _export(dotenv)
+    variables = _Variables(environ, dotenv)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    path = _project_file(config_file, variables, cwd)
+    if path is not None:
+        _read_project_file(path, variables, values, sources)
+    _read_environment(variables, values, sources)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key], sources[key] = value, "flag --" + key.split(".")[1].replace("_", "-")
+    return _validated(values, sources)
+
+
+# Names this module added to the process environment from `.env`, so a second load still
+# says they came from `.env`.
+_EXPORTED: dict[str, str] = {}
+
+
+def _export(dotenv: Mapping[str, str]) -> None:
+    """`.env` into the process environment, never over a variable already set: Dagster
+    resolves `dg.EnvVar` there, and does the same with `.env` for a code location."""
+    for name, value in dotenv.items():
+        if os.environ.setdefault(name, value) == value:
+            _EXPORTED[name] = value
+
+
+@dataclass(frozen=True)
+class _Variables:
+    """The environment over `.env`: a variable's value and which of the two set it."""
+
+    environ: Mapping[str, str]
+    dotenv: Mapping[str, str]
+
+    def get(self, name: str) -> tuple[str, str] | None:
+        """(value, "env" or ".env") of a variable set to something other than blanks."""
+        value = self.environ.get(name, "").strip()
+        if value and not (name in _EXPORTED and _EXPORTED[name].strip() == value):
+            return value, "env"
+        value = self.dotenv.get(name, "").strip()
+        return (value, ".env") if value else None
+
+
+def _dotenv(path: Path) -> dict[str, str]:
+    return {k: v for k, v in dotenv_values(path).items() if v is not None} if path.exists() else {}
+
+
+def _project_file(config_file: str | Path | None, variables: _Variables, cwd: Path):
+    named = config_file or (variables.get(CONFIG_FILE_VARIABLE) or ("",))[0]
+    if named:
+        path = cwd / Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"The settings file {path} does not exist: fix --config or {CONFIG_FILE_VARIABLE}."
+            )
+        return path
+    default = cwd / PROJECT_FILE
+    return default if default.is_file() else None
+
+
+def _read_project_file(
+    path: Path, variables: _Variables, values: dict[str, Any], sources: dict[str, str]
+) -> None:
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path.name} is not valid YAML{line}: fix its syntax.") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path.name} must hold sections such as `stripe:` and `catalog:`.")
+    fields = dict(setting_fields())
+    for section, entries in content.items():
+        if not isinstance(entries, dict):
+            known = list(Settings.model_fields)
+            raise ConfigError(
+                f"{path.name}: {section} must be a section of settings such as "
+                f"{', '.join(known)}{_suggestion(section, known)}."
+            )
+        for name, value in entries.items():
+            key = f"{section}.{name}"
+            if key not in fields:
+                raise ConfigError(
+                    f"{path.name}: {key} is not a setting{_suggestion(key, list(fields))}."
+                )
+            values[key], sources[key] = _file_value(path.name, key, value, fields[key], variables)
+
+
+def _file_value(file: str, key: str, value: Any, info: FieldInfo, variables: _Variables):
+    """A value of the project file and its source: a `${NAME}` or `{env: NAME}` reference
+    is read from the environment; a secret must be one."""
+    variable = _reference(value)
+    if variable is not None:
+        resolved = (variables.get(variable) or (None,))[0]
+        source = f"{file} (${{{variable}}}" + (")" if resolved else ", not set)")
+        if secret_kind(info) is not None:
+            return (Secret(resolved, variable) if resolved else None), source
+        return (resolved or None), source
+    kind = secret_kind(info)
+    if kind == KEY or (kind == URL and value is not None and _has_password(str(value))):
+        raise ConfigError(
+            f"{file}: {key} holds a secret as a literal value: write a reference to an "
+            f"environment variable instead, e.g. {key.split('.')[1]}: ${{{variables_of(info)[0]}}}."
+        )
+    if kind == URL and value is not None:
+        return Secret(str(value)), file
+    return value, file
+
+
+def _reference(value: Any) -> str | None:
+    if isinstance(value, str) and (match := _REFERENCE.match(value.strip())):
+        return match.group(1)
+    if isinstance(value, dict) and set(value) == {"env"} and isinstance(value["env"], str):
+        return value["env"]
+    return None
+
+
+def _has_password(url: str) -> bool:
+    try:
+        return bool(make_url(url).password)
+    except ArgumentError:
+        return False
+
+
+def _read_environment(
+    variables: _Variables, values: dict[str, Any], sources: dict[str, str]
+) -> None:
+    for key, info in setting_fields():
+        for variable in variables_of(info):
+            found = variables.get(variable)
+            if found is not None:
+                raw, origin = found
+                values[key], sources[key] = _from_text(raw, variable, info), f"{origin} {variable}"
+                break
+
+
+def _from_text(raw: str, variable: str, info: FieldInfo) -> Any:
+    if secret_kind(info) is not None:
+        return Secret(raw, variable)
+    if typing.get_origin(info.annotation) is tuple:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+def _validated(values: dict[str, Any], sources: dict[str, str]) -> Settings:
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        section, name = key.split(".")
+        nested.setdefault(section, {})[name] = value
+    try:
+        settings = Settings(**nested)
+    except ValidationError as error:
+        raise _config_error(error, values, sources) from None
+    settings._sources.update(sources)
+    return settings
+
+
+def _config_error(error: ValidationError, values: dict[str, Any], sources: dict[str, str]):
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"][:2])
+    source = sources.get(key, "default")
+    if source.startswith(("env ", ".env ", "flag ")):
+        where = source.split(" ", 1)[1]
+    else:
+        where = f"{key} in {source.split(' ', 1)[0]}"
+    info = dict(setting_fields()).get(key)
+    expected = _expected(info) if info is not None else first["msg"]
+    return ConfigError(f"{where} must be {expected}, not {values.get(key, first['input'])!r}.")
+
+
+def _expected(info: FieldInfo) -> str:
+    """What a field takes, in words: "a whole number of at least 1", "true or false"."""
+    annotation = info.annotation
+    limits = {type(m).__name__: m for m in info.metadata}
+    bounds = []
+    for name, word in (("Ge", "at least"), ("Gt", "above"), ("Le", "at most"), ("Lt", "below")):
+        if name in limits:
+            bounds.append(f"{word} {getattr(limits[name], name.lower())}")
+    if annotation is bool:
+        return "true or false"
+    if typing.get_origin(annotation) is Literal:
+        return " or ".join(typing.get_args(annotation))
+    if annotation is int:
+        noun = "a whole number"
+    elif annotation in (float, Decimal):
+        noun = "a number"
+    else:
+        noun = "text"
+    if not bounds:
+        return noun
+    return f"{noun} {'of ' if bounds[0].startswith('at ') else ''}{' and '.join(bounds)}"
+
+
+def _suggestion(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Secret):
+        return value.masked()
+    if isinstance(value, tuple):
+        return ", ".join(value)
+    return str(value)

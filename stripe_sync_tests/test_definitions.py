@@ -1,0 +1,125 @@
+"""The whole code location loads, with no environment at all, and is what review expects:
+a change to an asset key, a check, a job, a sensor, a schedule or a resource key shows here."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import dagster as dg
+
+from stripe_sync.definitions import build_definitions, defs
+from stripe_sync.settings import load_settings
+from stripe_sync_tests.conftest import console_script
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+SNAPSHOT = {
+    "assets": [
+        "migration_report",
+        "stripe_prices",
+        "stripe_products",
+        "supabase_products",
+        "validated_products",
+    ],
+    "asset_checks": [
+        "stripe_prices:default_prices_match_catalog",
+        "stripe_products:products_match_catalog",
+        "validated_products:batch_structure",
+        "validated_products:invalid_share",
+    ],
+    "jobs": ["migrate_batches", "register_batches_job", "report", "rollback", "verify_batches"],
+    "sensors": ["catalog_changes", "failed_batch_retry", "migration_report_automation"],
+    "schedules": ["reconcile_batches"],
+    "resources": ["automation", "batch_frames", "catalog", "settings", "state", "stripe"],
+}
+
+
+def snapshot(definitions: dg.Definitions) -> dict[str, list[str]]:
+    repository = definitions.get_repository_def()
+    graph = repository.asset_graph
+    return {
+        "assets": sorted(key.to_user_string() for key in graph.get_all_asset_keys()),
+        "asset_checks": sorted(
+            f"{key.asset_key.to_user_string()}:{key.name}" for key in graph.asset_check_keys
+        ),
+        "jobs": sorted(
+            job.name for job in repository.get_all_jobs() if not job.name.startswith("__")
+        ),
+        "sensors": sorted(sensor.name for sensor in repository.sensor_defs),
+        "schedules": sorted(schedule.name for schedule in repository.schedule_defs),
+        "resources": sorted(definitions.resources),
+    }
+
+
+def test_the_code_location_is_the_snapshot(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    assert snapshot(defs()) == SNAPSHOT
+
+
+def test_the_code_location_loads_with_no_environment_at_all(tmp_path):
+    code = (
+        "import stripe_sync.definitions as d;"
+        "r = d.defs().get_repository_def();"
+        "print(len(list(r.asset_graph.get_all_asset_keys())))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        env={},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "5"
+
+
+def test_secrets_reach_dagster_as_env_var_names_never_values(tmp_path):
+    settings = load_settings(
+        environ={"STRIPE_SECRET_KEY": "sk_test_definitions_0123456789"}, cwd=tmp_path
+    )
+
+    stripe = build_definitions(settings).resources["stripe"]
+
+    assert stripe.secret_key == dg.EnvVar("STRIPE_SECRET_KEY")
+
+
+def test_dg_lists_the_project_from_the_repository_root():
+    env = {name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"}
+    listed = subprocess.run(
+        [console_script("dg"), "list", "defs", "--json"],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert listed.returncode == 0, listed.stderr
+    found = json.loads(listed.stdout)
+    assert sorted(asset["asset_key"] for asset in found["assets"]) == SNAPSHOT["assets"]
+    assert sorted(check["key"] for check in found["asset_checks"]) == SNAPSHOT["asset_checks"]
+    assert sorted(job["name"] for job in found["jobs"]) == SNAPSHOT["jobs"]
+    assert sorted(resource["name"] for resource in found["resources"]) == SNAPSHOT["resources"]
+    assert sorted(sensor["name"] for sensor in found["sensors"]) == SNAPSHOT["sensors"]
+    assert sorted(schedule["name"] for schedule in found["schedules"]) == SNAPSHOT["schedules"]
+
+
+def test_dg_check_defs_passes():
+    checked = subprocess.run(
+        [console_script("dg"), "check", "defs"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr

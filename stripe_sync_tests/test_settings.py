@@ -1,0 +1,194 @@
+"""The settings: one typed model, layered defaults < stripe_sync.yaml < environment and .env <
+flags, with the source of each value, secrets only as references, and errors that name the key."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+from click.testing import CliRunner
+
+from stripe_sync.cli import main
+from stripe_sync.core.errors import ConfigError
+from stripe_sync.settings import load_settings, setting_fields, variables_of
+
+KEY = "sk_test_settings_layers_0123456789"
+README = pathlib.Path(__file__).parents[1] / "README.md"
+
+
+def load(tmp_path: pathlib.Path, yaml: str | None = None, environ=None, dotenv=None, **overrides):
+    if yaml is not None:
+        (tmp_path / "stripe_sync.yaml").write_text(yaml)
+    if dotenv is not None:
+        (tmp_path / ".env").write_text(dotenv)
+    return load_settings(environ=environ or {}, cwd=tmp_path, overrides=overrides)
+
+
+def test_defaults_need_no_file_and_no_environment(tmp_path):
+    settings = load(tmp_path)
+
+    assert settings.sync.batch_size == 1000
+    assert settings.catalog.table == "products"
+    assert settings.source("sync.batch_size") == "default"
+
+
+def test_each_layer_wins_over_the_one_before(tmp_path):
+    yaml = "sync:\n  batch_size: 20\ncatalog:\n  table: from_file\nstripe:\n  timeout_s: 7\n"
+    dotenv = "STRIPE_SYNC_BATCH_SIZE=30\nCATALOG_TABLE=from_dotenv\n"
+    environ = {"STRIPE_SYNC_BATCH_SIZE": "40"}
+
+    settings = load(tmp_path, yaml, environ, dotenv, **{"sync.batch_size": 50})
+
+    assert settings.stripe.timeout_s == 7 and settings.source("stripe.timeout_s") == (
+        "stripe_sync.yaml"
+    )
+    assert settings.catalog.table == "from_dotenv"
+    assert settings.source("catalog.table") == ".env CATALOG_TABLE"
+    assert settings.sync.batch_size == 50
+    assert settings.source("sync.batch_size") == "flag --batch-size"
+    assert load(tmp_path, environ=environ).source("sync.batch_size") == "env STRIPE_SYNC_BATCH_SIZE"
+
+
+@pytest.mark.parametrize(
+    ("variable", "key"),
+    [
+        ("VITE_SUPABASE_URL", "catalog.supabase_url"),
+        ("SUPABASE_URL", "catalog.supabase_url"),
+        ("SUPABASE_SERVICE_ROLE_KEY", "catalog.supabase_service_role_key"),
+        ("STRIPE_SECRET_KEY", "stripe.secret_key"),
+    ],
+)
+def test_the_original_tools_variable_names_keep_working(tmp_path, variable, key):
+    value = "https://abc.supabase.co" if key.endswith("url") else "secret-0123456789"
+    settings = load(tmp_path, environ={variable: value})
+
+    section, name = key.split(".")
+    found = getattr(getattr(settings, section), name)
+    assert getattr(found, "value", found) == value
+    assert settings.source(key) == f"env {variable}"
+
+
+@pytest.mark.parametrize("reference", ["${STRIPE_SECRET_KEY}", "{env: STRIPE_SECRET_KEY}"])
+def test_a_secret_in_the_file_is_a_reference_resolved_from_the_environment(tmp_path, reference):
+    settings = load(
+        tmp_path, f"stripe:\n  secret_key: {reference}\n", environ={"STRIPE_SECRET_KEY": KEY}
+    )
+
+    assert settings.stripe.secret_key.value == KEY
+    assert settings.stripe.secret_key.variable == "STRIPE_SECRET_KEY"
+    assert KEY not in repr(settings) and KEY not in str(settings.rows())
+
+
+@pytest.mark.parametrize(
+    ("yaml", "named"),
+    [
+        (f"stripe:\n  secret_key: {KEY}\n", "stripe.secret_key"),
+        ("catalog:\n  database_url: postgresql://u:hunter2@db/x\n", "catalog.database_url"),
+    ],
+)
+def test_a_literal_secret_in_the_file_is_refused_without_echoing_it(tmp_path, yaml, named):
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, yaml)
+
+    message = str(refused.value)
+    assert named in message and "reference to an environment variable" in message
+    assert KEY not in message and "hunter2" not in message
+
+
+def test_a_database_url_without_a_password_may_be_literal(tmp_path):
+    settings = load(tmp_path, "catalog:\n  database_url: sqlite:///catalog.db\n")
+
+    assert settings.catalog.database_url.value == "sqlite:///catalog.db"
+
+
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        (
+            "sync:\n  batch_sise: 10\n",
+            "sync.batch_sise is not a setting (did you mean sync.batch_size?)",
+        ),
+        (
+            "synk:\n  batch_size: 10\n",
+            "synk.batch_size is not a setting (did you mean sync.batch_size?)",
+        ),
+        ("synk: 10\n", "synk must be a section of settings such as catalog, stripe"),
+        (
+            "sync:\n  batch_size: ten\n",
+            "sync.batch_size in stripe_sync.yaml must be a whole number of at least 1, not 'ten'.",
+        ),
+        (
+            "stripe:\n  allow_live_mode: maybe\n",
+            "stripe.allow_live_mode in stripe_sync.yaml must be true or false, not 'maybe'.",
+        ),
+        ("sync: [\n", "stripe_sync.yaml is not valid YAML at line 2: fix its syntax."),
+    ],
+)
+def test_a_bad_project_file_fails_at_load_naming_the_key_and_what_was_expected(
+    tmp_path, yaml, message
+):
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, yaml)
+
+    assert message in str(refused.value)
+
+
+def test_a_bad_variable_is_named_as_the_variable(tmp_path):
+    with pytest.raises(ConfigError, match=r"^STRIPE_SYNC_BATCH_SIZE must be a whole number"):
+        load(tmp_path, environ={"STRIPE_SYNC_BATCH_SIZE": "0"})
+
+
+def test_the_config_file_may_be_named_by_variable_and_a_missing_one_is_refused(tmp_path):
+    (tmp_path / "other.yaml").write_text("sync:\n  batch_size: 7\n")
+
+    named = load(tmp_path, environ={"STRIPE_SYNC_CONFIG": "other.yaml"})
+
+    assert named.sync.batch_size == 7 and named.source("sync.batch_size") == "other.yaml"
+    with pytest.raises(ConfigError, match="missing.yaml does not exist: fix --config"):
+        load_settings(config_file="missing.yaml", environ={}, cwd=tmp_path)
+
+
+def test_stripe_sync_config_prints_every_setting_with_its_source_and_secrets_masked(
+    pipeline_env, tmp_path
+):
+    (tmp_path / "stripe_sync.yaml").write_text("sync:\n  batch_size: 25\n")
+    pipeline_env.set(CATALOG_DATABASE_URL="postgresql://sync:hunter2@db.example/cms")
+
+    result = CliRunner().invoke(main, ["config"], catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    rows = {
+        cells[0]: cells[1:]
+        for line in result.output.splitlines()
+        if len(cells := [cell.strip() for cell in line.strip("|").split("|")]) == 3
+    }
+    assert rows["sync.batch_size"] == ["25", "stripe_sync.yaml"]
+    assert rows["stripe.secret_key"] == ["[set from STRIPE_SECRET_KEY]", "env STRIPE_SECRET_KEY"]
+    assert rows["catalog.database_url"][0] == "postgresql://sync:***@db.example/cms"
+    assert rows["catalog.table"] == ["products", "default"]
+    assert {key for key, _info in setting_fields()} <= set(rows)
+    assert "hunter2" not in result.output and "sk_test_stripe_sync" not in result.output
+
+
+def test_a_flag_of_one_command_does_not_leak_into_the_next(pipeline_env):
+    before = dict(os.environ)
+    runner = CliRunner()
+
+    runner.invoke(main, ["migrate", "--batch-size", "3", "--mirror", "--allow-live-mode"])
+    after = runner.invoke(main, ["config"], catch_exceptions=False)
+
+    assert dict(os.environ) == before
+    assert "| sync.batch_size | 1000 | default |" in after.output
+    assert "| sync.mirror | False | default |" in after.output
+    assert "| stripe.allow_live_mode | False | default |" in after.output
+
+
+def test_the_readme_documents_every_setting_with_its_variables():
+    readme = README.read_text()
+
+    for key, info in setting_fields():
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{key}`")), None)
+        assert row is not None, f"README's settings table lacks {key}"
+        for variable in variables_of(info):
+            assert f"`{variable}`" in row, f"README's row of {key} lacks {variable}"
