@@ -1,11 +1,26 @@
-"""A subset look-alike of PostgREST for tests, in front of a real PostgreSQL.
+"""A subset look-alike of PostgREST (12) for tests, in front of a real PostgreSQL.
 
-It is not PostgREST: it speaks only the requests supabase-py sends for the catalog
-(`/rest/v1/<table>`: GET and HEAD with `select` (columns, `*`, `column::type`),
-filters `eq/neq/gt/gte/lt/lte/is` (and `not.`), `or=(...)` logic trees, `order`, `limit`
-and `Prefer: count=exact`; PATCH with filters, a JSON object and `Prefer: return=...`; `POST /rest/v1/rpc/<function>` with
-named JSON arguments). Anything else is answered 400 PGRST100, so a client change
-shows up as a failing test rather than a silently different request.
+It is not PostgREST: it speaks only the requests supabase-py sends for the catalog and
+the state tables, on `/rest/v1/<table>`:
+
+- GET and HEAD with `select` (columns, `*`, `alias:column::type`), filters, `order`,
+  `limit` and `Prefer: count=exact`;
+- POST (insert) of a JSON object or an array of objects with the same keys (else 400
+  PGRST102), or any objects with `columns=` (missing keys are null, or the column's
+  default with `Prefer: missing=default`); `Prefer: resolution=merge-duplicates` makes it an
+  upsert (`ON CONFLICT (on_conflict= columns, else the primary key) DO UPDATE SET` each
+  posted column), `resolution=ignore-duplicates` an `ON CONFLICT DO NOTHING`; 201, or 200
+  for an upsert that inserted nothing; `Prefer: return=representation` answers the rows
+  (honouring `select`), `return=minimal` (the default) no body;
+- PATCH with filters and a JSON object, DELETE with filters; both 204, or 200 and the
+  rows with `Prefer: return=representation`; without a filter both are refused as
+  Supabase's pg-safeupdate does (400 21000);
+
+and `POST /rest/v1/rpc/<function>` with named JSON arguments. Filters are
+`column=[not.]op.value` with op `eq/neq/gt/gte/lt/lte`, `is` (null, true, false) and
+`in.(a,b,"c,d")` (double quotes for values with `,` or `)`, backslash escapes inside them),
+and `or=(...)` logic trees of those. Anything else is answered 400 PGRST100, so a client
+change shows up as a failing test rather than a silently different request.
 
 Roles work as on Supabase: the key is a JWT signed HS256 with the project's secret,
 its `role` claim (`anon`, `authenticated`, `service_role`) becomes `SET LOCAL ROLE` in
@@ -23,8 +38,9 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import jwt
@@ -43,9 +59,24 @@ _ORDER_WORDS = {
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TABLE_PATH = re.compile(r"^/rest/v1/(?P<table>[^/]+)$")
 _RPC_PATH = re.compile(r"^/rest/v1/rpc/(?P<function>[^/]+)$")
-_RESERVED = ("select", "order", "limit")  # query parameters that are not filters
-_UNSUPPORTED = ("offset", "and", "or", "not", "columns", "on_conflict")
-_STATUS_BY_SQLSTATE = {"42703": 400, "42P01": 404, "42883": 404, "23505": 409, "23503": 409}
+_RESERVED = ("select", "order", "limit")  # query parameters of a read that are not filters
+_UNSUPPORTED = ("offset", "and", "or", "not")  # query parameters the look-alike never speaks
+_INSERT_PARAMETERS = ("select", "columns", "on_conflict")  # POST's only query parameters
+_NOT_FILTERS = (*_RESERVED, *_UNSUPPORTED, *_INSERT_PARAMETERS)
+_STATUS_BY_SQLSTATE = {
+    "42703": 400,
+    "42P01": 404,
+    "42P10": 400,  # ON CONFLICT columns without a unique index: PostgREST's default 400
+    "42883": 404,
+    "23505": 409,
+    "23503": 409,
+}
+# What PostgREST adds to an upsert's INSERT ... SELECT (+ 1 a row) and DO UPDATE (- 1 a
+# row) to count the rows it inserted: an upsert that inserted none answers 200, not 201.
+_COUNT_INSERTED = sql.SQL(
+    "set_config('pgrst.inserted', (coalesce(nullif(current_setting('pgrst.inserted', true), "
+    "'')::int, 0) {} 1)::text, true) <> {}"
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +85,8 @@ class RecordedRequest:
     path: str
     query: list[tuple[str, str]]
     headers: dict[str, str]  # names in lower case
-    body: object  # the parsed JSON body, None without one
+    body: object  # the parsed JSON body, None without one (or when it is not JSON)
+    raw_body: bytes = field(default=b"", repr=False, compare=False)  # the body as sent
 
 
 class PostgrestError(Exception):
@@ -142,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._answer()
 
-    do_HEAD = do_PATCH = do_POST = do_GET
+    do_HEAD = do_PATCH = do_POST = do_DELETE = do_PUT = do_GET  # PUT: 400 PGRST100
 
     def log_message(self, format: str, *args: object) -> None:  # quiet test output
         pass
@@ -156,7 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
             path=unquote(url.path),
             query=parse_qsl(url.query, keep_blank_values=True),
             headers={name.lower(): value for name, value in self.headers.items()},
-            body=json.loads(raw_body) if raw_body else None,
+            body=_parsed(raw_body),
+            raw_body=raw_body,
         )
         status, headers, body = self.api.handle(request)
         self.send_response(status)
@@ -166,6 +199,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def _parsed(raw_body: bytes) -> object:
+    try:
+        return json.loads(raw_body) if raw_body else None
+    except ValueError:  # a write answers 400 PGRST102
+        return None
 
 
 class _Api:
@@ -199,10 +239,16 @@ class _Api:
             return self._in_transaction(role, self._call, schema, match["function"], request)
         if match := _TABLE_PATH.match(request.path):
             read = request.method in ("GET", "HEAD")
-            if not read and request.method != "PATCH":
+            action = {
+                "GET": self._select,
+                "HEAD": self._select,
+                "POST": self._insert,
+                "PATCH": self._update,
+                "DELETE": self._delete,
+            }.get(request.method)
+            if action is None:
                 raise _unsupported(f"{request.method} on a table")
             schema = request.headers.get("accept-profile" if read else "content-profile", "public")
-            action = self._select if read else self._update
             return self._in_transaction(role, action, schema, match["table"], request)
         raise PostgrestError(
             404, "PGRST125", f"Invalid path specified in request URL: {request.path}"
@@ -266,19 +312,81 @@ class _Api:
             ).fetchone()[0]
         return 200, {"Content-Range": f"{_range(shown)}/{total}"}, rows
 
+    def _insert(self, schema: str, table: str, request: RecordedRequest):
+        columns = self._require_table(schema, table)
+        for name, value in request.query:
+            if name not in _INSERT_PARAMETERS:
+                raise _unsupported(f"the query parameter {name}={value} on POST")
+        content_type = request.headers.get("content-type", "application/json")
+        if content_type.partition(";")[0].strip().lower() != "application/json":
+            raise _unsupported(f"a POST body of type {content_type}")
+        params = dict(request.query)
+        prefer = _prefer(request.headers)
+        payload = request.raw_body.decode()
+        if "columns" in params:  # PostgREST hands the body to PostgreSQL unread
+            names = _column_names("columns", params["columns"])
+            is_object = payload.lstrip(" \t\n\r").startswith("{")
+        else:
+            names, is_object, payload = _payload_keys(request)
+        for name in names:
+            if name not in columns:
+                raise _column_not_found(table, name)
+        resolution = prefer.get("resolution")
+        if resolution not in ("merge-duplicates", "ignore-duplicates"):
+            resolution = None
+        conflict = (
+            _column_names("on_conflict", params["on_conflict"])
+            if "on_conflict" in params
+            else self._primary_key(schema, table)
+        )
+        merge = resolution == "merge-duplicates"
+        source, values = _insert_source(
+            names, columns, payload, is_object, defaults=prefer.get("missing") == "default"
+        )
+        insert = sql.SQL("insert into {} as {} {}{}").format(
+            sql.Identifier(schema, table),
+            sql.Identifier(table),
+            sql.SQL("({}) ").format(sql.SQL(", ").join(map(sql.Identifier, names)))
+            if names
+            else sql.SQL(""),
+            source,
+        )
+        if merge:
+            insert += sql.SQL(" where ") + _COUNT_INSERTED.format(sql.SQL("+"), "0")
+        if resolution and conflict:  # without a primary key nor on_conflict: a plain insert
+            insert += sql.SQL(" on conflict ({}) ").format(
+                sql.SQL(", ").join(map(sql.Identifier, conflict))
+            )
+            if merge and names:
+                insert += sql.SQL("do update set {} where {}").format(
+                    sql.SQL(", ").join(
+                        sql.SQL("{} = excluded.{}").format(sql.Identifier(n), sql.Identifier(n))
+                        for n in names
+                    ),
+                    _COUNT_INSERTED.format(sql.SQL("-"), "-1"),
+                )
+            else:
+                insert += sql.SQL("do nothing")
+        insert += sql.SQL(" returning ") + _returning(table, request)
+        rows, count, inserted = self.connection.execute(
+            sql.SQL(
+                "with pgrst_source as ({}) select coalesce(json_agg(r), '[]')::text, count(*), "
+                "nullif(current_setting('pgrst.inserted', true), '')::int from pgrst_source r"
+            ).format(insert),
+            values,
+        ).fetchone()
+        status = 200 if merge and not (inserted or 0) > 0 else 201
+        return _written(status, request, rows, count)
+
     def _update(self, schema: str, table: str, request: RecordedRequest):
         columns = self._require_table(schema, table)
         if not isinstance(request.body, dict):
             raise _unsupported("a PATCH body that is not one JSON object")
         for column in request.body:
             if column not in columns:
-                raise PostgrestError(
-                    400,
-                    "PGRST204",
-                    f"Could not find the '{column}' column of '{table}' in the schema cache",
-                )
-        where, values = _where(table, request.query)
-        if not values:  # Supabase runs pg-safeupdate
+                raise _column_not_found(table, column)
+        where, values = _where(table, request.query, spoken=("select",))
+        if where is _NO_WHERE:  # Supabase runs pg-safeupdate
             raise PostgrestError(400, "21000", "UPDATE requires a WHERE clause")
         target = sql.Identifier(schema, table)
         assignments = sql.SQL(", ").join(
@@ -294,7 +402,7 @@ class _Api:
             assignments,
             target,
             where,
-            _select_list(table, dict(request.query).get("select", "*")),
+            _returning(table, request),
         )
         rows, updated = self.connection.execute(
             sql.SQL(
@@ -307,6 +415,24 @@ class _Api:
         if _prefer(request.headers).get("return") == "representation":
             return 200, headers, rows
         return 204, headers, ""
+
+    def _delete(self, schema: str, table: str, request: RecordedRequest):
+        self._require_table(schema, table)
+        where, values = _where(table, request.query, spoken=("select",))
+        if where is _NO_WHERE:  # Supabase runs pg-safeupdate
+            raise PostgrestError(400, "21000", "DELETE requires a WHERE clause")
+        delete = sql.SQL("delete from {} as {}{} returning {}").format(
+            sql.Identifier(schema, table), sql.Identifier(table), where, _returning(table, request)
+        )
+        rows, deleted = self.connection.execute(
+            sql.SQL(
+                "with pgrst_source as ({}) select coalesce(json_agg(r), '[]')::text, count(*) "
+                "from pgrst_source r"
+            ).format(delete),
+            values,
+        ).fetchone()
+        representation = _prefer(request.headers).get("return") == "representation"
+        return _written(200 if representation else 204, request, rows, deleted)
 
     def _call(self, schema: str, function: str, request: RecordedRequest):
         arguments = request.body if isinstance(request.body, dict) else {}
@@ -339,8 +465,8 @@ class _Api:
         values = [_argument(arguments[name], type_) for name, type_ in zip(names, types)]
         return 200, {}, self.connection.execute(call, values).fetchone()[0] or "null"
 
-    def _require_table(self, schema: str, table: str) -> set[str]:
-        """The table's column names; 404 PGRST205 when there is no such table."""
+    def _require_table(self, schema: str, table: str) -> dict[str, _Column]:
+        """The table's columns by name; 404 PGRST205 when there is no such table."""
         oid = self.connection.execute(
             "select to_regclass(format('%%I.%%I', %s::text, %s::text))::oid", [schema, table]
         ).fetchone()[0]
@@ -351,11 +477,24 @@ class _Api:
                 f"Could not find the table '{schema}.{table}' in the schema cache",
             )
         rows = self.connection.execute(
-            "select attname from pg_attribute where attrelid = %s and attnum > 0 "
-            "and not attisdropped",
+            "select a.attname, format_type(a.atttypid, a.atttypmod), "
+            "case when a.attgenerated = '' then pg_get_expr(d.adbin, d.adrelid) end "
+            "from pg_attribute a left join pg_attrdef d "
+            "on d.adrelid = a.attrelid and d.adnum = a.attnum "
+            "where a.attrelid = %s and a.attnum > 0 and not a.attisdropped order by a.attnum",
             [oid],
         ).fetchall()
-        return {row[0] for row in rows}
+        return {name: _Column(type_, default) for name, type_, default in rows}
+
+    def _primary_key(self, schema: str, table: str) -> list[str]:
+        rows = self.connection.execute(
+            "select a.attname from pg_index i join pg_attribute a "
+            "on a.attrelid = i.indrelid and a.attnum = any(i.indkey) "
+            "where i.indrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) "
+            "and i.indisprimary order by array_position(i.indkey::int2[], a.attnum)",
+            [schema, table],
+        ).fetchall()
+        return [row[0] for row in rows]
 
 
 _ALIASED = re.compile(r"(?:(\w+):(?!:))?(.*)")  # PostgREST's `alias:column::type`
@@ -382,20 +521,26 @@ def _select_list(table: str, select: str) -> sql.Composable:
     return sql.SQL(", ").join(items)
 
 
-def _where(table: str, query: list[tuple[str, str]]) -> tuple[sql.Composable, list[str]]:
-    """`column=[not.]op.value` filters (op also `is`: null, true, false) and `or=(...)`
-    logic trees; the value is an untyped literal PostgreSQL casts to the column's type, as
-    PostgREST does (an unknown column fails in PostgreSQL: 42703)."""
+_NO_WHERE = sql.SQL("")
+
+
+def _where(
+    table: str, query: list[tuple[str, str]], spoken: tuple[str, ...] = _RESERVED
+) -> tuple[sql.Composable, list[str]]:
+    """`column=[not.]op.value` filters (op also `is`: null, true, false, and `in`: a list)
+    and `or=(...)` logic trees, the other query parameters `spoken` skipped; the value is an
+    untyped literal PostgreSQL casts to the column's type, as PostgREST does (an unknown
+    column fails in PostgreSQL: 42703). `_NO_WHERE` without a filter."""
     conditions, values = [], []
     for column, filter_ in query:
-        if column in _RESERVED:
+        if column in spoken:
             continue
         if column == "or" and filter_.startswith("("):
             conditions.append(_logic_tree(table, f"or{filter_}", values))
         else:
             conditions.append(_filter(table, column, filter_, values))
     if not conditions:
-        return sql.SQL(""), []
+        return _NO_WHERE, []
     return sql.SQL(" where ") + sql.SQL(" and ").join(conditions), values
 
 
@@ -404,24 +549,80 @@ def _filter(table: str, column: str, filter_: str, values: list[str]) -> sql.Com
     operator, _, value = filter_.removeprefix("not.").partition(".")
     is_value = {"null": "null", "true": "true", "false": "false"}.get(value)
     if (
-        column in _UNSUPPORTED
+        column in _NOT_FILTERS
         or not _NAME.match(column)
-        or (operator not in _OPERATORS and not (operator == "is" and is_value))
+        or (operator not in (*_OPERATORS, "in") and not (operator == "is" and is_value))
     ):
         raise _unsupported(f"the query parameter {column}={filter_}")
+    reference = sql.Identifier(table, column)
     if operator == "is":
-        condition = sql.SQL("{} is {}").format(sql.Identifier(table, column), sql.SQL(is_value))
+        condition = sql.SQL("{} is {}").format(reference, sql.SQL(is_value))
+    elif operator == "in":  # PostgREST's `= ANY('{...}')`: an empty list matches nothing
+        listed = _in_values(value)
+        if listed is None:
+            raise PostgrestError(400, "PGRST100", f'"failed to parse filter ({filter_})"')
+        condition = sql.SQL("{} = any(%s)").format(reference)
+        values.append(_array_literal(listed))
     else:
-        condition = sql.SQL("{} {} %s").format(
-            sql.Identifier(table, column), sql.SQL(_OPERATORS[operator])
-        )
+        condition = sql.SQL("{} {} %s").format(reference, sql.SQL(_OPERATORS[operator]))
         values.append(value)
     return sql.SQL("not ({})").format(condition) if negated else condition
 
 
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_LIST_OPENING = re.compile(r"[ \t]*\([ \t]*")
+_LIST_CLOSING = re.compile(r"\)[ \t]*\Z")
+
+
+def _in_values(text: str) -> list[str] | None:
+    """The values of an `in` list as PostgREST parses it: `(` and `)` (blanks around them
+    ignored) around values separated by commas, each either double-quoted (backslash
+    escapes any character; the closing quote must be followed by `,` or `)`) or everything
+    up to the next `,` or `)`, blanks and quotes included; None when it does not parse
+    (PostgREST ignores what follows the `)`; the look-alike refuses it)."""
+    opening = _LIST_OPENING.match(text)
+    if not opening:
+        return None
+    position, listed = opening.end(), []
+    while True:
+        quoted = _QUOTED.match(text, position)
+        if quoted and text[quoted.end() : quoted.end() + 1] in ("", ",", ")"):
+            listed.append(re.sub(r"\\(.)", r"\1", quoted[1], flags=re.DOTALL))
+            position = quoted.end()
+        else:
+            end = position
+            while end < len(text) and text[end] not in ",)":
+                end += 1
+            listed.append(text[position:end])
+            position = end
+        if not text.startswith(",", position):
+            break
+        position += 1
+    if not _LIST_CLOSING.match(text, position):
+        return None
+    return [value.replace("\0", "") for value in listed]
+
+
+def _array_literal(listed: list[str]) -> str:
+    """PostgreSQL's array literal of the values, every one quoted, as PostgREST builds it;
+    `in.()` and `in.("")` are the empty array."""
+    if listed == [""]:
+        return "{}"
+    quoted = (value.replace("\\", "\\\\").replace('"', '\\"') for value in listed)
+    return "{" + ",".join(f'"{value}"' for value in quoted) + "}"
+
+
 # A logic tree: `or(` / `and(`, then filters `column.op.value` (the value bare, or double-quoted
-# with backslash escapes) and nested trees, separated by commas, then `)`.
-_TREE_TOKEN = re.compile(r'(and|or)\(|\)|,|(\w+)\.(\w+)\.(?:"((?:[^"\\]|\\.)*)"|([^,()"]*))')
+# with backslash escapes; `column.[not.]in.(...)` with a list) and nested trees, separated by
+# commas, then `)`.
+_LIST_ITEM = r'(?:"(?:[^"\\]|\\.)*"|[^,)])*'
+_TREE_TOKEN = re.compile(
+    r"(?P<tree>and|or)\(|\)|,"
+    r"|(?P<in_column>\w+)\.(?P<in>(?:not\.)?in)\."
+    rf"(?P<list>[ \t]*\({_LIST_ITEM}(?:,{_LIST_ITEM})*\)[ \t]*)"
+    r'|(?P<column>\w+)\.(?P<operator>\w+)\.(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[^,()"]*))',
+    re.DOTALL,
+)
 
 
 def _logic_tree(table: str, text: str, values: list[str]) -> sql.Composable:
@@ -430,21 +631,127 @@ def _logic_tree(table: str, text: str, values: list[str]) -> sql.Composable:
         raise _unsupported(f"the logic tree {text!r}")
     stack: list[tuple[str, list[sql.Composable]]] = []
     for token in tokens:
-        if token[1]:
-            stack.append((token[1], []))
+        if token["tree"]:
+            stack.append((token["tree"], []))
         elif token[0] == ")" and stack:
             operator, terms = stack.pop()
             tree = sql.SQL("({})").format(sql.SQL(f" {operator} ").join(terms))
             if not stack:
                 return tree
             stack[-1][1].append(tree)
-        elif token[2] and stack:
-            quoted = token[4] is not None
-            value = re.sub(r"\\(.)", r"\1", token[4]) if quoted else token[5]
-            stack[-1][1].append(_filter(table, token[2], f"{token[3]}.{value}", values))
+        elif token["in_column"] and stack:
+            filter_ = f"{token['in']}.{token['list']}"
+            stack[-1][1].append(_filter(table, token["in_column"], filter_, values))
+        elif token["column"] and stack:
+            quoted = token["quoted"] is not None
+            value = re.sub(r"\\(.)", r"\1", token["quoted"]) if quoted else token["bare"]
+            filter_ = f"{token['operator']}.{value}"
+            stack[-1][1].append(_filter(table, token["column"], filter_, values))
         elif token[0] != "," or not stack:
             break
     raise _unsupported(f"the logic tree {text!r}")
+
+
+class _Column(NamedTuple):
+    type: str  # as format_type() writes it
+    default: str | None  # the default's SQL expression
+
+
+# A `columns` or `on_conflict` item: a double-quoted name (backslash escapes) or a bare one.
+_COLUMN_ITEM = re.compile(r'[ \t]*(?:"((?:[^"\\]|\\.)*)"|([\w $-]+))[ \t]*(,|\Z)', re.DOTALL)
+
+
+def _column_names(parameter: str, text: str) -> list[str]:
+    """The names of a `columns` or `on_conflict` parameter, as PostgREST parses them."""
+    names, position = [], 0
+    while match := _COLUMN_ITEM.match(text, position):
+        quoted, bare, separator = match.groups()
+        names.append(re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare.strip())
+        if not separator:
+            return list(dict.fromkeys(names))
+        position = match.end()
+    raise PostgrestError(400, "PGRST100", f'"failed to parse {parameter} parameter ({text})"')
+
+
+def _payload_keys(request: RecordedRequest) -> tuple[list[str], bool, str]:
+    """What PostgREST reads of a POST body without `columns`: (its keys, whether it is one
+    object, the body to insert). An array's objects must have the same keys; a body that
+    is neither an object nor an array of objects inserts nothing."""
+    body = request.body
+    if body is None and request.raw_body.strip() != b"null":
+        raise PostgrestError(400, "PGRST102", "Empty or invalid json")
+    if isinstance(body, dict):
+        return list(body), True, request.raw_body.decode()
+    if isinstance(body, list) and body:
+        keys = body[0].keys() if isinstance(body[0], dict) else None
+        if keys is None or any(not isinstance(row, dict) or row.keys() != keys for row in body):
+            raise PostgrestError(400, "PGRST102", "All object keys must match")
+        return list(keys), False, request.raw_body.decode()
+    return [], False, "[]"
+
+
+def _insert_source(
+    names: list[str], columns: dict[str, _Column], payload: str, is_object: bool, defaults: bool
+) -> tuple[sql.Composable, list[str]]:
+    """The SELECT of the INSERT, as PostgREST writes it: the body's rows through
+    json_to_record(set) typed as the columns (missing keys are null), or with
+    `defaults` (`Prefer: missing=default`) over the columns' defaults; without columns
+    (`{}`, `[{}, {}]`) a row of defaults for each object."""
+    if not names:
+        if is_object:
+            return sql.SQL("select from (values (1)) pgrst_body"), []
+        return sql.SQL("select from json_array_elements(%s::json) pgrst_body"), [payload]
+    if defaults:
+        given = sql.SQL("jsonb_build_object({})").format(
+            sql.SQL(", ").join(
+                sql.SQL("{}, {}").format(sql.Literal(name), sql.SQL(columns[name].default))
+                for name in names
+                if columns[name].default is not None
+            )
+        )
+        function = "jsonb_to_record" if is_object else "jsonb_to_recordset"
+        body = (
+            sql.SQL("({} || %s::jsonb)").format(given)
+            if is_object
+            else sql.SQL(
+                "(select jsonb_agg({} || element) from jsonb_array_elements(%s::jsonb) element)"
+            ).format(given)
+        )
+    else:
+        function = "json_to_record" if is_object else "json_to_recordset"
+        body = sql.SQL("%s::json")
+    return sql.SQL("select {} from {}({}) as pgrst_body({})").format(
+        sql.SQL(", ").join(sql.Identifier("pgrst_body", name) for name in names),
+        sql.Identifier(function),
+        body,
+        sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(columns[name].type))
+            for name in names
+        ),
+    ), [payload]
+
+
+def _returning(table: str, request: RecordedRequest) -> sql.Composable:
+    """A write's RETURNING: the `select` list for `Prefer: return=representation`, else
+    `1` (as PostgREST: `select` is ignored and no SELECT grant is needed)."""
+    if _prefer(request.headers).get("return") == "representation":
+        return _select_list(table, dict(request.query).get("select", "*"))
+    return sql.SQL("1")
+
+
+def _written(
+    status: int, request: RecordedRequest, rows: str, count: int
+) -> tuple[int, dict[str, str], str]:
+    """An insert's or a delete's answer: the rows for `Prefer: return=representation`."""
+    prefer = _prefer(request.headers)
+    headers = {"Content-Range": f"*/{count if prefer.get('count') == 'exact' else '*'}"}
+    return status, headers, rows if prefer.get("return") == "representation" else ""
+
+
+def _column_not_found(table: str, column: str) -> PostgrestError:
+    return PostgrestError(
+        400, "PGRST204", f"Could not find the '{column}' column of '{table}' in the schema cache"
+    )
 
 
 def _order_by(table: str, order: str | None) -> sql.Composable:
