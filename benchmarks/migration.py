@@ -202,7 +202,9 @@ def stripe_scenarios(
     figures.add(name, "requests", _by_endpoint(log))
     limited = Counter(e["endpoint"] for e in log if e["status"] == 429)
     figures.add(name, "429s", ", ".join(f"{n} on {k}" for k, n in limited.items()) or "0")
-    figures.add(name, "write-back statements per batch", write_backs_per_batch(result.run_ids))
+    figures.add(
+        name, "write-back and state statements per batch", write_backs_per_batch(result.run_ids)
+    )
 
     print("2. no-op resync", flush=True)
     before = len(log)
@@ -281,10 +283,12 @@ def scale_scenario(
     import dagster as dg
 
     from stripe_sync.catalog.sql import SqlCatalog
+    from stripe_sync.core.checkpoints import Checkpoint
     from stripe_sync.core.contract import WriteBack
     from stripe_sync.defs.assets import BATCHES_PER_RUN
     from stripe_sync.defs.jobs import register_batches
     from stripe_sync.defs.resources import CatalogResource
+    from stripe_sync.state import open_state
 
     name = f"4. {rows:,} rows"
     print(name, flush=True)
@@ -324,18 +328,24 @@ def scale_scenario(
     figures.add(name, "plan: peak RSS", f"{peak_mib:.0f} MiB")
 
     catalog = SqlCatalog(database_url, "products_scale")
+    state = open_state(catalog)
     batch = [
         WriteBack(
             f"p{n:07d}", f"cms_p{n:07d}", "price_x", "synced", None, datetime.now(UTC), "v1:x"
         )
         for n in range(1, 1001)
     ]
+    checkpoints = {
+        keys[0]: {row.id: Checkpoint(row.stripe_product_id, "price_x", "v1:x") for row in batch}
+    }
     started = time.monotonic()
-    statements = catalog.write_back(batch)
+    statements = state.record(
+        batch, checkpoints, batch_of=dict.fromkeys((row.id for row in batch), keys[0])
+    )
     figures.add(
         name,
-        "write-back of one 1,000-row batch",
-        f"{statements} statement, {time.monotonic() - started:.2f} s",
+        "write-back and state of one 1,000-row batch",
+        f"{statements} statements in one transaction, {time.monotonic() - started:.2f} s",
     )
     catalog.close()
     figures.add(

@@ -235,7 +235,7 @@ def _report_migration(settings, result, started: str) -> None:
     click.echo(_ui_hint(settings.dagster_home))
     # A time, not the first run's id: a run that changed nothing takes no backup.
     click.echo(f"To undo this migration: stripe-sync rollback --since {started}")
-    if not result.succeeded:
+    if result.failed_batches:
         click.echo(
             f"{len(result.failed_batches)} batches failed: rerun `stripe-sync migrate` to retry them.",
             err=True,
@@ -396,7 +396,7 @@ def reset(catalog_columns: bool, yes: bool) -> None:
         sys.exit(1)
     with _one_sentence_errors():
         result = reset_state(settings, catalog_columns=catalog_columns)
-    click.echo(f"forgot the checkpoints of {result.batches_forgotten} batches")
+    click.echo(f"forgot the checkpoints of {result.checkpoints_forgotten} products")
     if catalog_columns:
         click.echo(f"emptied the write-back columns of {result.catalog_rows_emptied} catalog rows")
 

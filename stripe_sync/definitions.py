@@ -3,6 +3,7 @@
 import dagster as dg
 
 from stripe_sync.defs import assets, checks
+from stripe_sync.defs.executors import build_executor
 from stripe_sync.defs.jobs import (
     migrate_batches_job,
     register_batches_job,
@@ -35,6 +36,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         schedules=[build_reconcile_schedule(settings)],
         resources=build_resources(settings),
         loggers={"console": console_and_file},
+        executor=build_executor(settings),
     )
 
 

@@ -111,6 +111,19 @@ class CatalogSettings(_Section):
     )
 
 
+class StateSettings(_Section):
+    """Where the pipeline keeps what it knows between runs (sync state, checkpoints, outcome
+    ledgers, backups, batch frames)."""
+
+    url: Secret | None = setting(
+        None,
+        "A database of its own for the state: postgresql://… or sqlite:///path.db (default: "
+        "the catalog's database, tables stripe_sync_*).",
+        "STRIPE_SYNC_STATE_URL",
+        secret=URL,
+    )
+
+
 class StripeSettings(_Section):
     """The Stripe account and how each call to it is made."""
 
@@ -146,8 +159,8 @@ class ThrottleSettings(_Section):
 
     url: Secret | None = setting(
         None,
-        "Where the budget lives: postgresql://… or redis://… across machines (default a "
-        "SQLite file in the state directory, one machine).",
+        "Where the budget lives: postgresql://… or redis://… across machines (default: the "
+        "state's database when it is PostgreSQL, else a SQLite file in paths.state_dir).",
         "STRIPE_SYNC_THROTTLE_URL",
         secret=URL,
     )
@@ -238,6 +251,39 @@ class AutomationSettings(_Section):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class ExecutionSettings(_Section):
+    """Where the steps of a run execute (Dagster's executor)."""
+
+    executor: Literal["default", "celery"] = setting(
+        "default",
+        "default: the steps in the run worker (Dagster's multiprocess executor); celery: each "
+        "step as a task for Celery workers on any machine (dagster-celery, the extra `celery`).",
+        "STRIPE_SYNC_EXECUTOR",
+    )
+    celery_broker: Secret | None = setting(
+        None,
+        "The Celery broker, e.g. redis://host:6379/0 (with executor celery).",
+        "STRIPE_SYNC_CELERY_BROKER",
+        secret=URL,
+    )
+    celery_backend: Secret | None = setting(
+        None,
+        "The Celery result backend, e.g. redis://host:6379/1 (default: the broker).",
+        "STRIPE_SYNC_CELERY_BACKEND",
+        secret=URL,
+    )
+    celery_queue: str = setting(
+        "dagster",
+        "The Celery queue of the pipeline's tasks (start its workers with -Q and this name).",
+        "STRIPE_SYNC_CELERY_QUEUE",
+    )
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
 class PathSettings(_Section):
     """Where things are kept on disk."""
 
@@ -248,13 +294,15 @@ class PathSettings(_Section):
     )
     state_dir: Path | None = setting(
         None,
-        "The pipeline's state: batch frames, outcome ledgers, checkpoints, backups, the "
-        "default throttle file (default: the Dagster home's stripe_sync).",
+        "Local files, none of which a run depends on: the throttle's SQLite file when the "
+        "state is not in PostgreSQL; the state of versions before the state database, "
+        "imported once (default: the Dagster home's stripe_sync).",
         "STRIPE_SYNC_STATE_DIR",
     )
     backups_dir: Path | None = setting(
         None,
-        "Where backups go (default: the state directory's backups).",
+        "Where versions before the state database kept backups, imported once (default: the "
+        "state directory's backups).",
         "STRIPE_SYNC_BACKUPS_DIR",
     )
     reports_dir: Path = setting(Path("reports"), "Where reports go.", "STRIPE_SYNC_REPORTS_DIR")
@@ -266,11 +314,13 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     catalog: CatalogSettings = CatalogSettings()
+    state: StateSettings = StateSettings()
     stripe: StripeSettings = StripeSettings()
     throttle: ThrottleSettings = ThrottleSettings()
     sync: SyncSettings = SyncSettings()
     validation: ValidationSettings = ValidationSettings()
     automation: AutomationSettings = AutomationSettings()
+    execution: ExecutionSettings = ExecutionSettings()
     paths: PathSettings = PathSettings()
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -282,8 +332,7 @@ class Settings(BaseModel):
 
     @property
     def state_dir(self) -> Path:
-        """Where the pipeline keeps its state: `paths.state_dir` (across machines, a shared
-        volume mounted at the same path everywhere), else the Dagster home's stripe_sync."""
+        """The pipeline's local files: `paths.state_dir`, else the Dagster home's stripe_sync."""
         if self.paths.state_dir is not None:
             return self.paths.state_dir.expanduser().absolute()
         return self.dagster_home / "stripe_sync"

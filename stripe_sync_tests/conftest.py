@@ -64,6 +64,7 @@ from decimal import Decimal
 from psycopg.rows import dict_row
 
 from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
+from stripe_sync_tests.postgrest import RecordedRequest, create_supabase_roles, run_postgrest
 
 # Every variable the pipeline (or the CLI, which sets some itself) reads.
 PIPELINE_ENV_VARS = (
@@ -168,11 +169,18 @@ def catalog_connection(fresh_database_url: str) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture
 def products_table(catalog_connection: psycopg.Connection, fresh_database_url: str):
-    """Makes catalog tables: `make(rows=(), write_back=True) -> ProductsTable`; dropped after."""
+    """Makes catalog tables: `make(rows=(), write_back=True, name=None) -> ProductsTable`
+    (`name`, e.g. "products" for the Supabase look-alike, replaces a table of that name);
+    dropped after."""
     made: list[str] = []
 
-    def make(rows: list[dict] = (), *, write_back: bool = True) -> ProductsTable:
-        name = f"products_{secrets.token_hex(4)}"
+    def make(rows: list[dict] = (), *, write_back: bool = True, name: str | None = None):
+        if name is None:
+            name = f"products_{secrets.token_hex(4)}"
+        else:
+            catalog_connection.execute(
+                sql.SQL("drop table if exists {} cascade").format(sql.Identifier(name))
+            )
         catalog_connection.execute(
             sql.SQL(_CATALOG_DDL).format(
                 table=sql.Identifier(name),
@@ -187,7 +195,7 @@ def products_table(catalog_connection: psycopg.Connection, fresh_database_url: s
 
     yield make
     for name in made:
-        catalog_connection.execute(sql.SQL("drop table {}").format(sql.Identifier(name)))
+        catalog_connection.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")
@@ -349,3 +357,74 @@ def stripe_state(
 def write_requests(log: list[dict]) -> list[dict]:
     """The Stripe write requests (POST, DELETE) of an emulator request log."""
     return [entry for entry in log if entry["method"] in ("POST", "DELETE")]
+
+
+# ---------------------------------------------------------------- the state store
+
+
+@pytest.fixture
+def sqlite_state(tmp_path: pathlib.Path):
+    """The pipeline's state store in a SQLite catalog file of 5 products without write-back
+    columns, as `open_state` makes it."""
+    from stripe_sync.catalog.sql import SqlCatalog
+    from stripe_sync.state import open_state
+    from stripe_sync_tests.catalog.tables import create_sqlite_products
+
+    path = tmp_path / "catalog.db"
+    create_sqlite_products(path, "text", 5, write_back=False)
+    catalog = SqlCatalog(f"sqlite:///{path}")
+    state = open_state(catalog)
+    yield state
+    state.close()
+    catalog.close()
+
+
+# ---------------------------------------------------------------- Supabase (the look-alike)
+MIGRATIONS = pathlib.Path(__file__).parents[1] / "supabase/migrations"
+WRITE_BACK_MIGRATION = MIGRATIONS / "20261126000000_stripe_sync.sql"
+STATE_MIGRATION = MIGRATIONS / "20261203000000_stripe_sync_state.sql"
+
+
+@pytest.fixture(scope="session")
+def jwt_secret() -> str:
+    return secrets.token_hex(32)
+
+
+@pytest.fixture(scope="session")
+def supabase_roles(catalog_connection: psycopg.Connection) -> None:
+    create_supabase_roles(catalog_connection)
+
+
+@pytest.fixture(scope="session")
+def postgrest_log() -> list[RecordedRequest]:
+    return []
+
+
+@pytest.fixture(scope="session")
+def supabase_url(fresh_database_url, jwt_secret, supabase_roles, postgrest_log) -> Iterator[str]:
+    """The look-alike's base URL: what SUPABASE_URL is for a real project."""
+    with run_postgrest(fresh_database_url, jwt_secret, postgrest_log) as url:
+        yield url
+
+
+@pytest.fixture
+def requests_made(postgrest_log) -> list[RecordedRequest]:
+    """The requests the look-alike receives during the test."""
+    postgrest_log.clear()
+    return postgrest_log
+
+
+@pytest.fixture
+def apply_state_migration(catalog_connection: psycopg.Connection, supabase_roles) -> None:
+    """The state tables and functions in the session's database, as on a Supabase project,
+    holding nothing of `public.products` (the Supabase tests' table) from earlier tests."""
+    catalog_connection.execute(STATE_MIGRATION.read_text())
+    for table in (
+        "stripe_sync_state",
+        "stripe_sync_ledger",
+        "stripe_sync_backups",
+        "stripe_sync_frames",
+    ):
+        catalog_connection.execute(
+            sql.SQL("delete from {} where namespace = 'products'").format(sql.Identifier(table))
+        )

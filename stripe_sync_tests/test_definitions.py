@@ -34,7 +34,7 @@ SNAPSHOT = {
     "jobs": ["migrate_batches", "register_batches_job", "report", "rollback", "verify_batches"],
     "sensors": ["catalog_changes", "failed_batch_retry", "migration_report_automation"],
     "schedules": ["reconcile_batches"],
-    "resources": ["automation", "batch_frames", "catalog", "settings", "state", "stripe"],
+    "resources": ["automation", "batch_frames", "catalog", "settings", "stripe"],
 }
 
 

@@ -5,14 +5,15 @@ mirror, crash between price steps, backups, reset."""
 from __future__ import annotations
 
 import json
-import pathlib
 from collections import Counter
 from decimal import Decimal
 
 import stripe
 from click.testing import CliRunner
 
+from stripe_sync.catalog import open_catalog
 from stripe_sync.cli import main
+from stripe_sync.state import open_state
 from stripe_sync_tests.conftest import TEST_SECRET_KEY, minor_units, stripe_state, write_requests
 from stripe_sync_tests.test_pipeline import assert_in_sync, expected_currency, sample_products
 
@@ -143,7 +144,7 @@ def test_reset_forgets_the_sync_state_so_the_next_run_reexamines_every_product(
 
     reset = cli("reset", "--yes")
 
-    assert reset.exit_code == 0 and "forgot the checkpoints of 1 batches" in reset.output
+    assert reset.exit_code == 0 and "forgot the checkpoints of 8 products" in reset.output
     assert table.rows() == rows_before  # the catalog's columns untouched
     before = len(emulator.requests())
     result = pipeline_env.migrate()
@@ -268,12 +269,17 @@ def test_a_batch_is_backed_up_before_it_writes_and_its_materialization_points_at
 
     with dg.DagsterInstance.get() as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("stripe_products"))
-    [path] = event.asset_materialization.metadata["backups"].value
-    backup = json.loads(pathlib.Path(path).read_text())
-    assert backup["actions"] == {"sku-00001": "update"}
-    [row] = backup["catalog_rows"]
+    [named] = event.asset_materialization.metadata["backups"].value
+    assert named.startswith(f"backup of run {event.run_id}, batch 00000~sku-00000 (table ")
+    source = open_catalog(
+        database_url=table.database_url, supabase_url=None, supabase_key=None, table=table.name
+    )
+    [backup] = [b for b in open_state(source).backups() if b.run_id == event.run_id]
+    source.close()
+    assert backup.actions == {"sku-00001": "update"}
+    [row] = backup.catalog_rows
     assert row["id"] == "sku-00001" and row["sync_hash"] == rows_before["sku-00001"]["sync_hash"]
-    product = backup["stripe_products"]["cms_sku-00001"]
+    product = backup.stripe_products["cms_sku-00001"]
     assert product["name"] == "Product 1"
     assert product["default_price"]["id"] == rows_before["sku-00001"]["stripe_price_id"]
 

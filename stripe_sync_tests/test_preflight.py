@@ -12,6 +12,7 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 
 from stripe_sync.cli import main
 from stripe_sync_tests.conftest import (
@@ -49,9 +50,9 @@ BAD_CONFIGS = {
     "a live key without --allow-live-mode": BadConfig(
         stripe_key="sk_live_stripe_sync_tests", says=("live-mode", "--allow-live-mode")
     ),
-    "a table without the write-back columns": BadConfig(
-        catalog="table without write-back",
-        says=("write-back columns", "stripe_product_id", "supabase/migrations/"),
+    "a table with only some of the write-back columns": BadConfig(
+        catalog="table with some write-back columns",
+        says=("write-back columns synced_at, sync_hash", "all or none", "supabase/migrations/"),
     ),
     "an unreachable catalog host": BadConfig(
         catalog="unreachable host",
@@ -70,8 +71,14 @@ BAD_CONFIGS = {
 def configure(config: BadConfig, products_table, pipeline_env, emulator):
     """Apply `config`; returns the catalog table (None when there is none)."""
     table = None
-    if config.catalog in ("table", "table without write-back"):
-        table = products_table(ROWS, write_back=config.catalog == "table")
+    if config.catalog in ("table", "table with some write-back columns"):
+        table = products_table(ROWS)
+        if config.catalog != "table":
+            table.connection.execute(
+                sql.SQL("alter table {} drop column synced_at, drop column sync_hash").format(
+                    sql.Identifier(table.name)
+                )
+            )
         pipeline_env.use_catalog(table)
     elif config.catalog == "unreachable host":
         pipeline_env.set(
@@ -132,7 +139,7 @@ def test_the_real_command_prints_only_the_sentence_on_stderr(
     products_table, pipeline_env, emulator
 ):
     table = configure(
-        BAD_CONFIGS["a table without the write-back columns"],
+        BAD_CONFIGS["a table with only some of the write-back columns"],
         products_table,
         pipeline_env,
         emulator,
@@ -162,7 +169,11 @@ def test_a_good_configuration_passes_and_says_the_mode_and_the_account(
 
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
-    assert f"table {table.name} (2 rows, write-back columns present)" in result.stdout
+    assert (
+        f"table {table.name} (2 rows, write-back columns present: filled with each row's sync "
+        "state)" in result.stdout
+    )
+    assert re.search(r"^state: table stripe_sync_state in PostgreSQL ", result.stdout, re.MULTILINE)
     assert re.search(
         r"^stripe: TEST mode at http://127\.0\.0\.1:\d+, account .+ \(acct_\w+\)$",
         result.stdout,

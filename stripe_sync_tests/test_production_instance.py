@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import secrets
 import shutil
@@ -24,17 +25,20 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
+import redis
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster_postgres import PostgresRunStorage  # never skipped: missing, the test fails
 from sqlalchemy.engine import make_url
 
 from stripe_sync.definitions import build_definitions
+from stripe_sync.defs.dagster_compat import partition_range_tags
 from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
 from stripe_sync_tests.conftest import (
     console_script,
     new_database,
     stop_process_group,
     stripe_state,
+    stripe_sync_script,
 )
 from stripe_sync_tests.rate_windows import max_in_window
 from stripe_sync_tests.test_pipeline import assert_in_sync, sample_products
@@ -62,6 +66,18 @@ FINISHED = {
 PRODUCT_ID = re.compile(r"-cms_sku-(\d{5})-")  # in a products.create idempotency key
 
 
+def use_instance_database(pipeline_env, url: str) -> None:
+    """deploy/dagster.yaml's variables, pointing at the database `url`."""
+    database = make_url(url)
+    pipeline_env.set(
+        DAGSTER_PG_HOST=database.host or "localhost",
+        DAGSTER_PG_PORT=str(database.port or 5432),
+        DAGSTER_PG_USERNAME=database.username or "postgres",
+        DAGSTER_PG_PASSWORD=database.password or "",
+        DAGSTER_PG_DB=database.database,
+    )
+
+
 @pytest.fixture
 def instance_database_url(postgres_url: str) -> Iterator[str]:
     """A database of its own for the Dagster instance's storage, dropped after."""
@@ -80,14 +96,9 @@ def test_two_runs_on_a_postgres_instance_share_one_stripe_budget_without_duplica
     table = products_table(list(source.values()))
     pipeline_env.use_catalog(table)
     secret_key = f"sk_test_production_{secrets.token_hex(8)}"  # its own throttle namespace
-    state_dir = tmp_path / "shared_state"  # a volume every run worker mounts, in production
-    database = make_url(instance_database_url)
+    state_dir = tmp_path / "local_files"  # never shared: nothing a run depends on is there
+    use_instance_database(pipeline_env, instance_database_url)
     pipeline_env.set(
-        DAGSTER_PG_HOST=database.host or "localhost",
-        DAGSTER_PG_PORT=str(database.port or 5432),
-        DAGSTER_PG_USERNAME=database.username or "postgres",
-        DAGSTER_PG_PASSWORD=database.password or "",
-        DAGSTER_PG_DB=database.database,
         STRIPE_SECRET_KEY=secret_key,
         STRIPE_SYNC_THROTTLE_URL=fresh_database_url,
         STRIPE_SYNC_BATCH_SIZE=str(PRODUCTS_PER_BATCH),
@@ -207,10 +218,14 @@ def test_two_runs_on_a_postgres_instance_share_one_stripe_budget_without_duplica
     assert_in_sync(table.rows(), source, products, prices)
     active = Counter(price["product"] for price in prices.values() if price["active"])
     assert set(active.values()) == {1}
-    # Both run workers kept the pipeline's state in STRIPE_SYNC_STATE_DIR.
-    assert {path.stem for path in (state_dir / "ledger" / "stripe_prices").iterdir()} == set(
-        batches
-    )
+    # Both run workers kept the pipeline's state in the catalog's database, nothing on disk.
+    with psycopg.connect(table.database_url) as connection:
+        ledger = connection.execute(
+            "select batch from stripe_sync_ledger where namespace = %s and step = 'stripe_prices'",
+            [table.name],
+        ).fetchall()
+    assert {batch for (batch,) in ledger} == set(batches)
+    assert not state_dir.exists() or not any(state_dir.rglob("*.json"))
 
 
 def failure_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
@@ -221,3 +236,176 @@ def failure_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
             run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
         )
     ]
+
+
+def test_two_run_workers_sharing_only_the_databases_each_sync_a_batch_and_a_third_sees_both(
+    products_table, pipeline_env, instance_database_url, emulator, tmp_path
+):
+    source = {row["id"]: row for row in sample_products(40)}
+    table = products_table(list(source.values()))
+    pipeline_env.use_catalog(table)
+    use_instance_database(pipeline_env, instance_database_url)
+    pipeline_env.set(STRIPE_SYNC_BATCH_SIZE="20")
+    run_config = tmp_path / "in_process.yaml"
+    run_config.write_text("execution:\n  config:\n    in_process: {}\n")
+
+    def machine(name: str, *command: str, instance: Path | None = INSTANCE_YAML):
+        """`command` in a directory of its own: its own Dagster home (the shared PostgreSQL
+        instance, or a new local one) and its own local files."""
+        home = tmp_path / name / "dagster_home"
+        home.mkdir(parents=True)
+        if instance is not None:
+            shutil.copy(instance, home / "dagster.yaml")
+        env = {
+            **pipeline_env.cli_env(),
+            "DAGSTER_HOME": str(home),
+            "STRIPE_SYNC_STATE_DIR": str(tmp_path / name / "local"),
+        }
+        return subprocess.Popen(
+            command,
+            cwd=home.parent,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def execute(name: str, job: str, tags: dict | None = None):
+        command = [console_script("dagster"), "job", "execute", "-m", "stripe_sync.definitions"]
+        command += ["-j", job, "-c", str(run_config), "--tags", json.dumps(tags or {})]
+        return machine(name, *command)
+
+    def finished(process: subprocess.Popen) -> str:
+        out, _ = process.communicate(timeout=180)
+        assert process.returncode == 0, out
+        return out
+
+    finished(execute("registrar", "register_batches_job"))
+    with psycopg.connect(instance_database_url) as connection:
+        batches = sorted(
+            partition
+            for (partition,) in connection.execute(
+                "select partition from dynamic_partitions "
+                "where partitions_def_name = 'product_batches'"
+            )
+        )
+    assert len(batches) == 2
+    workers = [
+        execute(f"worker_{n}", "migrate_batches", {PARTITION_NAME_TAG: batch})
+        for n, batch in enumerate(batches)
+    ]
+    for worker in workers:
+        finished(worker)
+    before = len(emulator.requests())
+    plan = finished(machine("third", stripe_sync_script(), "plan", "--json", instance=None))
+
+    assert json.loads(plan[plan.index("{") :])["counts"]["unchanged"] == len(source)
+    assert emulator.requests()[before:] == []  # a plan reads the catalog and the state only
+    assert_in_sync(table.rows(), source, *stripe_state(emulator.base_url))
+    for name in ("worker_0", "worker_1"):
+        assert list((tmp_path / name / "local").rglob("*.json")) == []
+
+
+def test_a_run_on_two_celery_workers_sharing_only_the_databases_is_exact(
+    products_table, pipeline_env, instance_database_url, emulator, tmp_path
+):
+    source = {row["id"]: row for row in sample_products(60)}
+    table = products_table(list(source.values()))
+    pipeline_env.use_catalog(table)
+    queue = f"stripe_sync_test_{secrets.token_hex(4)}"  # this test's tasks only
+    broker = os.environ.get("STRIPE_SYNC_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    use_instance_database(pipeline_env, instance_database_url)
+    pipeline_env.set(
+        STRIPE_SYNC_BATCH_SIZE="20",
+        STRIPE_SYNC_EXECUTOR="celery",
+        STRIPE_SYNC_CELERY_BROKER=broker,
+        STRIPE_SYNC_CELERY_QUEUE=queue,
+    )
+    shutil.copy(INSTANCE_YAML, pipeline_env.dagster_home / "dagster.yaml")
+    with dg.DagsterInstance.get() as instance:
+        assert (
+            build_definitions()
+            .resolve_job_def("register_batches_job")
+            .execute_in_process(instance=instance)
+            .success
+        )
+        batches = instance.get_dynamic_partitions("product_batches")
+    assert len(batches) == 3
+
+    workers, logs = [], []
+    for n in range(2):
+        folder = tmp_path / f"celery_worker_{n}"  # a machine of its own: nothing else shared
+        (folder / "tmp").mkdir(parents=True)
+        logs.append(folder / "worker.log")
+        env = {
+            **pipeline_env.cli_env(),
+            "TMPDIR": str(folder / "tmp"),
+            "STRIPE_SYNC_STATE_DIR": str(folder / "local"),
+        }
+        env.pop("DAGSTER_HOME")  # a task carries its instance; the worker needs no home
+        with open(logs[-1], "wb") as out:
+            workers.append(
+                subprocess.Popen(
+                    [
+                        *(console_script("celery"), "-A", "dagster_celery.app"),
+                        *("-b", broker, "--result-backend", broker, "worker"),
+                        *("-n", f"worker{n}@%h", "-Q", queue, "-l", "INFO"),
+                        *("--concurrency=1", "--prefetch-multiplier=1"),
+                    ],
+                    cwd=folder,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    try:
+        deadline = time.monotonic() + 60
+        while not all(" ready." in log.read_text() for log in logs):
+            assert all(w.poll() is None for w in workers), [log.read_text() for log in logs]
+            assert time.monotonic() < deadline, [log.read_text()[-2000:] for log in logs]
+            time.sleep(0.5)
+        # Two runs at once (batches 1-2 and batch 3): the two workers take the steps as they
+        # come, so a step often runs on another worker than the step before it.
+        runs = [
+            subprocess.Popen(
+                [
+                    *(console_script("dagster"), "job", "execute", "-m"),
+                    *("stripe_sync.definitions", "-j", "migrate_batches", "--tags"),
+                    json.dumps(
+                        {**partition_range_tags(first, last), "dagster-celery/queue": queue}
+                    ),
+                ],
+                cwd=tmp_path,
+                env=pipeline_env.cli_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for first, last in ((batches[0], batches[1]), (batches[2], batches[2]))
+        ]
+        outputs = [run.communicate(timeout=300)[0] for run in runs]
+    finally:
+        for worker in workers:
+            stop_process_group(worker)
+        forget_celery_keys(broker, queue)
+
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    with dg.DagsterInstance.get() as instance:
+        steps = sum(
+            len(instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS))
+            for run in instance.get_runs(filters=dg.RunsFilter(job_name="migrate_batches"))
+        )
+    tasks = [log.read_text().count("succeeded in") for log in logs]
+    assert sum(tasks) == steps and min(tasks) >= 1, tasks  # every step a task, both workers busy
+    assert_in_sync(table.rows(), source, *stripe_state(emulator.base_url))
+    assert all(worker.poll() is not None for worker in workers)
+
+
+def forget_celery_keys(broker: str, queue: str) -> None:
+    """The keys Celery left in the test's Redis: the task results and the queue's bindings."""
+    client = redis.Redis.from_url(broker)
+    keys = [*client.scan_iter("celery-task-meta-*"), *client.scan_iter(f"*{queue}*")]
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -21,13 +21,14 @@ from psycopg import sql
 from stripe_sync.catalog import open_catalog
 from stripe_sync.catalog.base import WRITE_BACK_COLUMNS
 from stripe_sync.cli import main
-from stripe_sync.core.backups import Backup, BackupStore
+from stripe_sync.core.backups import Backup
 from stripe_sync.core.batches import batch_key
-from stripe_sync.core.checkpoints import Checkpoint, CheckpointStore
+from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import Catalog, WriteBack
+from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.defs.partitions import batch_partitions
-from stripe_sync.settings import load_settings
+from stripe_sync.state import open_state
 from stripe_sync_tests.conftest import (
     TEST_SECRET_KEY,
     ProductsTable,
@@ -47,7 +48,7 @@ class World:
     table: ProductsTable
     catalog: Catalog
     api: StripeApi
-    backups: BackupStore
+    state: StateStore  # the catalog's own database, as the pipeline uses it
     emulator_url: str
     price_ids: dict[str, str] = field(default_factory=dict)  # cms id -> its first price
 
@@ -87,7 +88,7 @@ class World:
         rows = self.table.rows()
         product_ids = [f"cms_{cms_id}" for cms_id in changes]
         found = {p["id"]: p for p in self.api.list_products(product_ids)}
-        self.backups.save(
+        self.state.save_backup(
             Backup(
                 run_id=run_id,
                 batch=BATCH,
@@ -207,7 +208,6 @@ def world(products_table, pipeline_env, emulator, tmp_path) -> World:
     """Nine products synced before any migration (p00 .. p08), one row never synced (p09)."""
     table = products_table()
     pipeline_env.use_catalog(table)
-    pipeline_env.set(STRIPE_SYNC_BACKUPS_DIR=str(tmp_path / "backups"))
     catalog = open_catalog(
         database_url=table.database_url, supabase_url=None, supabase_key=None, table=table.name
     )
@@ -215,7 +215,7 @@ def world(products_table, pipeline_env, emulator, tmp_path) -> World:
         table,
         catalog,
         StripeApi(TEST_SECRET_KEY, api_base=pipeline_env.emulator_url),
-        BackupStore(tmp_path / "backups"),
+        open_state(catalog),
         pipeline_env.emulator_url,
     )
     for n in range(9):
@@ -317,18 +317,21 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(world, emulator):
 
 
 def test_the_checkpoints_of_rolled_back_rows_are_forgotten_and_a_dry_run_keeps_them(world):
-    checkpoints = CheckpointStore(load_settings().state_dir / "checkpoints")
-    checkpoints.record(
-        BATCH,
-        {c: Checkpoint(f"cms_{c}", world.price_ids[c], "v1:Renamed") for c in ("p03", "p08")},
+    world.state.record(
+        [],
+        {
+            BATCH: {
+                c: Checkpoint(f"cms_{c}", world.price_ids[c], "v1:Renamed") for c in ("p03", "p08")
+            }
+        },
     )
     world.migrate("run-a", "2026-11-20T10:00:00.000000+00:00", {"p03": rename_to("Renamed")})
 
     assert rollback("--dry-run").exit_code == 0
-    assert set(checkpoints.load(BATCH)) == {"p03", "p08"}
+    assert set(world.state.checkpoints(BATCH)) == {"p03", "p08"}
 
     assert rollback("--yes").exit_code == 0
-    assert set(checkpoints.load(BATCH)) == {"p08"}  # p03 is reconciled by the next sync
+    assert set(world.state.checkpoints(BATCH)) == {"p08"}  # p03 is reconciled by the next sync
 
 
 @pytest.mark.parametrize("since", ["run-b", "2026-11-21T00:00:00", "2026-11-21T01:00:00+01:00"])
@@ -379,7 +382,7 @@ def test_a_step_that_fails_exits_1_and_everything_else_is_rolled_back(world, emu
     ghost = {**world.api.retrieve_product("cms_p08"), "id": "cms_ghost"}
     world.table.insert([{"id": "ghost", "name": "Ghost", "price": "1"}])
     world.write_back("ghost", sync_hash="v1:new")
-    world.backups.save(
+    world.state.save_backup(
         Backup(
             "run-c",
             BATCH,

@@ -113,7 +113,7 @@ def test_a_database_url_without_a_password_may_be_literal(tmp_path):
             "synk:\n  batch_size: 10\n",
             "synk.batch_size is not a setting (did you mean sync.batch_size?)",
         ),
-        ("synk: 10\n", "synk must be a section of settings such as catalog, stripe"),
+        ("synk: 10\n", "synk must be a section of settings such as catalog, state, stripe"),
         (
             "sync:\n  batch_size: ten\n",
             "sync.batch_size in stripe_sync.yaml must be a whole number of at least 1, not 'ten'.",

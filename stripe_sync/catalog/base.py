@@ -20,7 +20,10 @@ def missing_columns_error(table: str, missing: Iterable[str]) -> CatalogError:
     if source:
         problems.append(f"the catalog columns {', '.join(source)} (rename or add them)")
     if write_back:
-        problems.append(f"the write-back columns {', '.join(write_back)} (apply {MIGRATION})")
+        problems.append(
+            f"the write-back columns {', '.join(write_back)} (they are optional, but all or "
+            f"none: add these, e.g. with {MIGRATION}, or drop the others)"
+        )
     mapped = sorted(missing - set(SOURCE_COLUMNS) - set(WRITE_BACK_COLUMNS))
     if mapped:
         problems.append(

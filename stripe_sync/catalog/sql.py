@@ -33,7 +33,7 @@ _WRITE_BACK_TYPES = {column: sa.Text() for column in WRITE_BACK_COLUMNS} | {
 }
 
 
-def engine_url(url: str) -> URL:
+def engine_url(url: str, *, setting: str = "CATALOG_DATABASE_URL") -> URL:
     """`url` with the psycopg 3 driver for postgresql:// and postgres:// URLs."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url.removeprefix("postgres://")
@@ -41,10 +41,15 @@ def engine_url(url: str) -> URL:
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("postgresql", "sqlite"):
-        raise CatalogError(
-            "CATALOG_DATABASE_URL must start with postgresql://, postgres:// or sqlite:///."
-        )
+        raise CatalogError(f"{setting} must start with postgresql://, postgres:// or sqlite:///.")
     return parsed
+
+
+def location_of(url: URL) -> str:
+    """Which database, e.g. "PostgreSQL 127.0.0.1:5432/cms"; never a password."""
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite {url.database or ':memory:'}"
+    return f"PostgreSQL {url.host or 'localhost'}:{url.port or 5432}/{url.database}"
 
 
 class SqlCatalog:
@@ -61,16 +66,23 @@ class SqlCatalog:
         self.engine = sa.create_engine(self._url, connect_args=connect_args)
 
     def describe(self) -> str:
-        return f"{self._location()}, table {self.table}"
+        return f"{self.location()}, table {self.table}"
 
     def check(self) -> None:
         missing = [
             column
-            for column in SOURCE_COLUMNS + WRITE_BACK_COLUMNS + self._metadata_columns
+            for column in SOURCE_COLUMNS + self._metadata_columns
             if column not in self._table.columns
         ]
+        present = [column for column in WRITE_BACK_COLUMNS if column in self._table.columns]
+        if present and len(present) < len(WRITE_BACK_COLUMNS):
+            missing += [column for column in WRITE_BACK_COLUMNS if column not in present]
         if missing:
             raise missing_columns_error(self.table, missing)
+
+    @cached_property
+    def has_write_back_columns(self) -> bool:
+        return all(column in self._table.columns for column in WRITE_BACK_COLUMNS)
 
     def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
         query = sa.select(self._id_text)
@@ -106,13 +118,22 @@ class SqlCatalog:
             return [dict(row._mapping) for row in connection.execute(query)]
 
     def write_back(self, results: Sequence[WriteBack]) -> int:
+        try:
+            with self._connect() as connection, connection.begin():
+                return self.write_back_in(connection, results)
+        except sa.exc.DBAPIError as error:
+            reason = redact(str(error.orig).strip().splitlines()[0], self._url.password)
+            raise CatalogError(f"The write-back to {self.describe()} failed: {reason}") from None
+
+    def write_back_in(self, connection: Connection, results: Sequence[WriteBack]) -> int:
+        """The write-back in the caller's transaction (the state store's, when it shares this
+        database); returns the statements made."""
         chunks = [
             results[at : at + MAX_ROWS_PER_STATEMENT]
             for at in range(0, len(results), MAX_ROWS_PER_STATEMENT)
         ]
-        with self._connect() as connection, connection.begin():
-            for chunk in chunks:
-                connection.execute(self._write_back_statement(chunk))
+        for chunk in chunks:
+            connection.execute(self._write_back_statement(chunk))
         return len(chunks)
 
     def close(self) -> None:
@@ -128,7 +149,7 @@ class SqlCatalog:
                 )
             except sa.exc.NoSuchTableError:
                 raise CatalogError(
-                    f"Table {self.table} not found in {self._location()}: create it or set "
+                    f"Table {self.table} not found in {self.location()}: create it or set "
                     "the table name."
                 ) from None
 
@@ -142,7 +163,8 @@ class SqlCatalog:
                 sa.cast(self._table.c[column], sa.Text).label(column)
                 if column == "price"
                 else self._table.c[column]
-                for column in SOURCE_COLUMNS[1:] + WRITE_BACK_COLUMNS
+                for column in SOURCE_COLUMNS[1:]
+                + (WRITE_BACK_COLUMNS if self.has_write_back_columns else ())
             ]
             + [
                 sa.cast(self._table.c[column], sa.Text).label(METADATA_PREFIX + column)
@@ -232,7 +254,6 @@ class SqlCatalog:
             return self._url.database or ":memory:"
         return f"{self._url.host or 'localhost'}:{self._url.port or 5432}"
 
-    def _location(self) -> str:
-        if self._is_sqlite:
-            return f"SQLite {self._address()}"
-        return f"PostgreSQL {self._address()}/{self._url.database}"
+    def location(self) -> str:
+        """Which database, e.g. "PostgreSQL 127.0.0.1:5432/cms"; never a password."""
+        return location_of(self._url)

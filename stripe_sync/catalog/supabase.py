@@ -33,11 +33,11 @@ log = logging.getLogger(__name__)
 
 WRITE_BACK_FUNCTION = "stripe_sync_write_back"
 MIN_PAGE_SIZE = 1_000
-_SELECTED = ",".join(
+_SOURCE_SELECTED = ",".join(
     ["id::text"]
     + [f"{column}::text" if column == "price" else column for column in SOURCE_COLUMNS[1:]]
-    + list(WRITE_BACK_COLUMNS)
 )
+_WRITE_BACK = ",".join(WRITE_BACK_COLUMNS)
 _TIMEOUT_S = 60
 _FUNCTION_MISSING = "PGRST202"
 _TABLE_MISSING = ("PGRST205", "42P01")
@@ -57,8 +57,8 @@ class SupabaseCatalog:
         self.table = table
         self._metadata_columns = tuple(metadata_columns)
         # PostgREST aliases can't hold a dot: read `metadata__<column>` and rename.
-        self._selected = ",".join(
-            [_SELECTED, *(f"metadata__{c}:{c}::text" for c in self._metadata_columns)]
+        self._source_selected = ",".join(
+            [_SOURCE_SELECTED, *(f"metadata__{c}:{c}::text" for c in self._metadata_columns)]
         )
         self._url = url.rstrip("/")
         self._key = service_role_key
@@ -78,6 +78,7 @@ class SupabaseCatalog:
                 f"Cannot use SUPABASE_URL {self._url}: {redact(str(error), self._key)}"
             ) from None
         self._rpc_installed = True
+        self._write_back_columns: bool | None = None  # not known before a read or a check
 
     def __repr__(self) -> str:
         return f"SupabaseCatalog({self.describe()!r})"
@@ -93,14 +94,25 @@ class SupabaseCatalog:
                 "project's service_role key (Project Settings > API)."
             )
         try:  # no retries: a wrong URL should fail the preflight at once
-            self._request(self._select(self._selected).limit(1).retry(False))
+            self.execute(self._select(self._source_selected).limit(1).retry(False))
         except _ColumnMissing:
             missing = [
                 column
-                for column in SOURCE_COLUMNS + WRITE_BACK_COLUMNS + self._metadata_columns
+                for column in SOURCE_COLUMNS + self._metadata_columns
                 if not self._column_exists(column)
             ]
             raise missing_columns_error(self.table, missing) from None
+        if not self.has_write_back_columns:
+            present = [column for column in WRITE_BACK_COLUMNS if self._column_exists(column)]
+            if present:
+                missing = [column for column in WRITE_BACK_COLUMNS if column not in present]
+                raise missing_columns_error(self.table, missing)
+
+    @property
+    def has_write_back_columns(self) -> bool:
+        if self._write_back_columns is None:
+            self._write_back_columns = self._column_exists(_WRITE_BACK)
+        return self._write_back_columns
 
     def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
         for page in self._pages("id::text", start, None, page_size):
@@ -110,21 +122,23 @@ class SupabaseCatalog:
         query = self._client.table(self.table).select("id", count=CountMethod.exact, head=True)
         if start is not None:
             query = query.gte("id", start)
-        return self._request(query).count
+        return self.execute(query).count
 
     def read_rows(
         self, lower: str | None, upper: str | None, page_size: int = 1_000
     ) -> Iterator[dict]:
-        for page in self._pages(self._selected, lower, upper, page_size):
+        for page in self._pages(None, lower, upper, page_size):
             yield from map(_renamed, page)
 
     def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
-        query = self._select(self._selected).not_.is_("updated_at", "null")
-        if after is not None:
-            at, last = map(_quoted, after)
-            query = query.or_(f"updated_at.gt.{at},and(updated_at.eq.{at},id.gt.{last})")
-        query = query.order("updated_at").order("id").limit(limit)
-        return list(map(_renamed, self._request(query).data))
+        def query(columns: str):
+            query = self._select(columns).not_.is_("updated_at", "null")
+            if after is not None:
+                at, last = map(quoted, after)
+                query = query.or_(f"updated_at.gt.{at},and(updated_at.eq.{at},id.gt.{last})")
+            return query.order("updated_at").order("id").limit(limit)
+
+        return list(map(_renamed, self._row_data(query)))
 
     def write_back(self, results: Sequence[WriteBack]) -> int:
         if not results:
@@ -135,7 +149,7 @@ class SupabaseCatalog:
                 WRITE_BACK_FUNCTION, {"target_table": self.table, "rows": rows}
             )
             try:
-                self._request(query)
+                self.execute(query)
                 return 1
             except _FunctionMissing:
                 self._rpc_installed = False
@@ -148,7 +162,7 @@ class SupabaseCatalog:
         for row in rows:
             values = {column: row[column] for column in WRITE_BACK_COLUMNS}
             update = self._client.table(self.table).update(values, returning=ReturnMethod.minimal)
-            self._request(update.eq("id", row["id"]))
+            self.execute(update.eq("id", row["id"]))
         return len(rows)
 
     def close(self) -> None:
@@ -158,35 +172,61 @@ class SupabaseCatalog:
         return self._client.table(self.table).select(columns)
 
     def _pages(
-        self, columns: str, lower: str | None, upper: str | None, page_size: int
+        self, columns: str | None, lower: str | None, upper: str | None, page_size: int
     ) -> Iterator[list[dict]]:
-        """Keyset pages over lower <= id < upper, ordered by id."""
+        """Keyset pages over lower <= id < upper, ordered by id; `columns` None: a row's."""
         page_size = max(page_size, MIN_PAGE_SIZE)
         last = None
         while True:
-            query = self._select(columns)
-            if last is not None:
-                query = query.gt("id", last)
-            elif lower is not None:
-                query = query.gte("id", lower)
-            if upper is not None:
-                query = query.lt("id", upper)
-            page = self._request(query.order("id").limit(page_size)).data
+
+            def query(selected: str, last=last):
+                query = self._select(selected)
+                if last is not None:
+                    query = query.gt("id", last)
+                elif lower is not None:
+                    query = query.gte("id", lower)
+                if upper is not None:
+                    query = query.lt("id", upper)
+                return query.order("id").limit(page_size)
+
+            page = self._row_data(query) if columns is None else self.execute(query(columns)).data
             if page:
                 yield page
             if len(page) < page_size:
                 return
             last = page[-1]["id"]
 
-    def _column_exists(self, column: str) -> bool:
+    def _row_data(self, query) -> list[dict]:
+        """The data of `query(columns)` with a row's columns: the write-back ones too unless the
+        table is known to lack them. The first read settles it, with no request of its own
+        when the columns are there."""
+        if self._write_back_columns is not False:
+            try:
+                data = self.execute(query(f"{self._source_selected},{_WRITE_BACK}")).data
+            except _ColumnMissing:
+                if self._write_back_columns:  # they are there: another column is missing
+                    raise
+                self._write_back_columns = False
+            else:
+                self._write_back_columns = True
+                return data
+        return self.execute(query(self._source_selected)).data
+
+    def _column_exists(self, columns: str) -> bool:
         try:
-            self._request(self._select(column).limit(0).retry(False))
+            self.execute(self._select(columns).limit(0).retry(False))
         except _ColumnMissing:
             return False
         return True
 
-    def _request(self, query):
-        """Execute `query`, turning transport and PostgREST errors into CatalogError."""
+    @property
+    def client(self):
+        """supabase-py's client, for the state store in the same project."""
+        return self._client
+
+    def execute(self, query):
+        """Execute a query of `client`, turning transport and PostgREST errors into
+        CatalogError."""
         try:
             return query.execute()
         except httpx.HTTPError as error:
@@ -232,7 +272,7 @@ def _renamed(row: dict) -> dict:
     return {key.replace("metadata__", METADATA_PREFIX, 1): value for key, value in row.items()}
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
     """A value inside a PostgREST logic tree (`or=(...)`): double-quoted, so commas,
     parentheses and dots in it are not read as syntax."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

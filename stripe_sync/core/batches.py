@@ -51,6 +51,10 @@ def first_id_of(key: str) -> str:
     return unquote(key.split(_SEPARATOR, 1)[1])
 
 
+def position_of(key: str) -> int:
+    return int(key.split(_SEPARATOR, 1)[0])
+
+
 def batches(keys: Sequence[str]) -> list[Batch]:
     """The ranges of registered batch keys (in registration order)."""
     firsts = [first_id_of(key) for key in keys]
@@ -70,7 +74,9 @@ def new_batch_keys(catalog: IdSource, registered: Sequence[str], batch_size: int
     if registered and next(islice(ids, batch_size - 1, batch_size), None) is None:
         return []
     new_keys = []
-    position = len(registered)
+    # After the last one: the registered keys may skip a position (a new Dagster instance
+    # registers the batches its state was recorded under, some may have none).
+    position = position_of(registered[-1]) + 1 if registered else 0
     for first_id in islice(ids, 0, None, batch_size):
         new_keys.append(batch_key(position, first_id))
         position += 1

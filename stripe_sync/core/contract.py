@@ -69,13 +69,19 @@ class CatalogWriter(Protocol):
 class Catalog(CatalogWriter, Protocol):
     table: str
 
+    @property
+    def has_write_back_columns(self) -> bool:
+        """Whether the table has the write-back columns (all of them: `check` refuses a table
+        with only some). Without them its rows hold none of WRITE_BACK_COLUMNS, and the
+        pipeline keeps the sync state in its state store alone."""
+
     def describe(self) -> str:
         """Where the catalog is, e.g. "PostgreSQL 127.0.0.1:5432/test, table products";
         never a password or key."""
 
     def check(self) -> None:
-        """Raise CatalogError when the catalog is unreachable, the table is missing or it
-        lacks columns."""
+        """Raise CatalogError when the catalog is unreachable, the table is missing, it lacks
+        catalog columns or has only some of the write-back columns."""
 
     def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
         """Ids >= start as text, in the database's order of the id column."""
@@ -87,7 +93,8 @@ class Catalog(CatalogWriter, Protocol):
         self, lower: str | None, upper: str | None, page_size: int = 1_000
     ) -> Iterator[dict]:
         """Rows with lower <= id < upper (None: open bound) in id order, keyset-paged; each
-        holds exactly SOURCE_COLUMNS + WRITE_BACK_COLUMNS, `id` as text."""
+        holds exactly SOURCE_COLUMNS (+ WRITE_BACK_COLUMNS where the table has them), `id` as
+        text."""
 
     def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
         """At most `limit` rows (shaped as `read_rows` makes them) whose (updated_at, id) comes

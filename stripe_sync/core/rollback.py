@@ -1,7 +1,7 @@
 """Rollback: Stripe and the catalog's write-back columns as they were before a migration.
 
 The target of each product and catalog row is its OLDEST entry among the backups of the
-window (`BackupStore.since`): its state before the first run in the window changed it.
+window (`backups_since`): its state before the first run in the window changed it.
 The plan compares the targets with the state now (Stripe read with `list_products`, 100
 ids a request; the catalog rows as read) and holds only what differs, so a second rollback
 finds nothing to do and writes nothing. A dry run is the plan, not applied.
@@ -30,12 +30,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from stripe_sync.core.backups import Backup, BackupStore
-from stripe_sync.core.checkpoints import CheckpointStore
-from stripe_sync.core.contract import WRITE_BACK_COLUMNS, CatalogWriter, WriteBack
+from stripe_sync.core.backups import Backup, backups_since
+from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
 from stripe_sync.core.identity import idempotency_key, stripe_product_id
 from stripe_sync.core.report import table_cell
+from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
 
 ARCHIVE, RESTORE, MISSING, RESET = "archive", "restore", "missing", "reset"
@@ -43,10 +43,10 @@ PLANNED, DONE, FAILED, SKIPPED = "planned", "done", "failed", "skipped"
 COUNTS = ("archived", "restored", "prices_restored", "catalog_rows_reset", "unchanged", "failed")
 
 
-def rollback_window(store: BackupStore, since: str | None) -> list[Backup]:
+def rollback_window(state: StateStore, since: str | None) -> list[Backup]:
     """The backups to roll back, oldest first; a ConfigError for an unknown `since`."""
     try:
-        return store.since(since)
+        return backups_since(state.backups(), since)
     except ValueError as error:
         raise ConfigError(f"{error}.") from None
 
@@ -260,22 +260,21 @@ class StepResult:
 def apply_rollback(
     plan: RollbackPlan,
     api: StripeApi,
-    catalog: CatalogWriter,
-    checkpoints: CheckpointStore,
+    state: StateStore,
     *,
     max_in_flight: int = 4,
 ) -> RollbackReport:
     """Checkpoints forgotten, then the Stripe steps (products in parallel), then one
     write-back of the rows whose product didn't fail."""
     for batch, cms_ids in sorted(plan.rows_by_batch().items()):
-        checkpoints.forget(batch, sorted(cms_ids))
+        state.forget(batch, sorted(cms_ids))
     refused = threading.Event()  # Stripe refused the key: nothing further is sent
     with ThreadPoolExecutor(max(1, max_in_flight), thread_name_prefix="rollback") as pool:
         steps = list(pool.map(lambda step: _apply_step(api, step, refused), plan.product_steps))
     failed = {result.cms_id for result in steps if result.outcome != DONE}
     resets = [reset for reset in plan.row_resets if reset.target.cms_id not in failed]
     if resets:
-        catalog.write_back([reset.write_back() for reset in resets])
+        state.write_back([reset.write_back() for reset in resets])
     steps += [
         _reset_result(reset, DONE)
         if reset.target.cms_id not in failed
@@ -330,8 +329,7 @@ def _reset_result(reset: RowReset, outcome: str, error: str | None = None) -> St
 def roll_back(
     backups: list[Backup],
     api: StripeApi,
-    catalog: CatalogWriter,
-    checkpoints: CheckpointStore,
+    state: StateStore,
     current_rows: Mapping[str, dict],
     *,
     dry_run: bool = False,
@@ -343,7 +341,7 @@ def roll_back(
     plan = plan_rollback(targets, current, current_rows)
     if dry_run:
         return plan.report()
-    return apply_rollback(plan, api, catalog, checkpoints, max_in_flight=max_in_flight)
+    return apply_rollback(plan, api, state, max_in_flight=max_in_flight)
 
 
 # --- the report -------------------------------------------------------------------------

@@ -12,7 +12,9 @@ The two Stripe steps of a run are two calls:
 
 A stop (Ctrl+C, a run terminated, Stripe refusing the key) never loses finished work: what
 finished is written back and recorded before the result says the run stopped. The write-back
-and the records run inside `shielded()`, where the caller defers a stop until they are done.
+and the checkpoints are one `StateStore.record` (one transaction where the catalog and the
+state share a database), run inside `shielded()`, where the caller defers a stop until it is
+done.
 """
 
 from __future__ import annotations
@@ -23,33 +25,24 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 
 from stripe_sync.core.applier import Applier, ApplyStopped, Outcome, Progress, Result
-from stripe_sync.core.backups import Backup, BackupStore, now_iso
-from stripe_sync.core.checkpoints import Checkpoint, CheckpointStore
-from stripe_sync.core.contract import WRITE_BACK_COLUMNS, CatalogWriter, WriteBack
+from stripe_sync.core.backups import Backup, now_iso
+from stripe_sync.core.checkpoints import Checkpoint
+from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import ErrorKind, StripeFailure
 from stripe_sync.core.identity import DesiredProduct
-from stripe_sync.core.ledger import PRICES, PRODUCTS, OutcomeLedger
+from stripe_sync.core.ledger import PRICES, PRODUCTS, outcomes_of_run
 from stripe_sync.core.planner import Action, ActionKind, PlanOptions
 from stripe_sync.core.report import RESULTS
+from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.core.validation import plan_frame, planning_inputs, records
 
 _NOTHING_NEW = (ActionKind.UNCHANGED, ActionKind.ORPHANED)  # their checkpoints stay as they are
 _STATE_COLUMNS = ("stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "sync_hash")
-
-
-@dataclass(frozen=True)
-class SyncStores:
-    """Where a sync keeps what it knows: checkpoints, backups and the outcome ledger."""
-
-    checkpoints: CheckpointStore
-    backups: BackupStore
-    ledger: OutcomeLedger
 
 
 @dataclass(frozen=True)
@@ -86,8 +79,7 @@ class BatchSync:
     def __init__(
         self,
         api: StripeApi,
-        catalog: CatalogWriter,
-        stores: SyncStores,
+        state: StateStore,
         run_id: str,
         *,
         max_in_flight: int,
@@ -95,8 +87,7 @@ class BatchSync:
         shielded: Callable[[], AbstractContextManager] = contextlib.nullcontext,
     ):
         self._api = api
-        self._catalog = catalog
-        self._stores = stores
+        self._state = state
         self._run_id = run_id
         self._max_in_flight = max_in_flight
         self._on_progress = on_progress
@@ -107,16 +98,16 @@ class BatchSync:
     ) -> StepResult:
         """The products of the batches' rows, as planned against their checkpoints."""
         started = time.monotonic()
-        plan = plan_frame(validated, batches, self._stores.checkpoints, options)
+        plan = plan_frame(validated, batches, self._state, options)
         actions = [action for batch_actions in plan.values() for action in batch_actions]
         batch_of = {action.cms_id: batch for batch, acts in plan.items() for action in acts}
         desired = {a.cms_id: a.desired for a in actions if a.desired is not None}
         rows = _rows_by_id(validated)
         try:
             backups = [
-                str(path)
+                saved
                 for batch, batch_actions in plan.items()
-                if (path := self._back_up(batch, batch_actions, rows))
+                if (saved := self._back_up(batch, batch_actions, rows))
             ]
         except StripeFailure as failure:
             if failure.kind is not ErrorKind.FATAL:
@@ -134,8 +125,7 @@ class BatchSync:
             outcomes, stopped = error.finished, error
         settled = [o for o in outcomes if not o.price_pending]
         with self._shielded():
-            write_backs = self._write_back(settled, rows)
-            self._record_checkpoints(batch_of, desired, settled)
+            write_backs = self._record(settled, rows, batch_of, desired)
         seconds = time.monotonic() - started
         self._save_ledger(PRODUCTS, batches, outcomes, batch_of, validated, seconds)
         return StepResult(outcomes, outcomes, write_backs, seconds, backups, stopped)
@@ -144,11 +134,10 @@ class BatchSync:
         """New default prices for the products this run's products step left pending."""
         started = time.monotonic()
         desired = {cms_id: product for cms_id, product, *_ in planning_inputs(validated)}
-        ledger = self._stores.ledger
         records_of_run = {
             batch: record
             for batch in batches
-            if (record := ledger.of_run(PRODUCTS, batch, self._run_id)) is not None
+            if (record := outcomes_of_run(self._state, PRODUCTS, batch, self._run_id)) is not None
         }
         batch_of = {
             o["cms_id"]: batch
@@ -167,8 +156,7 @@ class BatchSync:
         except ApplyStopped as error:
             repriced, stopped = error.finished, error
         with self._shielded():
-            write_backs = self._write_back(repriced, _rows_by_id(validated))
-            self._record_checkpoints(batch_of, desired, repriced)
+            write_backs = self._record(repriced, _rows_by_id(validated), batch_of, desired)
         by_id = {o.cms_id: o for o in repriced}
         final = [
             replace(by_id[o.cms_id], requests=by_id[o.cms_id].requests + o.requests)
@@ -183,7 +171,7 @@ class BatchSync:
 
     # --- the parts -----------------------------------------------------------------------
 
-    def _back_up(self, batch: str, actions: list[Action], rows: dict[str, dict]) -> Path | None:
+    def _back_up(self, batch: str, actions: list[Action], rows: dict[str, dict]) -> str | None:
         """Save the batch's rows and Stripe products that the actions may change, before they do."""
         writing = [action for action in actions if action.writes]
         if not writing:
@@ -208,10 +196,26 @@ class BatchSync:
             stripe_products={product_id: found.get(product_id) for product_id in product_ids},
             actions={action.cms_id: action.change for action in writing},
         )
-        return self._stores.backups.save(backup)
+        return self._state.save_backup(backup)
 
-    def _write_back(self, outcomes: Iterable[Outcome], rows: dict[str, dict]) -> int:
-        """Write what changed for these rows in one request; returns the requests made."""
+    def _record(
+        self,
+        outcomes: Sequence[Outcome],
+        rows: dict[str, dict],
+        batch_of: dict[str, str],
+        desired: dict[str, DesiredProduct],
+    ) -> int:
+        """Write back what changed for these rows and record their checkpoints, in one
+        `StateStore.record`; returns the requests or statements made."""
+        write_backs = self._write_backs(outcomes, rows)
+        checkpoints = self._checkpoint_changes(batch_of, desired, outcomes)
+        if not write_backs and not checkpoints:
+            return 0
+        return self._state.record(write_backs, checkpoints, batch_of=batch_of)
+
+    @staticmethod
+    def _write_backs(outcomes: Iterable[Outcome], rows: dict[str, dict]) -> list[WriteBack]:
+        """The rows whose write-back values change."""
         now = datetime.now(UTC)
         write_backs = {}
         for outcome in outcomes:
@@ -230,27 +234,28 @@ class BatchSync:
             )
             if any(getattr(row, column) != before[column] for column in _STATE_COLUMNS):
                 write_backs.setdefault(row.id, row)
-        return self._catalog.write_back(list(write_backs.values())) if write_backs else 0
+        return list(write_backs.values())
 
-    def _record_checkpoints(
+    def _checkpoint_changes(
         self,
         batch_of: dict[str, str],
         desired: dict[str, DesiredProduct],
         outcomes: Iterable[Outcome],
-    ) -> None:
+    ) -> dict[str, dict[str, Checkpoint]]:
         """What the outcomes made each row in Stripe, for the next plan to trust."""
-        store = self._stores.checkpoints
         changes: dict[str, dict[str, Checkpoint]] = {}
+        kept_of: dict[str, dict[str, Checkpoint]] = {}
         for outcome in outcomes:
             batch = batch_of[outcome.cms_id]
             if outcome.result == Result.ARCHIVED:
-                kept = store.load(batch)[outcome.cms_id]
+                if batch not in kept_of:
+                    kept_of[batch] = self._state.checkpoints(batch)
+                kept = kept_of[batch][outcome.cms_id]
                 changes.setdefault(batch, {})[outcome.cms_id] = replace(kept, removed=True)
             elif outcome.sync_status == "synced" and outcome.action not in _NOTHING_NEW:
                 checkpoint = Checkpoint.of(desired[outcome.cms_id], outcome.stripe_price_id)
                 changes.setdefault(batch, {})[outcome.cms_id] = checkpoint
-        for batch, batch_changes in changes.items():
-            store.record(batch, batch_changes)
+        return changes
 
     def _save_ledger(
         self,
@@ -264,7 +269,7 @@ class BatchSync:
         for batch in batches:
             mine = [o for o in outcomes if batch_of[o.cms_id] == batch]
             rows = validated[validated["batch"] == batch]
-            self._stores.ledger.save(
+            self._state.save_outcomes(
                 step,
                 batch,
                 {

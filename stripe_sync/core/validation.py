@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from stripe_sync.core.checkpoints import CheckpointStore
 from stripe_sync.core.identity import METADATA_PREFIX, DesiredProduct, reserved_metadata_keys
 from stripe_sync.core.money import (
     MINIMUM_CHARGE,
@@ -31,6 +30,7 @@ from stripe_sync.core.money import (
     to_minor_units,
 )
 from stripe_sync.core.planner import Action, PlanOptions, SyncState, plan_batch
+from stripe_sync.core.state import StateStore
 
 MAX_IMAGES = 8
 MAX_IMAGE_URL_LENGTH = 2_048
@@ -314,7 +314,7 @@ def planning_inputs(
 def plan_frame(
     validated: pd.DataFrame,
     batch_keys: Sequence[str],
-    checkpoints: CheckpointStore,
+    state: StateStore,
     options: PlanOptions,
 ) -> dict[str, list[Action]]:
     """The plan of each batch: its validated rows against its checkpoints (a batch whose rows
@@ -322,7 +322,7 @@ def plan_frame(
     return {
         batch: plan_batch(
             planning_inputs(validated[validated["batch"] == batch]),
-            checkpoints.load(batch),
+            state.checkpoints(batch),
             options,
         )
         for batch in batch_keys

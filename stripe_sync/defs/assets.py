@@ -14,10 +14,12 @@ from pydantic import Field
 
 from stripe_sync.core.applier import ApplyStopped, Progress
 from stripe_sync.core.contract import catalog_frame
+from stripe_sync.core.ledger import final_record
 from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.core.planner import PlanOptions
 from stripe_sync.core.report import build_report, save_report
 from stripe_sync.core.schemas import CatalogRows, ValidatedProducts
+from stripe_sync.core.state import StateStore
 from stripe_sync.core.sync import BatchSync
 from stripe_sync.core.validation import plan_frame, validate_batch
 from stripe_sync.defs.dagster_compat import interrupts_deferred
@@ -26,7 +28,6 @@ from stripe_sync.defs.partitions import batch_partitions, batches_for
 from stripe_sync.defs.resources import (
     CatalogResource,
     PipelineSettings,
-    StateResource,
     StripeResource,
 )
 
@@ -162,7 +163,6 @@ def stripe_products(
     validated_products: pd.DataFrame,
     stripe: StripeResource,
     catalog: CatalogResource,
-    state: StateResource,
     settings: PipelineSettings,
 ):
     """Stripe products of the batch, each created with its default price in one request,
@@ -171,11 +171,12 @@ def stripe_products(
     catalog."""
     options = config.plan_options(settings)
     if config.dry_run:
-        _observe_plan(context, validated_products, state, options)
+        with catalog.opened() as source:
+            _observe_plan(context, validated_products, source.state, options)
         return
     with step_outcome(context), catalog.opened() as source, stripe.opened() as api:
         context.log.info(f"Stripe {api.mode} mode at {api.api_base}")
-        result = _batch_sync(context, api, source, stripe, state).sync_products(
+        result = _batch_sync(context, api, source.state, stripe).sync_products(
             validated_products, context.partition_keys, options
         )
         _stop_if(context, result.stopped)
@@ -196,12 +197,11 @@ def stripe_prices(
     validated_products: pd.DataFrame,
     stripe: StripeResource,
     catalog: CatalogResource,
-    state: StateResource,
 ) -> dg.MaterializeResult:
     """Stripe prices of the batch: a new default price where the amount or currency changed
     (created, made the default, the old one archived). The batch fails if any product did."""
     with step_outcome(context), catalog.opened() as source, stripe.opened() as api:
-        result = _batch_sync(context, api, source, stripe, state).sync_prices(
+        result = _batch_sync(context, api, source.state, stripe).sync_prices(
             validated_products, context.partition_keys
         )
         _stop_if(context, result.stopped)
@@ -218,16 +218,16 @@ def stripe_prices(
 
 @dg.asset(deps=[stripe_prices], kinds={"stripe"}, automation_condition=REPORT_AFTER_ANY_BATCH)
 def migration_report(
-    context: dg.AssetExecutionContext, state: StateResource, settings: PipelineSettings
+    context: dg.AssetExecutionContext, catalog: CatalogResource, settings: PipelineSettings
 ) -> dg.MaterializeResult:
     """What the latest run of every batch did: created, updated, unchanged, invalid and failed
     products, failures with reasons, Stripe requests and time; also saved as JSON and Markdown."""
-    ledger = state.stores().ledger
-    records = [
-        record
-        for key in context.instance.get_dynamic_partitions(batch_partitions.name)
-        if (record := ledger.final_record(key)) is not None
-    ]
+    with catalog.opened() as source:
+        records = [
+            record
+            for key in context.instance.get_dynamic_partitions(batch_partitions.name)
+            if (record := final_record(source.state, key)) is not None
+        ]
     report = build_report(records[0]["mode"] if records else "unknown", records)
     json_path, markdown_path = save_report(Path(settings.reports_dir), report)
     return dg.MaterializeResult(
@@ -245,11 +245,10 @@ def migration_report(
 # --- helpers ----------------------------------------------------------------------------
 
 
-def _batch_sync(context, api, source, stripe: StripeResource, state: StateResource) -> BatchSync:
+def _batch_sync(context, api, state: StateStore, stripe: StripeResource) -> BatchSync:
     return BatchSync(
         api,
-        source,
-        state.stores(),
+        state,
         context.run.run_id,
         max_in_flight=stripe.in_flight(api),
         on_progress=_progress_logger(context),
@@ -260,13 +259,13 @@ def _batch_sync(context, api, source, stripe: StripeResource, state: StateResour
 def _observe_plan(
     context: dg.AssetExecutionContext,
     validated: pd.DataFrame,
-    state: StateResource,
+    state: StateStore,
     options: PlanOptions,
 ) -> None:
     """A dry run: the plan as an observation, not a materialization. Nothing downstream runs
     (no prices step, no verification reading Stripe), and the batch's last sync stays its
     latest."""
-    plan = plan_frame(validated, context.partition_keys, state.stores().checkpoints, options)
+    plan = plan_frame(validated, context.partition_keys, state, options)
     summary = PlanSummary()
     for batch, actions in plan.items():
         summary.add(batch, actions)

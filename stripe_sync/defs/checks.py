@@ -9,8 +9,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from stripe_sync.core.checkpoints import CheckpointStore
 from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
+from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.core.validation import planning_inputs
 from stripe_sync.core.verify import (
@@ -28,7 +28,7 @@ from stripe_sync.defs.assets import stripe_prices, stripe_products, validated_pr
 from stripe_sync.defs.dagster_compat import CheckTarget
 from stripe_sync.defs.outcomes import RunOutcome, record_outcome
 from stripe_sync.defs.partitions import batch_partitions
-from stripe_sync.defs.resources import PipelineSettings, StateResource, StripeResource
+from stripe_sync.defs.resources import CatalogResource, PipelineSettings, StripeResource
 
 # A batch this small may simply hold a few bad rows; from this size on, a column without a
 # single usable value means the column itself is wrong (a renamed field, another type).
@@ -189,18 +189,19 @@ def stripe_matches_catalog(
     config: VerifyRunConfig,
     validated_products: pd.DataFrame,
     stripe: StripeResource,
-    state: StateResource,
+    catalog: CatalogResource,
     settings: PipelineSettings,
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
     """Verification: reads each batch's Stripe products by id (100 per request, never search)
     and compares them with what the batch's latest sync made of the catalog. A drifted row's
     checkpoint is forgotten, so the next sync reconciles it with Stripe."""
-    store = state.stores().checkpoints
     mirror = settings.mirror if config.mirror is None else config.mirror
-    with _stripe_api(context, stripe) as api:
+    with _stripe_api(context, stripe) as api, catalog.opened() as source:
         for batch in context.partition_keys:
             rows = validated_products[validated_products["batch"] == batch]
-            yield from _verify(context, batch, list(planning_inputs(rows)), store, api, mirror)
+            yield from _verify(
+                context, batch, list(planning_inputs(rows)), source.state, api, mirror
+            )
     yield from _check_outputs(context)
 
 
@@ -223,7 +224,7 @@ def _verify(
     context: dg.AssetCheckExecutionContext,
     batch: str,
     rows: list[Row],
-    store: CheckpointStore,
+    store: StateStore,
     api: StripeApi,
     mirror: bool,
 ) -> Iterator[dg.AssetCheckEvaluation]:
@@ -244,13 +245,13 @@ def _compare(
     context: dg.AssetCheckExecutionContext,
     batch: str,
     rows: list[Row],
-    store: CheckpointStore,
+    store: StateStore,
     api: StripeApi,
     *,
     mirror: bool,
 ) -> tuple[BatchVerification, int]:
     """One read of the batch's products, the comparison, the repairs; and the requests it took."""
-    saved = store.load(batch)
+    saved = store.checkpoints(batch)
     before = api.requests_sent_by_this_thread
     try:
         products = {p["id"]: p for p in api.list_products(product_ids(rows, saved))}
@@ -263,7 +264,7 @@ def _compare(
         return unread, api.requests_sent_by_this_thread - before
     result = verify_batch(rows, saved, products, mirror=mirror)
     if result.repairs:
-        store.record(batch, result.repairs)
+        store.record([], {batch: result.repairs})
         context.log.warning(
             f"batch {batch}: {len(result.repairs)} drifted rows; the next sync reconciles them"
         )

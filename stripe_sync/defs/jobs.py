@@ -3,7 +3,6 @@
 import dagster as dg
 from pydantic import Field
 
-from stripe_sync.core.batches import new_batch_keys
 from stripe_sync.core.rollback import RollbackReport, roll_back, rollback_window
 from stripe_sync.defs.assets import (
     migration_report,
@@ -14,11 +13,10 @@ from stripe_sync.defs.assets import (
 )
 from stripe_sync.defs.checks import stripe_matches_catalog
 from stripe_sync.defs.outcomes import RunOutcome, record_outcome, step_outcome
-from stripe_sync.defs.partitions import batch_partitions, batches_for
+from stripe_sync.defs.partitions import batch_partitions, batches_for, keys_to_register
 from stripe_sync.defs.resources import (
     CatalogResource,
     PipelineSettings,
-    StateResource,
     StripeResource,
 )
 
@@ -47,7 +45,7 @@ def register_batches(
     """Append partitions for catalog rows beyond the registered batches; returns the new keys."""
     with catalog.opened() as source:
         registered = instance.get_dynamic_partitions(batch_partitions.name)
-        new_keys = new_batch_keys(source, registered, batch_size)
+        new_keys = keys_to_register(source, registered, batch_size)
     if new_keys:
         instance.add_dynamic_partitions(batch_partitions.name, new_keys)
     return new_keys
@@ -101,16 +99,14 @@ def roll_back_runs(
     config: RollbackConfig,
     stripe: StripeResource,
     catalog: CatalogResource,
-    state: StateResource,
 ):
     """The rollback's report is the op's output, also when some steps failed (the step then
     fails after it)."""
-    stores = state.stores()
-    with step_outcome(context):
-        window = rollback_window(stores.backups, config.since)
+    with step_outcome(context), catalog.opened() as source:
+        window = rollback_window(source.state, config.since)
         context.log.info(f"backups since {config.since or 'the first run'}: {len(window)}")
         batches = batches_for(context.instance, sorted({backup.batch for backup in window}))
-        with catalog.opened() as source, stripe.opened() as api:
+        with stripe.opened() as api:
             rows = {
                 row["id"]: row
                 for batch in batches
@@ -119,8 +115,7 @@ def roll_back_runs(
             report: RollbackReport = roll_back(
                 window,
                 api,
-                source,
-                stores.checkpoints,
+                source.state,
                 rows,
                 dry_run=config.dry_run,
                 max_in_flight=stripe.in_flight(api),

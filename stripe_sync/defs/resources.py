@@ -1,4 +1,4 @@
-"""Resources: the catalog, Stripe, the pipeline's settings and state, built from `Settings`.
+"""Resources: the catalog and its state, Stripe, the pipeline's settings, built from `Settings`.
 
 Secrets reach Dagster as `dg.EnvVar`s: the UI and the run storage show the variable's name,
 never its value.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import pickle
+import zlib
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,21 +20,20 @@ import pandas as pd
 from pydantic import Field
 
 from stripe_sync.catalog import Catalog, open_catalog
-from stripe_sync.core.backups import BackupStore
-from stripe_sync.core.checkpoints import CheckpointStore
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.identity import reserved_metadata_keys
-from stripe_sync.core.ledger import OutcomeLedger
 from stripe_sync.core.retry import RetryPolicy
+from stripe_sync.core.state import TrackedCatalog
 from stripe_sync.core.stripe_api import StripeApi, key_mode
-from stripe_sync.core.sync import SyncStores
 from stripe_sync.core.throttle import open_throttle
 from stripe_sync.core.validation import ValidationRules
 from stripe_sync.settings import Secret, Settings
+from stripe_sync.state import open_state
 
 
 class CatalogResource(dg.ConfigurableResource):
-    """The product catalog: direct SQL when `database_url` is set, else Supabase (PostgREST)."""
+    """The product catalog (direct SQL when `database_url` is set, else Supabase's PostgREST)
+    and the pipeline's state: in the catalog's database, or in the one at `state_url`."""
 
     # Secrets (a URL may hold a password) stay out of reprs and error messages.
     database_url: str = Field(default="", repr=False)
@@ -42,8 +43,22 @@ class CatalogResource(dg.ConfigurableResource):
     metadata_columns: list[str] = Field(
         default_factory=list, description="Catalog columns copied into metadata."
     )
+    state_url: str = Field(
+        default="",
+        repr=False,
+        description="A database of its own for the state (default: the catalog's).",
+    )
 
-    def open(self) -> Catalog:
+    def open(self) -> TrackedCatalog:
+        """The catalog with its state store; close it after use."""
+        catalog = self._open_catalog()
+        try:
+            return TrackedCatalog(catalog, open_state(catalog, self.state_url or None))
+        except BaseException:
+            catalog.close()
+            raise
+
+    def _open_catalog(self) -> Catalog:
         reserved = set(self.metadata_columns) & set(reserved_metadata_keys())
         if reserved:
             raise ConfigError(
@@ -59,7 +74,7 @@ class CatalogResource(dg.ConfigurableResource):
         )
 
     @contextlib.contextmanager
-    def opened(self) -> Iterator[Catalog]:
+    def opened(self) -> Iterator[TrackedCatalog]:
         source = self.open()
         try:
             yield source
@@ -77,7 +92,7 @@ class StripeResource(dg.ConfigurableResource):
     max_attempts: int = 6  # per call, the first one included
     deadline_s: float = 300.0  # per call, all attempts
     # Where every process shares the rate budget: postgresql://… or redis://… across
-    # machines; "" is a SQLite file in `state_dir` (one machine).
+    # machines; "" is a SQLite file in `state_dir` (one machine; see `throttle_store`).
     throttle_url: str = Field(default="", repr=False)
     throttle_fraction: float = 0.8  # of Stripe's limits for the key's mode
     state_dir: str = ".dagster_home/stripe_sync"
@@ -151,50 +166,35 @@ class AutomationResource(dg.ConfigurableResource):
     retry_max_attempts: int = 3  # retries of a failed batch before the sensor gives up
 
 
-class StateResource(dg.ConfigurableResource):
-    """What the pipeline knows between runs: per batch, the checkpoints of its rows, the
-    backups taken before each run wrote, and the outcomes of its latest run."""
-
-    state_dir: str
-    backups_dir: str
-
-    def stores(self) -> SyncStores:
-        return SyncStores(
-            checkpoints=CheckpointStore(Path(self.state_dir, "checkpoints")),
-            backups=BackupStore(self.backups_dir),
-            ledger=OutcomeLedger(Path(self.state_dir, "ledger")),
-        )
-
-
 class BatchFrameIOManager(dg.ConfigurableIOManager):
-    """Stores an asset's DataFrame per batch partition; a run over several batches writes one
-    file per batch (split on the `batch` column) and a reader gets the batches it asks for."""
+    """Stores an asset's DataFrame per batch partition in the state database, so the steps of
+    a run may run on different machines; a run over several batches writes one frame per
+    batch (split on the `batch` column) and a reader gets the batches it asks for."""
 
-    base_dir: str
+    catalog: CatalogResource
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        for key in context.asset_partition_keys:
-            path = self._path(context, key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            obj[obj["batch"] == key].reset_index(drop=True).to_pickle(path)
+        asset = context.asset_key.to_user_string()
+        with self.catalog.opened() as source:
+            for key in context.asset_partition_keys:
+                frame = obj[obj["batch"] == key].reset_index(drop=True)
+                source.state.save_frame(asset, key, zlib.compress(pickle.dumps(frame), 1))
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        asset = context.asset_key.to_user_string()
         frames = []
-        for key in context.asset_partition_keys:
-            path = self._path(context, key)
-            # Missing is never "an empty batch": a step downstream would find every row of
-            # the batch gone (and, mirroring, archive its products).
-            if not path.exists():
-                raise dg.Failure(
-                    f"{context.asset_key.to_user_string()} has no data for batch {key} (no "
-                    f"{path}): materialize that batch first. With run workers on several "
-                    "machines, STRIPE_SYNC_STATE_DIR must be a volume they all share."
-                )
-            frames.append(pd.read_pickle(path))
+        with self.catalog.opened() as source:
+            for key in context.asset_partition_keys:
+                data = source.state.frame(asset, key)
+                # Missing is never "an empty batch": a step downstream would find every row
+                # of the batch gone (and, mirroring, archive its products).
+                if data is None:
+                    raise dg.Failure(
+                        f"{asset} has no data for batch {key} in {source.state.describe()}: "
+                        "materialize that batch first."
+                    )
+                frames.append(pickle.loads(zlib.decompress(data)))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["batch"])
-
-    def _path(self, context: dg.OutputContext | dg.InputContext, partition_key: str) -> Path:
-        return Path(self.base_dir, *context.asset_key.path, f"{partition_key}.pkl")
 
 
 def secret(value: Secret | None) -> dg.EnvVar | str:
@@ -205,17 +205,31 @@ def secret(value: Secret | None) -> dg.EnvVar | str:
     return dg.EnvVar(value.variable) if value.variable else value.value
 
 
+def throttle_store(settings: Settings) -> Secret | None:
+    """Where the Stripe budget is shared: `throttle.url`, else the state's database when it is
+    PostgreSQL (every machine that runs the pipeline reaches it), else None: a SQLite file
+    in `paths.state_dir`, for one machine."""
+    state = settings.state.url or settings.catalog.database_url
+    if settings.throttle.url is not None:
+        return settings.throttle.url
+    if state is not None and state.value.startswith(("postgresql:", "postgres:")):
+        return state
+    return None
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     """Every resource, configured from `settings`."""
     state_dir = str(settings.state_dir)
+    catalog = CatalogResource(
+        database_url=secret(settings.catalog.database_url),
+        supabase_url=settings.catalog.supabase_url,
+        supabase_service_role_key=secret(settings.catalog.supabase_service_role_key),
+        table=settings.catalog.table,
+        metadata_columns=list(settings.catalog.metadata_columns),
+        state_url=secret(settings.state.url),
+    )
     return {
-        "catalog": CatalogResource(
-            database_url=secret(settings.catalog.database_url),
-            supabase_url=settings.catalog.supabase_url,
-            supabase_service_role_key=secret(settings.catalog.supabase_service_role_key),
-            table=settings.catalog.table,
-            metadata_columns=list(settings.catalog.metadata_columns),
-        ),
+        "catalog": catalog,
         "stripe": StripeResource(
             secret_key=secret(settings.stripe.secret_key),
             api_base=settings.stripe.api_base,
@@ -224,7 +238,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             max_attempts=settings.stripe.max_attempts,
             deadline_s=settings.stripe.deadline_s,
             max_in_flight=settings.stripe.max_in_flight,
-            throttle_url=secret(settings.throttle.url),
+            throttle_url=secret(throttle_store(settings)),
             throttle_fraction=settings.throttle.fraction,
             state_dir=state_dir,
         ),
@@ -244,6 +258,5 @@ def build_resources(settings: Settings) -> dict[str, object]:
             retry_base_minutes=settings.automation.retry_base_minutes,
             retry_max_attempts=settings.automation.retry_max_attempts,
         ),
-        "state": StateResource(state_dir=state_dir, backups_dir=str(settings.backups_dir)),
-        "batch_frames": BatchFrameIOManager(base_dir=str(Path(state_dir, "frames"))),
+        "batch_frames": BatchFrameIOManager(catalog=catalog),
     }

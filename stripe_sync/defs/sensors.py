@@ -23,7 +23,7 @@ from stripe_sync.core.automation import (
     retry_states_to_json,
     runs_of,
 )
-from stripe_sync.core.batches import locate, new_batch_keys
+from stripe_sync.core.batches import locate
 from stripe_sync.core.contract import change_cursor
 from stripe_sync.defs.assets import (
     BATCHES_PER_RUN,
@@ -35,12 +35,11 @@ from stripe_sync.defs.assets import (
 )
 from stripe_sync.defs.dagster_compat import partition_range_tags
 from stripe_sync.defs.jobs import migrate_batches_job
-from stripe_sync.defs.partitions import batch_partitions
+from stripe_sync.defs.partitions import batch_partitions, keys_to_register
 from stripe_sync.defs.resources import (
     AutomationResource,
     CatalogResource,
     PipelineSettings,
-    StateResource,
 )
 
 # Dagster's built-in automation sensor starts stopped; this one runs from the start.
@@ -84,10 +83,9 @@ def build_automation_sensors(status: dg.DefaultSensorStatus) -> list[dg.SensorDe
         context: dg.SensorEvaluationContext,
         catalog: CatalogResource,
         settings: PipelineSettings,
-        state: StateResource,
         automation: AutomationResource,
     ) -> dg.SensorResult:
-        return _catalog_changes(context, catalog, settings, state, automation)
+        return _catalog_changes(context, catalog, settings, automation)
 
     @dg.sensor(
         name="failed_batch_retry",
@@ -115,7 +113,6 @@ def _catalog_changes(
     context: dg.SensorEvaluationContext,
     catalog: CatalogResource,
     settings: PipelineSettings,
-    state: StateResource,
     automation: AutomationResource,
 ) -> dg.SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else {}
@@ -126,7 +123,6 @@ def _catalog_changes(
         minutes=automation.removal_scan_minutes
     )
     registered = context.instance.get_dynamic_partitions(batch_partitions.name)
-    store = state.stores().checkpoints
     source = catalog.open()
     try:
         rows: list[dict] = []
@@ -143,7 +139,11 @@ def _catalog_changes(
                 f"{len(rows) - len(changed)} changed nothing that reaches Stripe (a touched "
                 "updated_at, or the pipeline's own write-back)"
             )
-        saved = {key: store.load(key) for key in registered} if changed or scan_due else {}
+        saved = (
+            {key: source.state.checkpoints(key) for key in registered}
+            if changed or scan_due
+            else {}
+        )
         removed: dict[str, list[str]] = {}
         if scan_due:
             present = set(source.iter_ids())
@@ -156,7 +156,7 @@ def _catalog_changes(
                 f"removal scan: {len(present)} ids in the catalog; "
                 f"{sum(map(len, removed.values()))} synced rows deleted, in {len(removed)} batches"
             )
-        new_keys = new_batch_keys(source, registered, settings.batch_size) if changed else []
+        new_keys = keys_to_register(source, registered, settings.batch_size) if changed else []
         keys = [*registered, *new_keys]
         located = {i: key for key, entries in saved.items() for i in entries if i in changed}
         unknown = [i for i in changed if i not in located]

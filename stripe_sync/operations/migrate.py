@@ -21,6 +21,7 @@ from stripe_sync.operations.instance import (
 )
 from stripe_sync.operations.options import RunOptions
 from stripe_sync.settings import Settings
+from stripe_sync.state.legacy import import_files
 
 _STOPS = {
     RunOutcome.STOPPED: "stopped on request",
@@ -36,10 +37,11 @@ class MigrationResult:
     report_markdown: str
     report: dict
     stopped: RunOutcome | None = None  # why no further run started, if one was held back
+    report_failed: bool = False  # the report's own run failed: `report_markdown` says why
 
     @property
     def succeeded(self) -> bool:
-        return not self.failed_batches
+        return not self.failed_batches and not self.report_failed
 
 
 def migrate(
@@ -59,6 +61,10 @@ def migrate(
             f"run {run_id} was killed before it finished: marked failed, its Stripe pool slots freed"
         )
     with resources(settings, "catalog") as built:
+        with built.catalog.opened() as source:
+            imported = import_files(source.state, settings.state_dir, settings.backups_dir)
+        if imported.anything:
+            say(imported.describe())
         new_batches = register_batches(instance, built.catalog, settings.sync.batch_size)
     keys = instance.get_dynamic_partitions(batch_partitions.name)
     say(f"{len(keys)} batches ({len(new_batches)} new), {batches_per_run} per run")
@@ -91,12 +97,24 @@ def migrate(
     report = definitions.resolve_job_def("report").execute_in_process(
         instance=instance, run_config={"loggers": options.loggers()}, raise_on_error=False
     )
-    materialization = report.asset_materializations_for_node("migration_report")[0]
+    materializations = report.asset_materializations_for_node("migration_report")
+    if not materializations:  # never an older report in its place
+        detail = outcome_of(instance, report.run_id, succeeded=False).detail
+        return MigrationResult(
+            run_ids=run_ids,
+            failed_batches=failed,
+            new_batches=new_batches,
+            report_markdown=f"No report: its run {report.run_id} failed ({detail or 'see its log'}).",
+            report={},
+            stopped=stopped,
+            report_failed=True,
+        )
+    metadata = materializations[0].metadata
     return MigrationResult(
         run_ids=run_ids,
         failed_batches=failed,
         new_batches=new_batches,
-        report_markdown=materialization.metadata["report"].value,
-        report=json.loads(Path(materialization.metadata["json"].value).read_text()),
+        report_markdown=metadata["report"].value,
+        report=json.loads(Path(metadata["json"].value).read_text()),
         stopped=stopped,
     )

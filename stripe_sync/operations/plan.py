@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from stripe_sync.core.batches import batches, new_batch_keys
+from stripe_sync.core.batches import batches
 from stripe_sync.core.contract import catalog_frame
 from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.core.validation import plan_frame, validate_batch
-from stripe_sync.defs.partitions import batch_partitions
+from stripe_sync.defs.partitions import batch_partitions, keys_to_register
 from stripe_sync.operations.instance import dagster_home, open_instance, resources
 from stripe_sync.operations.options import RunOptions
 from stripe_sync.settings import Settings
@@ -16,19 +16,18 @@ def plan(settings: Settings, options: RunOptions, summary: PlanSummary) -> PlanS
     """What `migrate` would do, batch by batch, into `summary`: reads the catalog and the
     checkpoints only (no Stripe request, no catalog write, no partition registered)."""
     instance = open_instance(dagster_home(settings))
-    with resources(settings, "catalog", "settings", "state") as built:
+    with resources(settings, "catalog", "settings") as built:
         rules = built.settings.validation_rules()
-        checkpoints = built.state.stores().checkpoints
         plan_options = options.plan_options(settings)
         with built.catalog.opened() as source:
             registered = instance.get_dynamic_partitions(batch_partitions.name)
-            keys = [*registered, *new_batch_keys(source, registered, settings.sync.batch_size)]
+            keys = [*registered, *keys_to_register(source, registered, settings.sync.batch_size)]
             for batch in batches(keys):
                 rows = [
                     {"batch": batch.key, **row}
                     for row in source.read_rows(batch.lower, batch.upper)
                 ]
                 validated = validate_batch(catalog_frame(rows), rules)
-                planned = plan_frame(validated, [batch.key], checkpoints, plan_options)
+                planned = plan_frame(validated, [batch.key], source.state, plan_options)
                 summary.add(batch.key, planned[batch.key])
     return summary

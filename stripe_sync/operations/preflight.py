@@ -13,13 +13,21 @@ from stripe_sync.settings import Settings
 class PreflightResult:
     catalog: str
     catalog_rows: int
+    write_back_columns: bool
+    state: str
     stripe_mode: str
     stripe_api_base: str
     stripe_account: str
 
     def lines(self) -> list[str]:
+        mode = (
+            "write-back columns present: filled with each row's sync state"
+            if self.write_back_columns
+            else "no write-back columns: the table is left untouched"
+        )
         return [
-            f"catalog: {self.catalog} ({self.catalog_rows} rows, write-back columns present)",
+            f"catalog: {self.catalog} ({self.catalog_rows} rows, {mode})",
+            f"state: {self.state}",
             f"stripe: {self.stripe_mode.upper()} mode at {self.stripe_api_base}, account {self.stripe_account}",
         ]
 
@@ -30,6 +38,8 @@ def preflight(settings: Settings) -> PreflightResult:
         source.check()
         rows = source.count_ids()
         description = source.describe()
+        write_back_columns = source.has_write_back_columns
+        state = source.state.describe()
         stripe = built.stripe
     with stripe.opened() as api:
         try:
@@ -41,4 +51,12 @@ def preflight(settings: Settings) -> PreflightResult:
     name = (account.get("settings") or {}).get("dashboard", {}).get("display_name") or account.get(
         "id"
     )
-    return PreflightResult(description, rows, api.mode, api.api_base, f"{name} ({account['id']})")
+    return PreflightResult(
+        description,
+        rows,
+        write_back_columns,
+        state,
+        api.mode,
+        api.api_base,
+        f"{name} ({account['id']})",
+    )

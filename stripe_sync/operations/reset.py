@@ -13,24 +13,24 @@ RESET_CHUNK = 10_000  # catalog rows emptied per write-back call
 
 @dataclass(frozen=True)
 class ResetResult:
-    batches_forgotten: int  # batches whose checkpoints were forgotten
+    checkpoints_forgotten: int  # rows whose checkpoints were forgotten
     catalog_rows_emptied: int
 
 
 def reset(settings: Settings, *, catalog_columns: bool) -> ResetResult:
     """Forget every checkpoint, so the next run reconciles each synced row with Stripe; with
-    `catalog_columns`, also empty the catalog's write-back columns."""
-    with resources(settings, "catalog", "state") as built:
-        forgotten = built.state.stores().checkpoints.clear()
+    `catalog_columns`, also empty the rows' sync state (and the catalog's write-back columns,
+    where it has them)."""
+    with resources(settings, "catalog") as built, built.catalog.opened() as source:
+        forgotten = source.state.forget_all()
         if not catalog_columns:
             return ResetResult(forgotten, 0)
-        with built.catalog.opened() as source:
-            ids = list(source.iter_ids())
-            for start in range(0, len(ids), RESET_CHUNK):
-                source.write_back(
-                    [
-                        WriteBack(cms_id, None, None, None, None, None, None)
-                        for cms_id in ids[start : start + RESET_CHUNK]
-                    ]
-                )
+        ids = list(source.iter_ids())
+        for start in range(0, len(ids), RESET_CHUNK):
+            source.write_back(
+                [
+                    WriteBack(cms_id, None, None, None, None, None, None)
+                    for cms_id in ids[start : start + RESET_CHUNK]
+                ]
+            )
     return ResetResult(forgotten, len(ids))

@@ -29,8 +29,8 @@ class RollbackResult:
 
 def check_window(settings: Settings, since: str | None) -> None:
     """A ConfigError, before anything runs, when `since` names no run with backups and no time."""
-    with resources(settings, "state") as built:
-        rollback_window(built.state.stores().backups, since)
+    with resources(settings, "catalog") as built, built.catalog.opened() as source:
+        rollback_window(source.state, since)
 
 
 def rollback(settings: Settings, since: str | None, *, dry_run: bool) -> RollbackResult:

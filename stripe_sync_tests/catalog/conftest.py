@@ -17,17 +17,9 @@ from psycopg import sql
 from stripe_sync.catalog.sql import SqlCatalog
 from stripe_sync.catalog.supabase import SupabaseCatalog
 from stripe_sync_tests.catalog.tables import create_postgres_products, create_sqlite_products
-from stripe_sync_tests.conftest import free_port
-from stripe_sync_tests.postgrest import (
-    RecordedRequest,
-    anon_key,
-    create_supabase_roles,
-    grant_like_supabase,
-    run_postgrest,
-    service_role_key,
-)
+from stripe_sync_tests.conftest import WRITE_BACK_MIGRATION, free_port
+from stripe_sync_tests.postgrest import anon_key, grant_like_supabase, service_role_key
 
-MIGRATION = Path(__file__).parents[2] / "supabase/migrations/20261126000000_stripe_sync.sql"
 SAMPLE_SIZE = 25
 
 
@@ -57,7 +49,7 @@ def postgres_table(database: psycopg.Connection) -> Iterator[Callable[..., tuple
     """Makes uniquely named sample tables: `make(id_kind, count, write_back=True)`."""
     made = []
 
-    def make(id_kind: str, count: int = SAMPLE_SIZE, *, write_back: bool = True):
+    def make(id_kind: str, count: int = SAMPLE_SIZE, *, write_back: bool | tuple = True):
         table = f"products_{id_kind}_{secrets.token_hex(3)}"
         made.append(table)
         return table, create_postgres_products(
@@ -97,38 +89,10 @@ def sql_sample(
 
 
 # ---------------------------------------------------------------- Supabase
-@pytest.fixture(scope="session")
-def jwt_secret() -> str:
-    return secrets.token_hex(32)
-
-
-@pytest.fixture(scope="session")
-def supabase_roles(database: psycopg.Connection) -> None:
-    create_supabase_roles(database)
-
-
-@pytest.fixture(scope="session")
-def postgrest_log() -> list[RecordedRequest]:
-    return []
-
-
-@pytest.fixture(scope="session")
-def supabase_url(fresh_database_url, jwt_secret, supabase_roles, postgrest_log) -> Iterator[str]:
-    """The look-alike's base URL: what SUPABASE_URL is for a real project."""
-    with run_postgrest(fresh_database_url, jwt_secret, postgrest_log) as url:
-        yield url
-
-
-@pytest.fixture
-def requests_made(postgrest_log) -> list[RecordedRequest]:
-    """The requests the look-alike receives during the test."""
-    postgrest_log.clear()
-    return postgrest_log
-
-
 @pytest.fixture
 def apply_migration(database: psycopg.Connection) -> Callable[[], None]:
-    return lambda: database.execute(MIGRATION.read_text())
+    """Applies the write-back columns' migration to public.products."""
+    return lambda: database.execute(WRITE_BACK_MIGRATION.read_text())
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from contextlib import closing
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,15 +18,11 @@ from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 
 ID_KINDS = ("integer", "text", "uuid")
 _POSTGRES_ID_TYPES = {"integer": "bigint", "text": "text", "uuid": "uuid"}
-_POSTGRES_WRITE_BACK = (
-    "stripe_product_id text, stripe_price_id text, sync_status text, sync_error text, "
-    "synced_at timestamptz, sync_hash text"
-)
+_POSTGRES_WRITE_BACK_TYPES = dict.fromkeys(WRITE_BACK_COLUMNS, "text") | {
+    "synced_at": "timestamptz"
+}
 _SQLITE_ID_TYPES = {"integer": "INTEGER", "text": "TEXT"}
-_SQLITE_WRITE_BACK = (
-    "stripe_product_id TEXT, stripe_price_id TEXT, sync_status TEXT, sync_error TEXT, "
-    "synced_at TIMESTAMP, sync_hash TEXT"
-)
+_SQLITE_WRITE_BACK_TYPES = dict.fromkeys(WRITE_BACK_COLUMNS, "TEXT") | {"synced_at": "TIMESTAMP"}
 UPDATED_AT = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 SYNCED_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 CMS_COLUMNS = ("id", "name", "description", "price", "currency", "images", "active", "updated_at")
@@ -73,11 +70,12 @@ def create_postgres_products(
     id_kind: str,
     count: int,
     *,
-    write_back: bool = True,
+    write_back: bool | Sequence[str] = True,
 ) -> list[str]:
-    """(Re)create public.`table` with `count` sample rows; return the ids in order."""
+    """(Re)create public.`table` with `count` sample rows; return the ids in order.
+    `write_back`: all the write-back columns, none, or these."""
     name = sql.Identifier("public", table)
-    extra = sql.SQL(", " + _POSTGRES_WRITE_BACK if write_back else "")
+    extra = sql.SQL(_column_definitions(_POSTGRES_WRITE_BACK_TYPES, write_back))
     connection.execute(sql.SQL("drop table if exists {} cascade").format(name))
     connection.execute(
         sql.SQL(
@@ -99,10 +97,11 @@ def create_postgres_products(
 
 
 def create_sqlite_products(
-    path: Path, id_kind: str, count: int, *, write_back: bool = True
+    path: Path, id_kind: str, count: int, *, write_back: bool | Sequence[str] = True
 ) -> list[str]:
-    """A SQLite catalog file as the demo makes it: images as JSON text, price as TEXT."""
-    extra = ", " + _SQLITE_WRITE_BACK if write_back else ""
+    """A SQLite catalog file as the demo makes it: images as JSON text, price as TEXT.
+    `write_back`: all the write-back columns, none, or these."""
+    extra = _column_definitions(_SQLITE_WRITE_BACK_TYPES, write_back)
     ids = sample_ids(id_kind, count)
     with closing(sqlite3.connect(path)) as connection, connection:
         connection.execute(
@@ -111,9 +110,7 @@ def create_sqlite_products(
             f"images TEXT, active BOOLEAN, updated_at TEXT not null{extra})"
         )
         connection.executemany(
-            "insert into products values (?, ?, ?, ?, ?, ?, ?, ?"
-            + ", null" * (len(WRITE_BACK_COLUMNS) if write_back else 0)
-            + ")",
+            f"insert into products ({', '.join(CMS_COLUMNS)}) values (?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     int(row["id"]) if id_kind == "integer" else row["id"],
@@ -129,6 +126,11 @@ def create_sqlite_products(
             ],
         )
     return ids
+
+
+def _column_definitions(types: dict[str, str], write_back: bool | Sequence[str]) -> str:
+    columns = WRITE_BACK_COLUMNS if write_back is True else (write_back or ())
+    return "".join(f", {column} {types[column]}" for column in columns)
 
 
 def _json(value: object) -> str | None:

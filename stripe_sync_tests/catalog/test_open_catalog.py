@@ -65,7 +65,8 @@ def test_missing_catalog_and_write_back_columns_are_both_named():
     error = missing_columns_error("products", ["sync_hash", "price"])
     assert str(error) == (
         "Table products lacks the catalog columns price (rename or add them) and the "
-        "write-back columns sync_hash (apply supabase/migrations/20261126000000_stripe_sync.sql)."
+        "write-back columns sync_hash (they are optional, but all or none: add these, e.g. "
+        "with supabase/migrations/20261126000000_stripe_sync.sql, or drop the others)."
     )
 
 

@@ -12,6 +12,7 @@ from stripe_sync.catalog.sql import SqlCatalog
 from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, WriteBack, change_cursor
 from stripe_sync.core.errors import CatalogError
 from stripe_sync_tests.catalog.tables import (
+    CMS_COLUMNS,
     SYNCED_AT,
     UPDATED_AT,
     create_sqlite_products,
@@ -126,17 +127,42 @@ def test_a_missing_table_is_named(fresh_database_url):
         catalog.check()
 
 
-def test_missing_write_back_columns_are_named_with_the_migration_to_apply(
-    postgres_table, fresh_database_url
+@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+def test_a_table_without_write_back_columns_passes_and_its_rows_hold_none_of_them(
+    kind, postgres_table, fresh_database_url, tmp_path
 ):
-    table, _ = postgres_table("integer", 1, write_back=False)
-    with pytest.raises(CatalogError) as error:
-        SqlCatalog(fresh_database_url, table).check()
-    assert str(error.value) == (
-        f"Table {table} lacks the write-back columns stripe_product_id, stripe_price_id, "
-        "sync_status, sync_error, synced_at, sync_hash "
-        "(apply supabase/migrations/20261126000000_stripe_sync.sql)."
+    catalog = _catalog_of(kind, postgres_table, fresh_database_url, tmp_path, write_back=False)
+
+    catalog.check()
+
+    assert catalog.has_write_back_columns is False
+    assert set(next(catalog.read_rows(None, None))) == set(CMS_COLUMNS)
+
+
+@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+def test_some_write_back_columns_without_the_others_are_named(
+    kind, postgres_table, fresh_database_url, tmp_path
+):
+    catalog = _catalog_of(
+        kind, postgres_table, fresh_database_url, tmp_path, write_back=WRITE_BACK_COLUMNS[:4]
     )
+
+    with pytest.raises(CatalogError) as error:
+        catalog.check()
+
+    assert str(error.value) == (
+        f"Table {catalog.table} lacks the write-back columns synced_at, sync_hash (they are "
+        "optional, but all or none: add these, e.g. with "
+        "supabase/migrations/20261126000000_stripe_sync.sql, or drop the others)."
+    )
+
+
+def _catalog_of(kind, postgres_table, database_url, tmp_path, *, write_back) -> SqlCatalog:
+    if kind == "postgres":
+        table, _ = postgres_table("integer", 1, write_back=write_back)
+        return SqlCatalog(database_url, table)
+    create_sqlite_products(tmp_path / "cms.db", "integer", 1, write_back=write_back)
+    return SqlCatalog(f"sqlite:///{tmp_path / 'cms.db'}")
 
 
 def test_an_unreachable_host_is_named_without_the_password(closed_port):
@@ -159,13 +185,6 @@ def test_a_missing_sqlite_file_is_not_created(tmp_path):
     with pytest.raises(CatalogError, match="SQLite catalog file .*absent.db does not exist"):
         SqlCatalog(f"sqlite:///{path}").check()
     assert not path.exists()
-
-
-def test_sqlite_missing_write_back_columns_are_named(tmp_path):
-    path = tmp_path / "cms.db"
-    create_sqlite_products(path, "integer", 1, write_back=False)
-    with pytest.raises(CatalogError, match="lacks the write-back columns stripe_product_id"):
-        SqlCatalog(f"sqlite:///{path}").check()
 
 
 def test_a_url_of_another_database_is_refused():

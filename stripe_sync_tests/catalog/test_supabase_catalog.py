@@ -124,17 +124,36 @@ def test_the_anon_key_can_read_but_check_refuses_it(supabase_sample, anon_catalo
         anon_catalog.check()
 
 
-def test_missing_write_back_columns_are_named_with_the_migration_to_apply(
-    supabase_url, jwt_secret, supabase_products
+def test_a_table_without_write_back_columns_passes_and_its_rows_hold_none_of_them(
+    supabase_url, jwt_secret, supabase_products, requests_made
 ):
     supabase_products()
     catalog = SupabaseCatalog(supabase_url, service_role_key(jwt_secret))
+
+    catalog.check()
+    requests_made.clear()
+    rows = list(catalog.read_rows(None, None))
+
+    assert catalog.has_write_back_columns is False
+    assert tuple(rows[0]) == SOURCE_COLUMNS
+    assert len(requests_made) == 1  # settled by the check: no read of the missing columns
+    catalog.close()
+
+
+def test_some_write_back_columns_without_the_others_are_named(
+    supabase_url, jwt_secret, supabase_products, database
+):
+    supabase_products()
+    database.execute("alter table products add column stripe_product_id text")
+    catalog = SupabaseCatalog(supabase_url, service_role_key(jwt_secret))
+
     with pytest.raises(CatalogError) as error:
         catalog.check()
+
     assert str(error.value) == (
-        "Table products lacks the write-back columns stripe_product_id, stripe_price_id, "
-        "sync_status, sync_error, synced_at, sync_hash "
-        "(apply supabase/migrations/20261126000000_stripe_sync.sql)."
+        "Table products lacks the write-back columns stripe_price_id, sync_status, sync_error, "
+        "synced_at, sync_hash (they are optional, but all or none: add these, e.g. with "
+        "supabase/migrations/20261126000000_stripe_sync.sql, or drop the others)."
     )
 
 

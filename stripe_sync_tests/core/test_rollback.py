@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stripe_sync.core.backups import Backup, BackupStore
+from stripe_sync.core.backups import Backup
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.rollback import (
     ARCHIVE,
@@ -325,10 +325,9 @@ def test_the_same_write_from_the_same_state_has_the_same_key_and_from_another_st
     assert key != later.key("update-product", "cms_a", later.update)
 
 
-def test_an_unknown_since_is_a_configuration_error_in_one_sentence(tmp_path):
-    store = BackupStore(tmp_path)
-    store.save(backup(product("a")))
+def test_an_unknown_since_is_a_configuration_error_in_one_sentence(sqlite_state):
+    sqlite_state.save_backup(backup(product("a")))
 
     with pytest.raises(ConfigError, match=r"^--since 'yesterday' is neither .*\.$"):
-        rollback_window(store, "yesterday")
-    assert [b.run_id for b in rollback_window(store, "run-a")] == ["run-a"]
+        rollback_window(sqlite_state, "yesterday")
+    assert [b.run_id for b in rollback_window(sqlite_state, "run-a")] == ["run-a"]

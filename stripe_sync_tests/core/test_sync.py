@@ -1,23 +1,21 @@
 """`BatchSync` runs a batch's Stripe steps with no Dagster at all: a real catalog in
-PostgreSQL, the Stripe emulator, and the state on disk."""
+PostgreSQL with the state in the same database, and the Stripe emulator."""
 
 from __future__ import annotations
 
-import pathlib
 from decimal import Decimal
 
 import pytest
 
 from stripe_sync.catalog import open_catalog
-from stripe_sync.core.backups import BackupStore
-from stripe_sync.core.checkpoints import CheckpointStore
 from stripe_sync.core.contract import catalog_frame
-from stripe_sync.core.ledger import PRODUCTS, OutcomeLedger
+from stripe_sync.core.ledger import PRODUCTS, outcomes_of_run
 from stripe_sync.core.planner import PlanOptions
 from stripe_sync.core.retry import RetryPolicy
 from stripe_sync.core.stripe_api import StripeApi
-from stripe_sync.core.sync import BatchSync, SyncStores
+from stripe_sync.core.sync import BatchSync
 from stripe_sync.core.validation import ValidationRules, validate_batch
+from stripe_sync.state import open_state
 from stripe_sync_tests.conftest import TEST_SECRET_KEY, stripe_state, write_requests
 
 BATCH = "batch-0001"
@@ -28,30 +26,27 @@ ROWS = [
 
 
 @pytest.fixture
-def sync_of(products_table, emulator, tmp_path: pathlib.Path):
+def sync_of(products_table, emulator):
     """`sync_of(run_id) -> (BatchSync, validated frame)` over a 5-row catalog table."""
     table = products_table(ROWS)
-    stores = SyncStores(
-        CheckpointStore(tmp_path / "checkpoints"),
-        BackupStore(tmp_path / "backups"),
-        OutcomeLedger(tmp_path / "ledger"),
-    )
     opened = []
 
     def make(run_id: str, secret_key: str = TEST_SECRET_KEY):
         catalog = open_catalog(
             database_url=table.database_url, supabase_url=None, supabase_key=None, table=table.name
         )
+        state = open_state(catalog)
         api = StripeApi(
             secret_key, api_base=emulator.base_url, retry=RetryPolicy(attempts=1, deadline_s=5)
         )
         opened.extend([catalog, api])
         raw = catalog_frame([{"batch": BATCH, **row} for row in catalog.read_rows(None, None)])
-        return BatchSync(api, catalog, stores, run_id, max_in_flight=4), validate_batch(
+        make.state = state
+        return BatchSync(api, state, run_id, max_in_flight=4), validate_batch(
             raw, ValidationRules()
         )
 
-    make.table, make.stores = table, stores
+    make.table = table
     yield make
     for thing in opened:
         thing.close()
@@ -70,8 +65,8 @@ def test_a_batch_syncs_writes_back_records_and_ledgers_without_dagster(sync_of, 
     rows = sync_of.table.rows()
     assert {row["sync_status"] for row in rows.values()} == {"synced"}
     assert {row["stripe_product_id"] for row in rows.values()} == {p["id"] for p in products}
-    assert set(sync_of.stores.checkpoints.load(BATCH)) == {r["id"] for r in ROWS}
-    assert sync_of.stores.ledger.of_run(PRODUCTS, BATCH, "run-1")["requests"] == 5
+    assert set(sync_of.state.checkpoints(BATCH)) == {r["id"] for r in ROWS}
+    assert outcomes_of_run(sync_of.state, PRODUCTS, BATCH, "run-1")["requests"] == 5
     assert result.backups  # taken before the writes
 
 

@@ -1,11 +1,10 @@
-from pathlib import Path
-
 import dagster as dg
 import pandas as pd
 import pytest
 
-from stripe_sync.defs.resources import BatchFrameIOManager, build_resources
+from stripe_sync.defs.resources import BatchFrameIOManager, CatalogResource, build_resources
 from stripe_sync.settings import load_settings
+from stripe_sync_tests.catalog.tables import create_sqlite_products
 
 
 def test_resource_reprs_never_show_keys_or_database_passwords(monkeypatch, tmp_path):
@@ -15,6 +14,7 @@ def test_resource_reprs_never_show_keys_or_database_passwords(monkeypatch, tmp_p
         "SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOi.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl"
     )
     monkeypatch.setenv("CATALOG_DATABASE_URL", "postgresql://app:hunter2@db.example/catalog")
+    monkeypatch.setenv("STRIPE_SYNC_THROTTLE_URL", "memory://")  # db.example is not reachable
     configured = build_resources(load_settings())
     resources = {name: configured[name] for name in ("stripe", "catalog")}
     with dg.build_resources(resources) as built:
@@ -43,34 +43,49 @@ def test_the_state_dir_is_dagster_home_unless_stripe_sync_state_dir_moves_it(mon
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("STRIPE_SYNC_STATE_DIR", raising=False)
-    monkeypatch.delenv("STRIPE_SYNC_BACKUPS_DIR", raising=False)
     assert load_settings().state_dir == tmp_path / "home" / "stripe_sync"
     monkeypatch.setenv("STRIPE_SYNC_STATE_DIR", "  ")  # blank: as if unset
     assert load_settings().state_dir == tmp_path / "home" / "stripe_sync"
-
-    shared = tmp_path / "shared"  # e.g. an NFS mount, the same path on every run worker
-    monkeypatch.setenv("STRIPE_SYNC_STATE_DIR", str(shared))
-    settings = load_settings()
-    assert settings.state_dir == shared
-    resources = build_resources(settings)
-    stores = resources["state"].stores()
-    assert {
-        "batch_frames": Path(resources["batch_frames"].base_dir),
-        "ledger": stores.ledger.base_dir,
-        "checkpoints": stores.checkpoints.base_dir,
-        "backups": stores.backups.base_dir,
-    } == {
-        "batch_frames": shared / "frames",
-        "ledger": shared / "ledger",
-        "checkpoints": shared / "checkpoints",
-        "backups": shared / "backups",
-    }
+    monkeypatch.setenv("STRIPE_SYNC_STATE_DIR", str(tmp_path / "local"))
+    assert load_settings().state_dir == tmp_path / "local"
 
 
-def test_batch_frames_are_stored_per_batch_and_a_missing_batch_fails_instead_of_reading_empty(
+@pytest.mark.parametrize(
+    ("variables", "throttle"),
+    [
+        ({}, ""),  # a SQLite file in the state dir: one machine
+        ({"CATALOG_DATABASE_URL": "sqlite:///catalog.db"}, ""),
+        ({"CATALOG_DATABASE_URL": "postgresql://cms@db/cms"}, "postgresql://cms@db/cms"),
+        ({"STRIPE_SYNC_STATE_URL": "postgresql://state@db/state"}, "postgresql://state@db/state"),
+        (
+            {
+                "CATALOG_DATABASE_URL": "postgresql://cms@db/cms",
+                "STRIPE_SYNC_STATE_URL": "sqlite:///s.db",
+            },
+            "",
+        ),
+        ({"STRIPE_SYNC_THROTTLE_URL": "redis://cache:6379/0"}, "redis://cache:6379/0"),
+    ],
+)
+def test_the_throttle_follows_the_state_database_when_it_is_postgresql(
+    tmp_path, variables, throttle
+):
+    settings = load_settings(environ=variables, cwd=tmp_path)
+
+    configured = build_resources(settings)["stripe"].throttle_url
+
+    assert getattr(configured, "env_var_name", configured) == (
+        next((name for name, value in variables.items() if value == throttle), "")
+    )
+
+
+def test_batch_frames_are_stored_per_batch_in_the_state_database_and_a_missing_batch_fails(
     tmp_path,
 ):
-    frames = BatchFrameIOManager(base_dir=str(tmp_path))
+    create_sqlite_products(tmp_path / "catalog.db", "text", 3)
+    frames = BatchFrameIOManager(
+        catalog=CatalogResource(database_url=f"sqlite:///{tmp_path / 'catalog.db'}")
+    )
     key = dg.AssetKey("validated_products")
     batches = dg.StaticPartitionsDefinition(["b1", "b2", "b3"])
     both = pd.DataFrame({"batch": ["b1", "b2", "b2"], "id": ["a", "b", "c"]})
@@ -87,5 +102,6 @@ def test_batch_frames_are_stored_per_batch_and_a_missing_batch_fails_instead_of_
         return frames.load_input(context)
 
     assert list(load("b2")["id"]) == ["b", "c"]
-    with pytest.raises(dg.Failure, match="no data for batch b3"):
+    assert list(tmp_path.iterdir()) == [tmp_path / "catalog.db"]  # no file of its own
+    with pytest.raises(dg.Failure, match="no data for batch b3 in table stripe_sync_state"):
         load("b3")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import time
 from pathlib import Path
 
 from stripe_sync.core.throttle.stores.sql import SqlStore
+
+log = logging.getLogger(__name__)
 
 
 class SqliteStore(SqlStore):
@@ -21,6 +24,17 @@ class SqliteStore(SqlStore):
             raise ValueError("a SQLite throttle store must be a file every process can open")
         self.path = path
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._set_up()
+        except sqlite3.DatabaseError as error:
+            # Only numbers a few seconds old live here: a damaged file is started afresh.
+            log.warning("the throttle file %s is unreadable (%s): starting a new one", path, error)
+            self.close()
+            for damaged in (path, f"{path}-wal", f"{path}-shm"):
+                Path(damaged).unlink(missing_ok=True)
+            self._set_up()
+
+    def _set_up(self) -> None:
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(self.begin)

@@ -1,0 +1,138 @@
+"""What the pipeline knows between runs, kept in a database: the contract `core/` needs.
+
+Per catalog row, a state row holds its sync state (the values of the write-back columns:
+Stripe ids, status, error, synced_at, per-field hashes) and its checkpoint (what the pipeline
+last made of it in Stripe, with the values sent; see `core/checkpoints.py`). Beside them: the
+outcome ledger of each batch's latest run, the backups taken before each run wrote, and the
+batch frames between the steps of a run. `stripe_sync.state` implements `StateStore` on
+PostgreSQL and SQLite (SQLAlchemy) and on Supabase (PostgREST).
+
+`record` writes a batch's sync state, its checkpoints and, where the catalog has write-back
+columns, the write-back, in one transaction when they share a database, so they never
+disagree. A catalog without write-back columns is left untouched: `TrackedCatalog` hands its
+rows over with the sync state from here instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
+
+from stripe_sync.core.backups import Backup
+from stripe_sync.core.checkpoints import Checkpoint
+from stripe_sync.core.contract import WRITE_BACK_COLUMNS, Catalog, WriteBack
+
+# batch -> catalog id -> the new checkpoint (None: forget it)
+CheckpointChanges = Mapping[str, Mapping[str, Checkpoint | None]]
+
+
+class StateStore(Protocol):
+    def describe(self) -> str:
+        """Where the state is, e.g. "table stripe_sync_state in PostgreSQL 127.0.0.1:5432/cms";
+        never a password or key."""
+
+    def check(self) -> None:
+        """Raise CatalogError when the state can't be read (unreachable, not installed)."""
+
+    # --- per catalog row
+    def checkpoints(self, batch: str) -> dict[str, Checkpoint]:
+        """The checkpoints of a batch's rows (rows deleted from the catalog included)."""
+
+    def sync_states(self, cms_ids: Sequence[str]) -> dict[str, WriteBack]:
+        """The stored sync state of these rows (those that have one)."""
+
+    def record(
+        self,
+        write_backs: Sequence[WriteBack],
+        checkpoints: CheckpointChanges | None = None,
+        *,
+        batch_of: Mapping[str, str] | None = None,
+    ) -> int:
+        """Store the rows' sync state and the checkpoint changes and write the rows back to
+        the catalog (when it has write-back columns), atomically where they share a
+        database; returns the requests or statements made. `batch_of` names the batch of
+        new rows."""
+
+    def write_back(self, write_backs: Sequence[WriteBack]) -> int:
+        """`record` without checkpoint changes: a `CatalogWriter`."""
+
+    def forget(self, batch: str, cms_ids: Sequence[str]) -> None:
+        """The next run reconciles these rows with Stripe instead of trusting their hash."""
+
+    def forget_all(self) -> int:
+        """Forget every checkpoint; returns how many rows had one."""
+
+    def batch_keys(self) -> list[str]:
+        """Every batch some state row belongs to, so a new Dagster instance registers the
+        batches the state was recorded under."""
+
+    # --- per batch and run
+    def save_outcomes(self, step: str, batch: str, record: dict) -> None: ...
+    def outcomes(self, step: str, batch: str) -> dict | None: ...
+    def save_backup(self, backup: Backup) -> str:
+        """Store a backup; returns how to name it ("backup of run … batch …")."""
+
+    def backups(self) -> list[Backup]:
+        """Every backup, oldest first."""
+
+    def save_frame(self, asset: str, batch: str, data: bytes) -> None: ...
+    def frame(self, asset: str, batch: str) -> bytes | None: ...
+    def close(self) -> None: ...
+
+
+class TrackedCatalog:
+    """A catalog whose write-back goes through the state store; a catalog without write-back
+    columns gets its rows' sync state from the store, so everything downstream reads rows of
+    the same shape."""
+
+    def __init__(self, catalog: Catalog, state: StateStore):
+        self.catalog = catalog
+        self.state = state
+        self.table = catalog.table
+
+    def describe(self) -> str:
+        return self.catalog.describe()
+
+    def check(self) -> None:
+        self.catalog.check()
+        self.state.check()
+
+    @property
+    def has_write_back_columns(self) -> bool:
+        return self.catalog.has_write_back_columns
+
+    def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
+        return self.catalog.iter_ids(start, page_size)
+
+    def count_ids(self, start: str | None = None) -> int:
+        return self.catalog.count_ids(start)
+
+    def read_rows(
+        self, lower: str | None, upper: str | None, page_size: int = 1_000
+    ) -> Iterator[dict]:
+        page: list[dict] = []
+        for row in self.catalog.read_rows(lower, upper, page_size):
+            page.append(row)
+            if len(page) == page_size:
+                yield from self._with_state(page)
+                page = []
+        yield from self._with_state(page)
+
+    def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
+        return list(self._with_state(self.catalog.changed_since(after, limit)))
+
+    def write_back(self, results: Sequence[WriteBack]) -> int:
+        return self.state.write_back(results)
+
+    def close(self) -> None:
+        self.state.close()
+        self.catalog.close()
+
+    def _with_state(self, rows: list[dict]) -> Iterator[dict]:
+        if self.catalog.has_write_back_columns or not rows:
+            yield from rows
+            return
+        states = self.state.sync_states([row["id"] for row in rows])
+        for row in rows:
+            state = states.get(row["id"])
+            yield row | (state.columns() if state else dict.fromkeys(WRITE_BACK_COLUMNS))

@@ -1,0 +1,339 @@
+"""The state store in PostgreSQL or SQLite, with SQLAlchemy Core.
+
+Four tables, each keyed by a namespace (the catalog table's name, so one database can hold
+the state of several catalogs):
+
+- `stripe_sync_state`: one row per catalog row: its sync state (the write-back columns'
+  values) and its checkpoint (JSON);
+- `stripe_sync_ledger`: per step and batch, the outcomes of its latest run (JSON);
+- `stripe_sync_backups`: per run and batch, the backup taken before it wrote (JSON);
+- `stripe_sync_frames`: per asset and batch, the batch's frame between the steps of a run
+  (compressed pickle).
+
+They are created when missing (a log line says so). When the catalog is in the same
+database, `record` writes the catalog's write-back columns in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from stripe_sync.core.backups import Backup
+from stripe_sync.core.checkpoints import Checkpoint
+from stripe_sync.core.contract import WRITE_BACK_COLUMNS, Catalog, WriteBack
+from stripe_sync.core.errors import CatalogError
+from stripe_sync.core.secrets import redact
+from stripe_sync.core.state import CheckpointChanges
+from stripe_sync.state.rows import checkpoint_of, write_back_of
+
+log = logging.getLogger(__name__)
+
+# Rows per statement: SQLite binds at most 32,766 parameters, a state row 11.
+ROWS_PER_STATEMENT = 2_000
+
+metadata = sa.MetaData()
+STATE = sa.Table(
+    "stripe_sync_state",
+    metadata,
+    sa.Column("namespace", sa.Text, primary_key=True),
+    sa.Column("catalog_id", sa.Text, primary_key=True),
+    sa.Column("batch", sa.Text),
+    *(sa.Column(column, sa.Text) for column in WRITE_BACK_COLUMNS if column != "synced_at"),
+    sa.Column("synced_at", sa.DateTime(timezone=True)),
+    sa.Column("checkpoint", sa.Text),  # JSON: what the pipeline last made of the row
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+    sa.Index("stripe_sync_state_batch", "namespace", "batch"),
+)
+LEDGER = sa.Table(
+    "stripe_sync_ledger",
+    metadata,
+    sa.Column("namespace", sa.Text, primary_key=True),
+    sa.Column("step", sa.Text, primary_key=True),
+    sa.Column("batch", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+)
+BACKUPS = sa.Table(
+    "stripe_sync_backups",
+    metadata,
+    sa.Column("namespace", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("batch", sa.Text, primary_key=True),
+    sa.Column("taken_at", sa.Text, nullable=False),
+    sa.Column("backup", sa.Text, nullable=False),
+)
+FRAMES = sa.Table(
+    "stripe_sync_frames",
+    metadata,
+    sa.Column("namespace", sa.Text, primary_key=True),
+    sa.Column("asset", sa.Text, primary_key=True),
+    sa.Column("batch", sa.Text, primary_key=True),
+    sa.Column("frame", sa.LargeBinary, nullable=False),
+)
+
+_created: set[str] = set()  # databases whose tables this process has made sure of
+_creating = threading.Lock()
+
+
+class SqlState:
+    """The state of `catalog` (namespace: its table) in the database of `engine`: the
+    catalog's own (`owns_engine` False: the write-back joins the state's transaction), or one
+    of its own."""
+
+    def __init__(
+        self, engine: Engine, catalog: Catalog, *, location: str, owns_engine: bool = False
+    ):
+        self.engine = engine
+        self.namespace = catalog.table
+        self._catalog = catalog
+        self._location = location
+        self._owns_engine = owns_engine
+        self._insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert
+
+    def describe(self) -> str:
+        return f"table stripe_sync_state in {self._location}"
+
+    def check(self) -> None:
+        with self._connect() as connection:
+            connection.execute(sa.select(STATE.c.namespace).limit(1)).all()
+
+    # --- per catalog row -------------------------------------------------------------------
+
+    def checkpoints(self, batch: str) -> dict[str, Checkpoint]:
+        query = sa.select(STATE.c.catalog_id, STATE.c.checkpoint).where(
+            STATE.c.namespace == self.namespace,
+            STATE.c.batch == batch,
+            STATE.c.checkpoint.is_not(None),
+        )
+        with self._connect() as connection:
+            return {cms_id: checkpoint_of(text) for cms_id, text in connection.execute(query)}
+
+    def sync_states(self, cms_ids: Sequence[str]) -> dict[str, WriteBack]:
+        columns = [STATE.c.catalog_id, *(STATE.c[column] for column in WRITE_BACK_COLUMNS)]
+        found: dict[str, WriteBack] = {}
+        with self._connect() as connection:
+            for chunk in _chunks(list(cms_ids), ROWS_PER_STATEMENT):
+                query = sa.select(*columns).where(
+                    STATE.c.namespace == self.namespace, STATE.c.catalog_id.in_(chunk)
+                )
+                for row in connection.execute(query):
+                    found[row[0]] = write_back_of(row[0], dict(row._mapping))
+        return found
+
+    def record(
+        self,
+        write_backs: Sequence[WriteBack],
+        checkpoints: CheckpointChanges | None = None,
+        *,
+        batch_of: Mapping[str, str] | None = None,
+    ) -> int:
+        batch_of = batch_of or {}
+        write_back = bool(write_backs) and self._catalog.has_write_back_columns
+        statements = 0
+        try:
+            with self._connect() as connection, connection.begin():
+                if write_back and not self._owns_engine:
+                    statements += self._catalog.write_back_in(connection, write_backs)
+                statements += self._upsert_sync_states(connection, write_backs, batch_of)
+                statements += self._upsert_checkpoints(connection, checkpoints or {})
+        except sa.exc.DBAPIError as error:
+            raise CatalogError(
+                f"Recording the sync state in {self._location} failed: {_first_line(error)}"
+            ) from None
+        # A catalog in another database: written after the state, which the next plan trusts.
+        if write_back and self._owns_engine:
+            statements += self._catalog.write_back(write_backs)
+        return statements
+
+    def write_back(self, write_backs: Sequence[WriteBack]) -> int:
+        return self.record(write_backs)
+
+    def forget(self, batch: str, cms_ids: Sequence[str]) -> None:
+        self.record([], {batch: dict.fromkeys(cms_ids)})
+
+    def forget_all(self) -> int:
+        update = (
+            sa.update(STATE)
+            .where(STATE.c.namespace == self.namespace, STATE.c.checkpoint.is_not(None))
+            .values(checkpoint=None, updated_at=_now())
+        )
+        with self._connect() as connection, connection.begin():
+            return connection.execute(update).rowcount
+
+    def batch_keys(self) -> list[str]:
+        query = (
+            sa.select(STATE.c.batch)
+            .distinct()
+            .where(STATE.c.namespace == self.namespace, STATE.c.batch.is_not(None))
+            .order_by(STATE.c.batch)
+        )
+        with self._connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    # --- per batch and run -----------------------------------------------------------------
+
+    def save_outcomes(self, step: str, batch: str, record: dict) -> None:
+        self._put(
+            LEDGER,
+            {"step": step, "batch": batch},
+            {"run_id": record["run_id"], "record": _json(record)},
+        )
+
+    def outcomes(self, step: str, batch: str) -> dict | None:
+        text = self._get(LEDGER.c.record, step=step, batch=batch)
+        return None if text is None else json.loads(text)
+
+    def save_backup(self, backup: Backup) -> str:
+        self._put(
+            BACKUPS,
+            {"run_id": backup.run_id, "batch": backup.batch},
+            {"taken_at": backup.taken_at, "backup": _json(asdict(backup))},
+        )
+        return f"backup of run {backup.run_id}, batch {backup.batch} ({self.describe()})"
+
+    def backups(self) -> list[Backup]:
+        query = (
+            sa.select(BACKUPS.c.backup)
+            .where(BACKUPS.c.namespace == self.namespace)
+            .order_by(BACKUPS.c.taken_at, BACKUPS.c.batch)
+        )
+        with self._connect() as connection:
+            return [Backup(**json.loads(text)) for text in connection.execute(query).scalars()]
+
+    def save_frame(self, asset: str, batch: str, data: bytes) -> None:
+        self._put(FRAMES, {"asset": asset, "batch": batch}, {"frame": data})
+
+    def frame(self, asset: str, batch: str) -> bytes | None:
+        return self._get(FRAMES.c.frame, asset=asset, batch=batch)
+
+    def close(self) -> None:
+        if self._owns_engine:  # else it is the catalog's
+            self.engine.dispose()
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _upsert_sync_states(
+        self, connection: Connection, write_backs: Sequence[WriteBack], batch_of: Mapping
+    ) -> int:
+        rows = [
+            {
+                "namespace": self.namespace,
+                "catalog_id": result.id,
+                "batch": batch_of.get(result.id),
+                **result.columns(),
+                "updated_at": _now(),
+            }
+            for result in write_backs
+        ]
+        return self._upsert(connection, rows, [*WRITE_BACK_COLUMNS, "updated_at"])
+
+    def _upsert_checkpoints(self, connection: Connection, changes: CheckpointChanges) -> int:
+        rows = [
+            {
+                "namespace": self.namespace,
+                "catalog_id": cms_id,
+                "batch": batch,
+                "checkpoint": None if checkpoint is None else _json(asdict(checkpoint)),
+                "updated_at": _now(),
+            }
+            for batch, batch_changes in changes.items()
+            for cms_id, checkpoint in batch_changes.items()
+        ]
+        return self._upsert(connection, rows, ["checkpoint", "updated_at"])
+
+    def _upsert(self, connection: Connection, rows: list[dict], columns: list[str]) -> int:
+        """Insert the state rows, or set `columns` (and the batch, when given) of those that
+        exist: never the other columns."""
+        for chunk in _chunks(rows, ROWS_PER_STATEMENT):
+            insert = self._insert(STATE).values(chunk)
+            connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[STATE.c.namespace, STATE.c.catalog_id],
+                    set_={
+                        **{column: insert.excluded[column] for column in columns},
+                        "batch": sa.func.coalesce(insert.excluded.batch, STATE.c.batch),
+                    },
+                )
+            )
+        return len(_chunks(rows, ROWS_PER_STATEMENT))
+
+    def _put(self, table: sa.Table, key: dict, values: dict) -> None:
+        insert = self._insert(table).values(namespace=self.namespace, **key, **values)
+        statement = insert.on_conflict_do_update(
+            index_elements=[column for column in table.primary_key.columns],
+            set_={column: insert.excluded[column] for column in values},
+        )
+        with self._connect() as connection, connection.begin():
+            connection.execute(statement)
+
+    def _get(self, column: sa.Column, **key: str):
+        table = column.table
+        query = sa.select(column).where(
+            table.c.namespace == self.namespace,
+            *(table.c[name] == value for name, value in key.items()),
+        )
+        with self._connect() as connection:
+            return connection.execute(query).scalar_one_or_none()
+
+    def _connect(self) -> Connection:
+        """A connection, once the tables are there (made on first use: a catalog that can't
+        be reached is named as the catalog by its own check first)."""
+        self._create_tables()
+        return self._open()
+
+    def _open(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except sa.exc.OperationalError as error:
+            reason = redact(str(error.orig).strip().splitlines()[0], self.engine.url.password)
+            raise CatalogError(
+                f"Cannot reach the state database ({self._location}): {reason}: check "
+                "STRIPE_SYNC_STATE_URL (or the catalog's URL) and that the database is running."
+            ) from None
+
+    def _create_tables(self) -> None:
+        key = self.engine.url.render_as_string(hide_password=False)
+        with _creating:
+            if key in _created:
+                return
+            with self._open() as connection, connection.begin():
+                if connection.dialect.name == "postgresql":
+                    # One creator at a time: concurrent CREATE TABLE IF NOT EXISTS collide.
+                    connection.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(hashtext('stripe_sync_state'))")
+                    )
+                existing = set(sa.inspect(connection).get_table_names())
+                missing = [table for table in metadata.sorted_tables if table.name not in existing]
+                if missing:
+                    metadata.create_all(connection, tables=missing)
+                    log.info(
+                        "created the tables %s in %s for the pipeline's state",
+                        ", ".join(table.name for table in missing),
+                        self._location,
+                    )
+            _created.add(key)
+
+
+def _first_line(error: sa.exc.DBAPIError) -> str:
+    return str(error.orig).strip().splitlines()[0]
+
+
+def _chunks(rows: list, size: int) -> list[list]:
+    return [rows[at : at + size] for at in range(0, len(rows), size)]
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, default=str)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
