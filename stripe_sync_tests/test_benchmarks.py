@@ -48,4 +48,7 @@ def test_the_benchmark_prints_every_scenario_with_one_request_per_new_product(
     assert "| 2. no-op resync | Stripe writes / reads | 0 / 10 (N/100 = 1) |" in table
     assert "| 4. 3,000 rows | batch registration |" in table and "(3 batches)" in table
     assert "| 4. 3,000 rows | runs to backfill every batch | 1 (10 batches a run) |" in table
-    assert "1 statement" in table
+    assert (
+        "| 4. 3,000 rows | write-back and state of one 1,000-row batch | 3 statements in one "
+        "transaction, " in table
+    )
