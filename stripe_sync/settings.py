@@ -109,6 +109,38 @@ class CatalogSettings(_Section):
         "in the variable).",
         "STRIPE_SYNC_METADATA_COLUMNS",
     )
+    timeout_s: float = setting(
+        30.0,
+        "Seconds a catalog or state request (a PostgREST request, a connection, an SQL "
+        "statement on PostgreSQL) may take.",
+        "STRIPE_SYNC_CATALOG_TIMEOUT_S",
+        gt=0,
+    )
+    retry_attempts: int = setting(
+        8,
+        "Attempts per catalog or state call, the first one included.",
+        "STRIPE_SYNC_CATALOG_RETRY_ATTEMPTS",
+        ge=1,
+    )
+    retry_deadline_s: float = setting(
+        120.0,
+        "No new attempt of a catalog call after this many seconds: longer, the catalog is "
+        "down (a batch's finished Stripe work is then kept for the next run).",
+        "STRIPE_SYNC_CATALOG_RETRY_DEADLINE_S",
+        gt=0,
+    )
+    retry_base_delay_s: float = setting(
+        0.5,
+        "The first wait between two attempts; it doubles (with jitter) up to retry_max_delay_s.",
+        "STRIPE_SYNC_CATALOG_RETRY_BASE_DELAY_S",
+        gt=0,
+    )
+    retry_max_delay_s: float = setting(
+        10.0,
+        "The longest wait between two attempts.",
+        "STRIPE_SYNC_CATALOG_RETRY_MAX_DELAY_S",
+        gt=0,
+    )
 
 
 class StateSettings(_Section):

@@ -64,7 +64,12 @@ from decimal import Decimal
 from psycopg.rows import dict_row
 
 from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
-from stripe_sync_tests.postgrest import RecordedRequest, create_supabase_roles, run_postgrest
+from stripe_sync_tests.postgrest import (
+    GatewayFaults,
+    RecordedRequest,
+    create_supabase_roles,
+    run_postgrest,
+)
 
 # Every variable the pipeline (or the CLI, which sets some itself) reads.
 PIPELINE_ENV_VARS = (
@@ -401,10 +406,24 @@ def postgrest_log() -> list[RecordedRequest]:
 
 
 @pytest.fixture(scope="session")
-def supabase_url(fresh_database_url, jwt_secret, supabase_roles, postgrest_log) -> Iterator[str]:
+def postgrest_faults() -> GatewayFaults:
+    return GatewayFaults()
+
+
+@pytest.fixture(scope="session")
+def supabase_url(
+    fresh_database_url, jwt_secret, supabase_roles, postgrest_log, postgrest_faults
+) -> Iterator[str]:
     """The look-alike's base URL: what SUPABASE_URL is for a real project."""
-    with run_postgrest(fresh_database_url, jwt_secret, postgrest_log) as url:
+    with run_postgrest(fresh_database_url, jwt_secret, postgrest_log, postgrest_faults) as url:
         yield url
+
+
+@pytest.fixture
+def gateway_faults(postgrest_faults: GatewayFaults) -> Iterator[GatewayFaults]:
+    """The look-alike's gateway faults, for this test (off again after it)."""
+    yield postgrest_faults
+    postgrest_faults.off()
 
 
 @pytest.fixture
@@ -428,3 +447,18 @@ def apply_state_migration(catalog_connection: psycopg.Connection, supabase_roles
         catalog_connection.execute(
             sql.SQL("delete from {} where namespace = 'products'").format(sql.Identifier(table))
         )
+
+
+# ---------------------------------------------------------------- catalog outages
+
+
+@pytest.fixture
+def flaky_catalog(fresh_database_url: str):
+    """A `FlakyProxy` in front of the session's database, and that database's URL through it:
+    `(proxy, url)`."""
+    from stripe_sync_tests.tcp_proxy import flaky_proxy
+
+    direct = make_url(fresh_database_url)
+    with flaky_proxy(direct.host or "127.0.0.1", direct.port or 5432) as proxy:
+        through = direct.set(host="127.0.0.1", port=proxy.port)
+        yield proxy, through.render_as_string(hide_password=False)

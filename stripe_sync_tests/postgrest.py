@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import re
 import threading
 import time
@@ -146,13 +147,61 @@ def grant_like_supabase(connection: psycopg.Connection, table: str) -> None:
     connection.execute(sql.SQL("grant all on {} to service_role").format(name))
 
 
+@dataclass
+class GatewayFaults:
+    """What Supabase's gateway does to a seeded share of requests, before PostgREST sees them:
+    answer 503 (an upstream blip), 429 with Retry-After (its rate limit), or stall for
+    `stall_s` and only then carry the request out (the client has given up by then: a write
+    happens without its answer). Off until a test sets a share."""
+
+    seed: int = 0
+    share_503: float = 0.0
+    share_429: float = 0.0
+    share_stall: float = 0.0
+    stall_s: float = 3.0
+    retry_after_s: int = 1
+    counts: dict[str, int] = field(default_factory=dict)
+    _random: random.Random = field(default_factory=random.Random, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def configure(self, **knobs: float) -> None:
+        """Set some knobs and start the seeded sequence again (`off()`: all shares 0)."""
+        with self._lock:
+            for name, value in knobs.items():
+                setattr(self, name, value)
+            self._random = random.Random(self.seed)
+            self.counts = {}
+
+    def off(self) -> None:
+        self.configure(share_503=0.0, share_429=0.0, share_stall=0.0)
+
+    def draw(self) -> str | None:
+        with self._lock:
+            roll = self._random.random()
+            for kind, share in (
+                ("503", self.share_503),
+                ("429", self.share_429),
+                ("stall", self.share_stall),
+            ):
+                if roll < share:
+                    self.counts[kind] = self.counts.get(kind, 0) + 1
+                    return kind
+                roll -= share
+            return None
+
+
 @contextlib.contextmanager
 def run_postgrest(
-    database_url: str, jwt_secret: str, request_log: list[RecordedRequest] | None = None
+    database_url: str,
+    jwt_secret: str,
+    request_log: list[RecordedRequest] | None = None,
+    faults: GatewayFaults | None = None,
 ) -> Iterator[str]:
     """Serve the look-alike on a free loopback port; yield its base URL (what
-    SUPABASE_URL would be). Requests are appended to `request_log` when given."""
+    SUPABASE_URL would be). Requests are appended to `request_log` when given; `faults`
+    misbehave as Supabase's gateway may."""
     api = _Api(psycopg.connect(database_url, autocommit=True), jwt_secret, request_log)
+    api.faults = faults or GatewayFaults()
     handler = type("Handler", (_Handler,), {"api": api})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="postgrest-look-alike", daemon=True)
@@ -220,9 +269,26 @@ class _Api:
         self._request_log = request_log
         self._lock = threading.Lock()  # one connection, one request at a time
 
+    faults: GatewayFaults
+
     def handle(self, request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
         if self._request_log is not None:
             self._request_log.append(request)
+        fault = self.faults.draw()
+        if fault == "503":
+            return (
+                503,
+                {"Content-Type": "application/json"},
+                b'{"message":"upstream connect error"}',
+            )
+        if fault == "429":
+            headers = {
+                "Content-Type": "application/json",
+                "Retry-After": str(self.faults.retry_after_s),
+            }
+            return 429, headers, b'{"message":"API rate limit exceeded"}'
+        if fault == "stall":
+            time.sleep(self.faults.stall_s)
         try:
             status, headers, body = self._route(request)
         except PostgrestError as error:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from stripe_sync.catalog.database import NO_RETRY
 from stripe_sync.core.contract import Catalog
 from stripe_sync.core.errors import CatalogError
+from stripe_sync.core.retry import RetryPolicy, RetryStats
 
 _NOTHING_CONFIGURED = (
     "No catalog configured: set CATALOG_DATABASE_URL (postgresql://… or sqlite:///…) "
@@ -21,18 +23,23 @@ def open_catalog(
     supabase_key: str | None,
     table: str = "products",
     metadata_columns: Sequence[str] = (),
+    timeout_s: float = 30.0,
+    retry: RetryPolicy = NO_RETRY,
+    stats: RetryStats | None = None,
 ) -> Catalog:
-    """The configured catalog: a database URL wins over Supabase's REST API."""
+    """The configured catalog: a database URL wins over Supabase's REST API. Its calls are
+    retried by `retry`, counted in `stats`."""
+    tuning = {"timeout_s": timeout_s, "retry": retry, "stats": stats}
     # Imported on use: supabase-py takes most of a second to import and SQL users
     # never need it.
     if database_url:
         from stripe_sync.catalog.sql import SqlCatalog
 
-        return SqlCatalog(database_url, table, metadata_columns)
+        return SqlCatalog(database_url, table, metadata_columns, **tuning)
     if supabase_url and supabase_key:
         from stripe_sync.catalog.supabase import SupabaseCatalog
 
-        return SupabaseCatalog(supabase_url, supabase_key, table, metadata_columns)
+        return SupabaseCatalog(supabase_url, supabase_key, table, metadata_columns, **tuning)
     if supabase_url:
         raise CatalogError("SUPABASE_URL is set without a key: set SUPABASE_SERVICE_ROLE_KEY.")
     if supabase_key:

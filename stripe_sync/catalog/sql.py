@@ -1,31 +1,33 @@
 """The catalog over a direct SQL connection (PostgreSQL or SQLite) with SQLAlchemy Core.
 
 Reads are keyset pages (`id > last ORDER BY id LIMIT n`), each in its own short
-transaction, so a long read holds no locks and no cursor between pages. Bounds travel
-as text and are cast to the id column's type by the database, so integer ids compare
-numerically and every comparison follows the database's own ordering.
+transaction, so a long read holds no locks and no cursor between pages, and a page read again
+after a dropped connection gives the same rows. Bounds travel as text and are cast to the id
+column's type by the database, so integer ids compare numerically and every comparison
+follows the database's own ordering. Every call goes through `Database.call`: classified,
+retried by the catalog's policy.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
-from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import Connection
 
 from stripe_sync.catalog.base import missing_columns_error
+from stripe_sync.catalog.database import NO_RETRY, Database
 from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import CatalogError
 from stripe_sync.core.identity import METADATA_PREFIX
-from stripe_sync.core.secrets import redact
+from stripe_sync.core.retry import RetryPolicy, RetryStats
 
 # SQLite allows 32,766 bound parameters a statement (PostgreSQL 65,535); a write-back row
 # binds 7, so larger batches are split into several statements.
 MAX_ROWS_PER_STATEMENT = 4_000
-_CONNECT_TIMEOUT_S = 10
+T = TypeVar("T")
 # The contract's types, not the reflected ones: a SQLite file may declare anything
 # (TEXT, TIMESTAMP, nothing) and PostgreSQL converts on assignment.
 _WRITE_BACK_TYPES = {column: sa.Text() for column in WRITE_BACK_COLUMNS} | {
@@ -33,42 +35,43 @@ _WRITE_BACK_TYPES = {column: sa.Text() for column in WRITE_BACK_COLUMNS} | {
 }
 
 
-def engine_url(url: str, *, setting: str = "CATALOG_DATABASE_URL") -> URL:
-    """`url` with the psycopg 3 driver for postgresql:// and postgres:// URLs."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url.removeprefix("postgres://")
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() not in ("postgresql", "sqlite"):
-        raise CatalogError(f"{setting} must start with postgresql://, postgres:// or sqlite:///.")
-    return parsed
-
-
-def location_of(url: URL) -> str:
-    """Which database, e.g. "PostgreSQL 127.0.0.1:5432/cms"; never a password."""
-    if url.get_backend_name() == "sqlite":
-        return f"SQLite {url.database or ':memory:'}"
-    return f"PostgreSQL {url.host or 'localhost'}:{url.port or 5432}/{url.database}"
-
-
 class SqlCatalog:
     """A catalog table reached through SQLAlchemy: `table` may be `schema.table`."""
 
     def __init__(
-        self, url: str, table: str = "products", metadata_columns: Sequence[str] = ()
+        self,
+        url: str,
+        table: str = "products",
+        metadata_columns: Sequence[str] = (),
+        *,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy = NO_RETRY,
+        stats: RetryStats | None = None,
     ) -> None:
         self.table = table
         self._metadata_columns = tuple(metadata_columns)
-        self._url = engine_url(url)
-        self._is_sqlite = self._url.get_backend_name() == "sqlite"
-        connect_args = {} if self._is_sqlite else {"connect_timeout": _CONNECT_TIMEOUT_S}
-        self.engine = sa.create_engine(self._url, connect_args=connect_args)
+        self.database = Database(
+            url,
+            name="catalog",
+            setting="CATALOG_DATABASE_URL",
+            timeout_s=timeout_s,
+            retry=retry,
+            stats=stats,
+        )
+        self._url = self.database.url
+        self._is_sqlite = self.database.is_sqlite
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self.database.engine
 
     def describe(self) -> str:
         return f"{self.location()}, table {self.table}"
 
     def check(self) -> None:
+        # No retries: a wrong URL or a database that is down fails the pre-flight at once.
+        if "_table" not in self.__dict__:
+            self.__dict__["_table"] = self._reflected(retry=False)
         missing = [
             column
             for column in SOURCE_COLUMNS + self._metadata_columns
@@ -93,8 +96,7 @@ class SqlCatalog:
         query = sa.select(sa.func.count()).select_from(self._table)
         if start is not None:
             query = query.where(self._id >= self._as_id(start))
-        with self._connect() as connection:
-            return connection.execute(query).scalar_one()
+        return self._read(lambda connection: connection.execute(query).scalar_one())
 
     def read_rows(
         self, lower: str | None, upper: str | None, page_size: int = 1_000
@@ -114,16 +116,16 @@ class SqlCatalog:
                 sa.tuple_(updated_at, self._id) > sa.tuple_(at, self._as_id(after[1]))
             )
         query = query.order_by(updated_at, self._id).limit(limit)
-        with self._connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]
+        return self._read(
+            lambda connection: [dict(row._mapping) for row in connection.execute(query)]
+        )
 
     def write_back(self, results: Sequence[WriteBack]) -> int:
-        try:
-            with self._connect() as connection, connection.begin():
+        def transaction() -> int:
+            with self.database.connect() as connection, connection.begin():
                 return self.write_back_in(connection, results)
-        except sa.exc.DBAPIError as error:
-            reason = redact(str(error.orig).strip().splitlines()[0], self._url.password)
-            raise CatalogError(f"The write-back to {self.describe()} failed: {reason}") from None
+
+        return self.database.call(transaction)
 
     def write_back_in(self, connection: Connection, results: Sequence[WriteBack]) -> int:
         """The write-back in the caller's transaction (the state store's, when it shares this
@@ -137,12 +139,16 @@ class SqlCatalog:
         return len(chunks)
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.database.dispose()
 
     @cached_property
     def _table(self) -> sa.Table:
+        return self._reflected(retry=True)
+
+    def _reflected(self, *, retry: bool) -> sa.Table:
         schema, _, name = self.table.rpartition(".")
-        with self._connect() as connection:
+
+        def reflect(connection: Connection) -> sa.Table:
             try:
                 return sa.Table(
                     name, sa.MetaData(), schema=schema or None, autoload_with=connection
@@ -152,6 +158,8 @@ class SqlCatalog:
                     f"Table {self.table} not found in {self.location()}: create it or set "
                     "the table name."
                 ) from None
+
+        return self._read(reflect, retry=retry)
 
     def _row_columns(self) -> list[sa.ColumnElement]:
         """The contract's columns, `id` as text; the price as the database's own text: exact
@@ -195,8 +203,9 @@ class SqlCatalog:
         query = query.order_by(self._id).limit(page_size)
         page_query = query if lower is None else query.where(self._id >= self._as_id(lower))
         while True:
-            with self._connect() as connection:
-                page = connection.execute(page_query).all()
+            # A page is read again whole after a dropped connection: the same keyset, the
+            # same rows.
+            page = self._read(lambda connection, q=page_query: connection.execute(q).all())
             if page:
                 yield page
             if len(page) < page_size:
@@ -227,33 +236,15 @@ class SqlCatalog:
         cast; SQLite has no such types to cast to."""
         return value if self._is_sqlite else sa.cast(value, value.type)
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[Connection]:
-        if self._is_sqlite and not self._sqlite_file_exists():
-            raise CatalogError(
-                f"The SQLite catalog file {self._url.database} does not exist: set "
-                "CATALOG_DATABASE_URL to an existing sqlite:/// file."
-            )
-        try:
-            connection = self.engine.connect()
-        except sa.exc.OperationalError as error:
-            reason = redact(str(error.orig).strip().splitlines()[0], self._url.password)
-            raise CatalogError(
-                f"Cannot reach the catalog database at {self._address()} ({reason}): check "
-                "CATALOG_DATABASE_URL and that the database is running."
-            ) from None
-        with connection:
-            yield connection
+    def _read(self, read: Callable[[Connection], T], *, retry: bool = True) -> T:
+        """`read(connection)` in a connection of its own, retried as a whole."""
 
-    def _sqlite_file_exists(self) -> bool:
-        database = self._url.database
-        return not database or database == ":memory:" or Path(database).exists()
+        def attempt() -> T:
+            with self.database.connect() as connection:
+                return read(connection)
 
-    def _address(self) -> str:
-        if self._is_sqlite:
-            return self._url.database or ":memory:"
-        return f"{self._url.host or 'localhost'}:{self._url.port or 5432}"
+        return self.database.call(attempt, retry=retry)
 
     def location(self) -> str:
         """Which database, e.g. "PostgreSQL 127.0.0.1:5432/cms"; never a password."""
-        return location_of(self._url)
+        return self.database.location()

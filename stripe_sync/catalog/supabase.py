@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 
 import httpx
@@ -24,9 +25,16 @@ from postgrest.types import CountMethod, ReturnMethod
 from supabase import ClientOptions, SupabaseException, create_client
 
 from stripe_sync.catalog.base import MIGRATION, missing_columns_error
+from stripe_sync.catalog.database import NO_RETRY, RETRYABLE_SQLSTATES
 from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, WriteBack
-from stripe_sync.core.errors import CatalogError
+from stripe_sync.core.errors import (
+    CatalogError,
+    CatalogFailure,
+    ErrorKind,
+    retry_after_seconds,
+)
 from stripe_sync.core.identity import METADATA_PREFIX
+from stripe_sync.core.retry import RetryPolicy, RetryStats, call_with_retries
 from stripe_sync.core.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -38,10 +46,12 @@ _SOURCE_SELECTED = ",".join(
     + [f"{column}::text" if column == "price" else column for column in SOURCE_COLUMNS[1:]]
 )
 _WRITE_BACK = ",".join(WRITE_BACK_COLUMNS)
-_TIMEOUT_S = 60
 _FUNCTION_MISSING = "PGRST202"
 _TABLE_MISSING = ("PGRST205", "42P01")
 _COLUMN_MISSING = "42703"
+_RETRYABLE_STATUSES = {408, 500, 502, 503, 504}
+# PostgREST's own connection errors, and PostgreSQL's failover, timeout and concurrency codes.
+_RETRYABLE_CODES = {"PGRST000", "PGRST001", "PGRST002", *RETRYABLE_SQLSTATES}
 
 
 class SupabaseCatalog:
@@ -53,9 +63,17 @@ class SupabaseCatalog:
         service_role_key: str,
         table: str = "products",
         metadata_columns: Sequence[str] = (),
+        *,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy = NO_RETRY,
+        stats: RetryStats | None = None,
     ) -> None:
         self.table = table
         self._metadata_columns = tuple(metadata_columns)
+        self.retry = retry
+        self.stats = stats if stats is not None else RetryStats()
+        self._timeout_s = timeout_s
+        self._last = threading.local()  # the status and headers of this thread's last answer
         # PostgREST aliases can't hold a dot: read `metadata__<column>` and rename.
         self._source_selected = ",".join(
             [_SOURCE_SELECTED, *(f"metadata__{c}:{c}::text" for c in self._metadata_columns)]
@@ -64,7 +82,11 @@ class SupabaseCatalog:
         self._key = service_role_key
         # Our own HTTP client (with PostgREST's default headers): supabase-py otherwise
         # hands the PostgREST client deprecated options, a warning on every catalog.
-        self._http = httpx.Client(headers=DEFAULT_POSTGREST_CLIENT_HEADERS, timeout=_TIMEOUT_S)
+        self._http = httpx.Client(
+            headers=DEFAULT_POSTGREST_CLIENT_HEADERS,
+            timeout=timeout_s,
+            event_hooks={"response": [self._remember]},
+        )
         try:
             self._client = create_client(
                 self._url,
@@ -93,8 +115,8 @@ class SupabaseCatalog:
                 f"SUPABASE_SERVICE_ROLE_KEY holds a key with role {role!r}: set it to the "
                 "project's service_role key (Project Settings > API)."
             )
-        try:  # no retries: a wrong URL should fail the preflight at once
-            self.execute(self._select(self._source_selected).limit(1).retry(False))
+        try:  # no retries: a wrong URL or a project that is down fails the pre-flight at once
+            self.execute(self._select(self._source_selected).limit(1), retry=False)
         except _ColumnMissing:
             missing = [
                 column
@@ -214,7 +236,7 @@ class SupabaseCatalog:
 
     def _column_exists(self, columns: str) -> bool:
         try:
-            self.execute(self._select(columns).limit(0).retry(False))
+            self.execute(self._select(columns).limit(0))
         except _ColumnMissing:
             return False
         return True
@@ -224,22 +246,53 @@ class SupabaseCatalog:
         """supabase-py's client, for the state store in the same project."""
         return self._client
 
-    def execute(self, query):
-        """Execute a query of `client`, turning transport and PostgREST errors into
-        CatalogError."""
+    def execute(self, query, *, retry: bool = True):
+        """Execute a query of `client` (one request), its failures classified and retried by
+        the catalog's policy (a request PostgREST answered with an error changed nothing)."""
+        return call_with_retries(
+            lambda: self._attempt(query), self.retry if retry else NO_RETRY, stats=self.stats
+        )
+
+    def _attempt(self, query):
+        self._last.status, self._last.retry_after = None, None
         try:
-            return query.execute()
+            # postgrest-py's own retries off: retrying is this class's (one policy, one place).
+            return query.retry(False).execute()
+        except httpx.TimeoutException:
+            raise CatalogFailure(
+                ErrorKind.RETRYABLE,
+                f"Supabase at {self._url} did not answer within {self._timeout_s:g} s",
+            ) from None
         except httpx.HTTPError as error:
-            raise CatalogError(
+            raise CatalogFailure(
+                ErrorKind.RETRYABLE,
                 f"Cannot reach Supabase at {self._url} ({redact(str(error), self._key)}): check "
-                "SUPABASE_URL."
+                "SUPABASE_URL and that the project is up.",
             ) from None
         except APIError as error:
             raise self._api_error(error) from None
 
+    def _remember(self, response: httpx.Response) -> None:
+        self._last.status = response.status_code
+        self._last.retry_after = response.headers.get("retry-after")
+
     def _api_error(self, error: APIError) -> Exception:
+        """The one place that decides what a PostgREST error means."""
         code = error.code or ""
         message = redact(error.message or "", self._key)
+        status = getattr(self._last, "status", None)
+        if status == 429:
+            return CatalogFailure(
+                ErrorKind.RATE_LIMITED,
+                f"Supabase at {self._url} is rate limiting the pipeline (429)",
+                retry_after_s=retry_after_seconds(self._last.retry_after),
+            )
+        if status in _RETRYABLE_STATUSES or code in _RETRYABLE_CODES or code[:2] == "08":
+            return CatalogFailure(
+                ErrorKind.RETRYABLE,
+                f"Supabase at {self._url} answered {status} {code} {message}".strip(),
+                retry_after_s=retry_after_seconds(self._last.retry_after),
+            )
         if code == _FUNCTION_MISSING:
             return _FunctionMissing(message)
         if code == _COLUMN_MISSING:

@@ -1,9 +1,11 @@
-"""Errors, classified once: what a user must fix, and what a Stripe call's failure means.
+"""Errors, classified once: what a user must fix, and what a failed call means.
 
-A fatal Stripe error (bad key, missing permission) stops the run; bad data fails the row;
-retryable and rate-limited errors are for the retry layer (retry.py). Messages are
-redacted: Stripe's own 401 message names the key (masked), and nothing key-like may
-reach a log or the catalog.
+A `Failure` is a Stripe call's or a catalog call's failure, classified into an `ErrorKind`:
+a fatal error (bad key, missing permission, a missing table) stops the run; bad data fails
+the row; retryable and rate-limited errors are for the retry layer (retry.py), the same for
+Stripe and the catalog. Stripe's are classified here (`classify`), the catalog's where its
+driver is known (`stripe_sync.catalog`). Messages are redacted: Stripe's own 401 message names
+the key (masked), and nothing key-like may reach a log or the catalog.
 """
 
 import enum
@@ -27,32 +29,49 @@ class CatalogError(Exception):
 
 
 class ErrorKind(enum.Enum):
-    FATAL = "fatal"  # authentication or permission: nothing else will work either
+    FATAL = "fatal"  # authentication, permission, a missing table: nothing else will work
     RATE_LIMITED = "rate_limited"
-    RETRYABLE = "retryable"  # dropped connection, timeout, 409, 5xx
+    RETRYABLE = "retryable"  # dropped connection, failover, timeout, 409, 5xx
     BAD_DATA = "bad_data"  # Stripe refused this row's request
 
 
 @dataclass
-class StripeFailure(Exception):
-    """A Stripe call that failed, classified, with a key-free message."""
+class Failure(Exception):
+    """A call that failed, classified, with a key-free message."""
 
     kind: ErrorKind
     message: str
-    code: str | None = None
-    status: int | None = None
-    should_retry: bool | None = None  # Stripe-Should-Retry, when Stripe sent it
-    retry_after_s: float | None = None  # Retry-After, when Stripe sent it
+    retry_after_s: float | None = None  # Retry-After, when the server sent it
 
     def __str__(self) -> str:
         return self.message
 
     @property
     def retryable(self) -> bool:
+        return self.kind in (ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE)
+
+
+@dataclass
+class StripeFailure(Failure):
+    """A Stripe call that failed."""
+
+    code: str | None = None
+    status: int | None = None
+    should_retry: bool | None = None  # Stripe-Should-Retry, when Stripe sent it
+
+    @property
+    def retryable(self) -> bool:
         """Stripe's own word first; else 429, 409, 5xx and connection problems, never other 4xx."""
         if self.should_retry is not None:
             return self.should_retry
-        return self.kind in (ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE)
+        return super().retryable
+
+
+@dataclass
+class CatalogFailure(Failure, CatalogError):
+    """A call to the catalog's or the state's database that failed: retryable (a dropped
+    connection, a failover, a timeout, 408/429/5xx from PostgREST) or fatal (permission, a
+    missing table or column, bad SQL; the message says what to fix)."""
 
 
 def classify(error: stripe.StripeError) -> StripeFailure:
@@ -74,8 +93,14 @@ def classify(error: stripe.StripeError) -> StripeFailure:
     return StripeFailure(
         kind,
         redact(str(message)),
+        retry_after_s=retry_after_seconds(retry_after),
         code=body.get("code") or error.code,
         status=status,
         should_retry=None if should_retry is None else should_retry == "true",
-        retry_after_s=float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None,
     )
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header's seconds (its HTTP-date form is ignored: no server here sends it)."""
+    value = (value or "").strip()
+    return float(value) if value.replace(".", "", 1).isdigit() else None

@@ -23,6 +23,8 @@ class Report:
     counts: dict[str, int]
     stripe_requests: int
     stripe_seconds: float
+    catalog_retries: int = 0  # retried catalog and state calls of the batches' latest runs
+    catalog_longest_outage_s: float = 0.0  # the longest a call waited for the catalog
     failures: list[dict] = field(default_factory=list)
     invalid: list[dict] = field(default_factory=list)
     removed: list[dict] = field(default_factory=list)
@@ -52,6 +54,14 @@ class Report:
                 f"rate {self.rate:.1f} products/s."
             ),
         ]
+        if self.catalog_retries:
+            lines += [
+                "",
+                (
+                    f"Catalog: {self.catalog_retries} calls retried; the longest outage "
+                    f"{self.catalog_longest_outage_s:.1f} s."
+                ),
+            ]
         sections = (
             ("Failed", self.failures),
             ("Invalid (quarantined)", self.invalid),
@@ -102,6 +112,10 @@ def build_report(mode: str, batch_records: list[dict]) -> Report:
         counts={name: counts.get(name, 0) for name in RESULTS},
         stripe_requests=sum(record["requests"] for record in batch_records),
         stripe_seconds=sum(record["seconds"] for record in batch_records),
+        catalog_retries=sum(record.get("catalog_retries", 0) for record in batch_records),
+        catalog_longest_outage_s=max(
+            (record.get("catalog_longest_outage_s", 0.0) for record in batch_records), default=0.0
+        ),
         failures=failures,
         invalid=invalid,
         removed=removed,

@@ -1,17 +1,25 @@
-"""The one retry policy for Stripe calls: exponential backoff with jitter, bounded.
+"""The one retry policy, for Stripe calls and catalog calls alike: exponential backoff with
+jitter, bounded by attempts and a deadline.
 
-What may be retried is decided once, in `StripeFailure.retryable` (errors.py): Stripe's
-`Stripe-Should-Retry` header first, then 429, 409, 5xx, dropped connections and timeouts;
-never another 4xx. A retry resends the same idempotency key, so Stripe acts at most once.
+What may be retried is decided once, where a failure is classified (`Failure.retryable`,
+errors.py): for Stripe its `Stripe-Should-Retry` header first, then 429, 409, 5xx, dropped
+connections and timeouts, never another 4xx (a retry resends the same idempotency key, so
+Stripe acts at most once); for the catalog dropped connections, failovers, serialization
+failures, deadlocks, statement timeouts, and 408/429/5xx from PostgREST. A server's
+Retry-After is a floor under the backoff.
 """
 
+from __future__ import annotations
+
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import tenacity
 
-from stripe_sync.core.errors import ErrorKind, StripeFailure
+from stripe_sync.core.errors import ErrorKind, Failure
 
 T = TypeVar("T")
 
@@ -24,20 +32,42 @@ class RetryPolicy:
     max_delay_s: float = 30.0
 
 
+@dataclass
+class RetryStats:
+    """How often calls were retried, and the longest time one call waited for its server
+    (an outage): what a batch's metadata and the report show."""
+
+    retries: int = 0
+    longest_outage_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, retries: int, outage_s: float) -> None:
+        with self._lock:
+            self.retries += retries
+            self.longest_outage_s = max(self.longest_outage_s, outage_s)
+
+    def as_metadata(self, prefix: str) -> dict[str, float]:
+        return {
+            f"{prefix}_retries": self.retries,
+            f"{prefix}_longest_outage_s": round(self.longest_outage_s, 3),
+        }
+
+
 def call_with_retries(
     call: Callable[[], T],
     policy: RetryPolicy,
     *,
     on_rate_limited: Callable[[], None] = lambda: None,
+    stats: RetryStats | None = None,
 ) -> T:
-    """`call()`, retried by `policy` while it fails with a retryable `StripeFailure`."""
+    """`call()`, retried by `policy` while it fails with a retryable `Failure`."""
     backoff = tenacity.wait_random_exponential(
         multiplier=policy.base_delay_s, max=policy.max_delay_s
     )
+    started = time.monotonic()
 
     def wait(state: tenacity.RetryCallState) -> float:
         failure = state.outcome.exception()
-        # Stripe's Retry-After, when it sends one, is a floor under our own backoff.
         return max(backoff(state), failure.retry_after_s or 0.0)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -46,7 +76,7 @@ def call_with_retries(
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(
-            lambda error: isinstance(error, StripeFailure) and error.retryable
+            lambda error: isinstance(error, Failure) and error.retryable
         ),
         wait=wait,
         stop=tenacity.stop_after_attempt(policy.attempts)
@@ -54,4 +84,9 @@ def call_with_retries(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return retrying(call)
+    try:
+        return retrying(call)
+    finally:
+        retries = retrying.statistics.get("attempt_number", 1) - 1
+        if stats is not None and retries:
+            stats.record(retries, time.monotonic() - started)

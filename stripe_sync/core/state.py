@@ -21,6 +21,7 @@ from typing import Protocol
 from stripe_sync.core.backups import Backup
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, Catalog, WriteBack
+from stripe_sync.core.retry import RetryStats
 
 # batch -> catalog id -> the new checkpoint (None: forget it)
 CheckpointChanges = Mapping[str, Mapping[str, Checkpoint | None]]
@@ -85,10 +86,11 @@ class TrackedCatalog:
     columns gets its rows' sync state from the store, so everything downstream reads rows of
     the same shape."""
 
-    def __init__(self, catalog: Catalog, state: StateStore):
+    def __init__(self, catalog: Catalog, state: StateStore, retries: RetryStats | None = None):
         self.catalog = catalog
         self.state = state
         self.table = catalog.table
+        self.retries = retries if retries is not None else RetryStats()  # catalog and state
 
     def describe(self) -> str:
         return self.catalog.describe()

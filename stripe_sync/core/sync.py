@@ -14,17 +14,22 @@ A stop (Ctrl+C, a run terminated, Stripe refusing the key) never loses finished 
 finished is written back and recorded before the result says the run stopped. The write-back
 and the checkpoints are one `StateStore.record` (one transaction where the catalog and the
 state share a database), run inside `shielded()`, where the caller defers a stop until it is
-done.
+done. Nor does a catalog outage: when the record still fails after the catalog's retry
+deadline, the batch's results go to `Undelivered` (the run's own storage) and the result says
+so; the next run records them first (`deliver_kept`, before it reads the catalog), with no
+Stripe request for those products.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 import pandas as pd
 
@@ -32,17 +37,30 @@ from stripe_sync.core.applier import Applier, ApplyStopped, Outcome, Progress, R
 from stripe_sync.core.backups import Backup, now_iso
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
-from stripe_sync.core.errors import ErrorKind, StripeFailure
+from stripe_sync.core.errors import CatalogFailure, ErrorKind, StripeFailure
 from stripe_sync.core.identity import DesiredProduct
 from stripe_sync.core.ledger import PRICES, PRODUCTS, outcomes_of_run
 from stripe_sync.core.planner import Action, ActionKind, PlanOptions
 from stripe_sync.core.report import RESULTS
+from stripe_sync.core.retry import RetryStats
 from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.core.validation import plan_frame, planning_inputs, records
 
 _NOTHING_NEW = (ActionKind.UNCHANGED, ActionKind.ORPHANED)  # their checkpoints stay as they are
 _STATE_COLUMNS = ("stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "sync_hash")
+
+
+class Undelivered(Protocol):
+    """Where a run keeps the results the catalog could not take (it was down for longer than
+    the retry deadline), for the next run to record before anything else. Payloads are JSON."""
+
+    def keep(self, batch: str, payload: dict) -> None: ...
+    def kept(self, batches: Sequence[str]) -> list[tuple[str, str, dict]]:
+        """(id, batch, payload) of what is kept for these batches and not delivered yet,
+        oldest first."""
+
+    def delivered(self, batch: str, kept_ids: Sequence[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,7 @@ class StepResult:
     seconds: float
     backups: list[str] = field(default_factory=list)
     stopped: ApplyStopped | None = None  # the run must stop: Stripe refused the key, or told to
+    undelivered: str | None = None  # why the results are kept for the next run: the catalog
 
     @property
     def failed(self) -> list[Outcome]:
@@ -85,9 +104,14 @@ class BatchSync:
         max_in_flight: int,
         on_progress: Callable[[Progress], None] | None = None,
         shielded: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+        undelivered: Undelivered | None = None,
+        catalog_retries: RetryStats | None = None,
     ):
         self._api = api
         self._state = state
+        self._undelivered = undelivered
+        self._catalog_retries = catalog_retries or RetryStats()
+        self._checkpoints: dict[str, dict[str, Checkpoint]] = {}  # as planned, by batch
         self._run_id = run_id
         self._max_in_flight = max_in_flight
         self._on_progress = on_progress
@@ -98,7 +122,7 @@ class BatchSync:
     ) -> StepResult:
         """The products of the batches' rows, as planned against their checkpoints."""
         started = time.monotonic()
-        plan = plan_frame(validated, batches, self._state, options)
+        plan = plan_frame(validated, batches, self, options)
         actions = [action for batch_actions in plan.values() for action in batch_actions]
         batch_of = {action.cms_id: batch for batch, acts in plan.items() for action in acts}
         desired = {a.cms_id: a.desired for a in actions if a.desired is not None}
@@ -124,11 +148,13 @@ class BatchSync:
         except ApplyStopped as error:
             outcomes, stopped = error.finished, error
         settled = [o for o in outcomes if not o.price_pending]
+        ledgers = self._ledgers(batches, outcomes, batch_of, validated, time.monotonic() - started)
         with self._shielded():
-            write_backs = self._record(settled, rows, batch_of, desired)
+            write_backs, undelivered = self._record(
+                PRODUCTS, settled, rows, batch_of, desired, ledgers
+            )
         seconds = time.monotonic() - started
-        self._save_ledger(PRODUCTS, batches, outcomes, batch_of, validated, seconds)
-        return StepResult(outcomes, outcomes, write_backs, seconds, backups, stopped)
+        return StepResult(outcomes, outcomes, write_backs, seconds, backups, stopped, undelivered)
 
     def sync_prices(self, validated: pd.DataFrame, batches: Sequence[str]) -> StepResult:
         """New default prices for the products this run's products step left pending."""
@@ -155,8 +181,6 @@ class BatchSync:
             repriced = Applier(self._api, max_in_flight=self._max_in_flight).apply_prices(pending)
         except ApplyStopped as error:
             repriced, stopped = error.finished, error
-        with self._shielded():
-            write_backs = self._record(repriced, _rows_by_id(validated), batch_of, desired)
         by_id = {o.cms_id: o for o in repriced}
         final = [
             replace(by_id[o.cms_id], requests=by_id[o.cms_id].requests + o.requests)
@@ -164,10 +188,27 @@ class BatchSync:
             else o
             for o in products
         ]
+        # None in a dry run: the products step wrote nothing.
+        ledgers = (
+            self._ledgers(batches, final, batch_of, validated, time.monotonic() - started)
+            if records_of_run
+            else {}
+        )
+        with self._shielded():
+            write_backs, undelivered = self._record(
+                PRICES, repriced, _rows_by_id(validated), batch_of, desired, ledgers
+            )
         seconds = time.monotonic() - started
-        if records_of_run:  # none in a dry run: the products step wrote nothing
-            self._save_ledger(PRICES, batches, final, batch_of, validated, seconds)
-        return StepResult(repriced, final, write_backs, seconds, stopped=stopped)
+        return StepResult(
+            repriced, final, write_backs, seconds, stopped=stopped, undelivered=undelivered
+        )
+
+    def checkpoints(self, batch: str) -> dict[str, Checkpoint]:
+        """A batch's checkpoints, read once: the plan's, and the record's when it archives
+        (so a record that follows a catalog outage needs no read)."""
+        if batch not in self._checkpoints:
+            self._checkpoints[batch] = self._state.checkpoints(batch)
+        return self._checkpoints[batch]
 
     # --- the parts -----------------------------------------------------------------------
 
@@ -200,18 +241,33 @@ class BatchSync:
 
     def _record(
         self,
+        step: str,
         outcomes: Sequence[Outcome],
         rows: dict[str, dict],
         batch_of: dict[str, str],
         desired: dict[str, DesiredProduct],
-    ) -> int:
-        """Write back what changed for these rows and record their checkpoints, in one
-        `StateStore.record`; returns the requests or statements made."""
+        ledgers: dict[str, dict],
+    ) -> tuple[int, str | None]:
+        """Write back what changed for these rows, record their checkpoints (one
+        `StateStore.record`) and the step's ledger; returns the requests or statements made,
+        and why the results were kept for the next run instead, if they were."""
         write_backs = self._write_backs(outcomes, rows)
         checkpoints = self._checkpoint_changes(batch_of, desired, outcomes)
-        if not write_backs and not checkpoints:
-            return 0
-        return self._state.record(write_backs, checkpoints, batch_of=batch_of)
+        try:
+            requests = (
+                self._state.record(write_backs, checkpoints, batch_of=batch_of)
+                if write_backs or checkpoints
+                else 0
+            )
+            for batch, record in ledgers.items():
+                self._state.save_outcomes(step, batch, record)
+        except CatalogFailure as failure:
+            if not failure.retryable or self._undelivered is None:
+                raise
+            for batch, payload in _payloads(step, write_backs, checkpoints, batch_of, ledgers):
+                self._undelivered.keep(batch, payload)
+            return 0, str(failure)
+        return requests, None
 
     @staticmethod
     def _write_backs(outcomes: Iterable[Outcome], rows: dict[str, dict]) -> list[WriteBack]:
@@ -244,48 +300,116 @@ class BatchSync:
     ) -> dict[str, dict[str, Checkpoint]]:
         """What the outcomes made each row in Stripe, for the next plan to trust."""
         changes: dict[str, dict[str, Checkpoint]] = {}
-        kept_of: dict[str, dict[str, Checkpoint]] = {}
         for outcome in outcomes:
             batch = batch_of[outcome.cms_id]
             if outcome.result == Result.ARCHIVED:
-                if batch not in kept_of:
-                    kept_of[batch] = self._state.checkpoints(batch)
-                kept = kept_of[batch][outcome.cms_id]
+                kept = self.checkpoints(batch)[outcome.cms_id]
                 changes.setdefault(batch, {})[outcome.cms_id] = replace(kept, removed=True)
             elif outcome.sync_status == "synced" and outcome.action not in _NOTHING_NEW:
                 checkpoint = Checkpoint.of(desired[outcome.cms_id], outcome.stripe_price_id)
                 changes.setdefault(batch, {})[outcome.cms_id] = checkpoint
         return changes
 
-    def _save_ledger(
+    def _ledgers(
         self,
-        step: str,
         batches: Sequence[str],
         outcomes: list[Outcome],
         batch_of: dict[str, str],
         validated: pd.DataFrame,
         seconds: float,
-    ) -> None:
+    ) -> dict[str, dict]:
+        """The ledger record of each batch: its rows' outcomes, requests, time, warnings."""
+        records = {}
         for batch in batches:
             mine = [o for o in outcomes if batch_of[o.cms_id] == batch]
             rows = validated[validated["batch"] == batch]
-            self._state.save_outcomes(
-                step,
-                batch,
-                {
-                    "run_id": self._run_id,
-                    "batch": batch,
-                    "mode": self._api.mode,
-                    "requests": sum(o.requests for o in mine),
-                    "seconds": seconds * len(mine) / max(len(outcomes), 1),
-                    "outcomes": [asdict(o) for o in mine],
-                    "warnings": [
-                        {"cms_id": cms_id, "warning": warning}
-                        for cms_id, warnings in zip(rows["cms_id"], rows["warnings"], strict=True)
-                        for warning in warnings
-                    ],
-                },
-            )
+            records[batch] = {
+                "run_id": self._run_id,
+                "batch": batch,
+                "mode": self._api.mode,
+                "requests": sum(o.requests for o in mine),
+                "seconds": seconds * len(mine) / max(len(outcomes), 1),
+                "outcomes": [asdict(o) for o in mine],
+                "warnings": [
+                    {"cms_id": cms_id, "warning": warning}
+                    for cms_id, warnings in zip(rows["cms_id"], rows["warnings"], strict=True)
+                    for warning in warnings
+                ],
+            }
+        return records
+
+
+def deliver_kept(state: StateStore, undelivered: Undelivered, batches: Sequence[str]) -> int:
+    """Record the results an earlier run kept during a catalog outage; returns how many
+    batches had some. Called before the batches' rows are read, so the plan sees them synced
+    and sends nothing to Stripe for them."""
+    kept = undelivered.kept(batches)
+    for kept_id, batch, payload in kept:
+        write_backs, checkpoints, batch_of, ledger = _restored(batch, payload)
+        state.record(write_backs, checkpoints, batch_of=batch_of)
+        if ledger is not None:
+            state.save_outcomes(payload["step"], batch, ledger)
+        undelivered.delivered(batch, [kept_id])
+    return len(kept)
+
+
+def _payloads(
+    step: str,
+    write_backs: list[WriteBack],
+    checkpoints: dict[str, dict[str, Checkpoint]],
+    batch_of: dict[str, str],
+    ledgers: dict[str, dict],
+) -> list[tuple[str, dict]]:
+    """What a step could not record, per batch, as JSON for `Undelivered.keep`."""
+    batches = {batch_of[row.id] for row in write_backs} | set(checkpoints) | set(ledgers)
+    return [
+        (
+            batch,
+            json.loads(
+                json.dumps(
+                    {
+                        "step": step,
+                        "write_backs": [
+                            {"id": row.id, **row.columns()}
+                            for row in write_backs
+                            if batch_of[row.id] == batch
+                        ],
+                        "checkpoints": {
+                            cms_id: None if checkpoint is None else asdict(checkpoint)
+                            for cms_id, checkpoint in checkpoints.get(batch, {}).items()
+                        },
+                        "ledger": ledgers.get(batch),
+                    },
+                    default=str,
+                )
+            ),
+        )
+        for batch in sorted(batches)
+    ]
+
+
+def _restored(
+    batch: str, payload: dict
+) -> tuple[list[WriteBack], dict, dict[str, str], dict | None]:
+    """(write-backs, checkpoint changes, batch of each row, ledger record) of a batch's
+    payload."""
+    write_backs = [
+        WriteBack(
+            **{
+                **row,
+                "synced_at": None
+                if row["synced_at"] is None
+                else datetime.fromisoformat(row["synced_at"]),
+            }
+        )
+        for row in payload["write_backs"]
+    ]
+    checkpoints = {
+        cms_id: None if entry is None else Checkpoint(**entry)
+        for cms_id, entry in payload["checkpoints"].items()
+    }
+    batch_of = dict.fromkeys((row.id for row in write_backs), batch)
+    return write_backs, {batch: checkpoints}, batch_of, payload["ledger"]
 
 
 def _rows_by_id(validated: pd.DataFrame) -> dict[str, dict]:

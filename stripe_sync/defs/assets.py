@@ -19,8 +19,8 @@ from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.core.planner import PlanOptions
 from stripe_sync.core.report import build_report, save_report
 from stripe_sync.core.schemas import CatalogRows, ValidatedProducts
-from stripe_sync.core.state import StateStore
-from stripe_sync.core.sync import BatchSync
+from stripe_sync.core.state import StateStore, TrackedCatalog
+from stripe_sync.core.sync import BatchSync, StepResult, deliver_kept
 from stripe_sync.core.validation import plan_frame, validate_batch
 from stripe_sync.defs.dagster_compat import interrupts_deferred
 from stripe_sync.defs.outcomes import RunOutcome, record_outcome, step_outcome
@@ -30,6 +30,7 @@ from stripe_sync.defs.resources import (
     PipelineSettings,
     StripeResource,
 )
+from stripe_sync.defs.undelivered import InstanceUndelivered
 
 PROGRESS_EVERY_S = 2.0
 # A backfill of many batches runs them 10 to a run, as `stripe-sync migrate` does: a
@@ -62,6 +63,12 @@ def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResourc
     """The batch's catalog rows as read: the CMS's columns and the sync state written back."""
     rows = []
     with step_outcome(context), catalog.opened() as source:
+        undelivered = InstanceUndelivered(context)
+        if delivered := deliver_kept(source.state, undelivered, context.partition_keys):
+            context.log.info(
+                f"recorded the results of {delivered} batches an earlier run kept during a "
+                "catalog outage"
+            )
         for batch in batches_for(context.instance, context.partition_keys):
             batch_rows = [
                 {"batch": batch.key, **row} for row in source.read_rows(batch.lower, batch.upper)
@@ -69,7 +76,13 @@ def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResourc
             rows += batch_rows
             context.log.info(f"batch {batch.key}: {len(batch_rows)} rows, {batch.describe()}")
     raw = catalog_frame(rows)
-    context.add_output_metadata({"dagster/row_count": len(raw), "catalog": source.describe()})
+    context.add_output_metadata(
+        {
+            "dagster/row_count": len(raw),
+            "catalog": source.describe(),
+            **source.retries.as_metadata("catalog"),
+        }
+    )
     return raw
 
 
@@ -176,12 +189,17 @@ def stripe_products(
         return
     with step_outcome(context), catalog.opened() as source, stripe.opened() as api:
         context.log.info(f"Stripe {api.mode} mode at {api.api_base}")
-        result = _batch_sync(context, api, source.state, stripe).sync_products(
+        result = _batch_sync(context, api, source, stripe).sync_products(
             validated_products, context.partition_keys, options
         )
         _stop_if(context, result.stopped)
+        _fail_if_undelivered(context, result)
     yield dg.MaterializeResult(
-        metadata={**result.summary(), "backups": dg.MetadataValue.json(result.backups)}
+        metadata={
+            **result.summary(),
+            **source.retries.as_metadata("catalog"),
+            "backups": dg.MetadataValue.json(result.backups),
+        }
     )
 
 
@@ -201,10 +219,11 @@ def stripe_prices(
     """Stripe prices of the batch: a new default price where the amount or currency changed
     (created, made the default, the old one archived). The batch fails if any product did."""
     with step_outcome(context), catalog.opened() as source, stripe.opened() as api:
-        result = _batch_sync(context, api, source.state, stripe).sync_prices(
+        result = _batch_sync(context, api, source, stripe).sync_prices(
             validated_products, context.partition_keys
         )
         _stop_if(context, result.stopped)
+        _fail_if_undelivered(context, result)
     if result.failed:
         examples = "; ".join(f"{o.cms_id}: {o.error}" for o in result.failed[:3])
         message = (
@@ -213,7 +232,9 @@ def stripe_prices(
         )
         record_outcome(context, RunOutcome.FAILED_BATCHES, message)
         raise dg.Failure(message, metadata={"failed": len(result.failed)})
-    return dg.MaterializeResult(metadata=result.summary())
+    return dg.MaterializeResult(
+        metadata={**result.summary(), **source.retries.as_metadata("catalog")}
+    )
 
 
 @dg.asset(deps=[stripe_prices], kinds={"stripe"}, automation_condition=REPORT_AFTER_ANY_BATCH)
@@ -245,7 +266,8 @@ def migration_report(
 # --- helpers ----------------------------------------------------------------------------
 
 
-def _batch_sync(context, api, state: StateStore, stripe: StripeResource) -> BatchSync:
+def _batch_sync(context, api, source: TrackedCatalog, stripe: StripeResource) -> BatchSync:
+    state, state_retries = source.state, source.retries
     return BatchSync(
         api,
         state,
@@ -253,7 +275,23 @@ def _batch_sync(context, api, state: StateStore, stripe: StripeResource) -> Batc
         max_in_flight=stripe.in_flight(api),
         on_progress=_progress_logger(context),
         shielded=interrupts_deferred,
+        undelivered=InstanceUndelivered(context),
+        catalog_retries=state_retries,
     )
+
+
+def _fail_if_undelivered(context: dg.AssetExecutionContext, result: StepResult) -> None:
+    """The catalog was down for longer than the retry deadline after Stripe's work: the
+    results are kept in the run's event log, the batch fails and says so."""
+    if result.undelivered is None:
+        return
+    message = (
+        f"The catalog was unreachable ({result.undelivered}): the Stripe results of "
+        f"{len(result.applied)} products are kept in this run and written back by the next "
+        "run, before anything else and with no Stripe request for them."
+    )
+    record_outcome(context, RunOutcome.FAILED_BATCHES, message)
+    raise dg.Failure(message, metadata=result.summary())
 
 
 def _observe_plan(

@@ -40,10 +40,15 @@ report_job = dg.define_asset_job(
 
 
 def register_batches(
-    instance: dg.DagsterInstance, catalog: CatalogResource, batch_size: int
+    instance: dg.DagsterInstance,
+    catalog: CatalogResource,
+    batch_size: int,
+    *,
+    deadline_s: float | None = None,
 ) -> list[str]:
-    """Append partitions for catalog rows beyond the registered batches; returns the new keys."""
-    with catalog.opened() as source:
+    """Append partitions for catalog rows beyond the registered batches; returns the new keys.
+    `deadline_s` shortens the catalog's retry deadline (a tick's)."""
+    with catalog.opened(deadline_s=deadline_s) as source:
         registered = instance.get_dynamic_partitions(batch_partitions.name)
         new_keys = keys_to_register(source, registered, batch_size)
     if new_keys:

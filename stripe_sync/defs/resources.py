@@ -22,7 +22,7 @@ from pydantic import Field
 from stripe_sync.catalog import Catalog, open_catalog
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.identity import reserved_metadata_keys
-from stripe_sync.core.retry import RetryPolicy
+from stripe_sync.core.retry import RetryPolicy, RetryStats
 from stripe_sync.core.state import TrackedCatalog
 from stripe_sync.core.stripe_api import StripeApi, key_mode
 from stripe_sync.core.throttle import open_throttle
@@ -48,17 +48,33 @@ class CatalogResource(dg.ConfigurableResource):
         repr=False,
         description="A database of its own for the state (default: the catalog's).",
     )
+    timeout_s: float = 30.0  # per request, connection or statement
+    retry_attempts: int = 8  # per call, the first one included
+    retry_deadline_s: float = 120.0  # per call, all attempts: longer is an outage
+    retry_base_delay_s: float = 0.5
+    retry_max_delay_s: float = 10.0
 
-    def open(self) -> TrackedCatalog:
-        """The catalog with its state store; close it after use."""
-        catalog = self._open_catalog()
+    def open(self, *, deadline_s: float | None = None) -> TrackedCatalog:
+        """The catalog with its state store, retried by one policy (`deadline_s` shortens its
+        deadline) and counted in one `RetryStats`; close it after use."""
+        retry = RetryPolicy(
+            attempts=self.retry_attempts,
+            deadline_s=min(self.retry_deadline_s, deadline_s or self.retry_deadline_s),
+            base_delay_s=self.retry_base_delay_s,
+            max_delay_s=self.retry_max_delay_s,
+        )
+        stats = RetryStats()
+        catalog = self._open_catalog(retry, stats)
         try:
-            return TrackedCatalog(catalog, open_state(catalog, self.state_url or None))
+            state = open_state(
+                catalog, self.state_url or None, timeout_s=self.timeout_s, retry=retry, stats=stats
+            )
+            return TrackedCatalog(catalog, state, stats)
         except BaseException:
             catalog.close()
             raise
 
-    def _open_catalog(self) -> Catalog:
+    def _open_catalog(self, retry: RetryPolicy, stats: RetryStats) -> Catalog:
         reserved = set(self.metadata_columns) & set(reserved_metadata_keys())
         if reserved:
             raise ConfigError(
@@ -71,11 +87,14 @@ class CatalogResource(dg.ConfigurableResource):
             supabase_key=self.supabase_service_role_key or None,
             table=self.table,
             metadata_columns=self.metadata_columns,
+            timeout_s=self.timeout_s,
+            retry=retry,
+            stats=stats,
         )
 
     @contextlib.contextmanager
-    def opened(self) -> Iterator[TrackedCatalog]:
-        source = self.open()
+    def opened(self, *, deadline_s: float | None = None) -> Iterator[TrackedCatalog]:
+        source = self.open(deadline_s=deadline_s)
         try:
             yield source
         finally:
@@ -227,6 +246,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
         table=settings.catalog.table,
         metadata_columns=list(settings.catalog.metadata_columns),
         state_url=secret(settings.state.url),
+        timeout_s=settings.catalog.timeout_s,
+        retry_attempts=settings.catalog.retry_attempts,
+        retry_deadline_s=settings.catalog.retry_deadline_s,
+        retry_base_delay_s=settings.catalog.retry_base_delay_s,
+        retry_max_delay_s=settings.catalog.retry_max_delay_s,
     )
     return {
         "catalog": catalog,

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from stripe_sync.core.errors import ConfigError
+from stripe_sync.core.errors import CatalogFailure, ConfigError
 from stripe_sync.defs.assets import BATCHES_PER_RUN
 from stripe_sync.defs.jobs import migrate_batches_job, register_batches
 from stripe_sync.defs.partitions import batch_partitions
 from stripe_sync.defs.resources import CatalogResource, PipelineSettings
-from stripe_sync.defs.sensors import run_request
+from stripe_sync.defs.sensors import TICK_DEADLINE_S, run_request
 from stripe_sync.settings import AutomationSettings, Settings
 
 
@@ -45,7 +45,15 @@ def _reconcile_schedule(cron: str, status: dg.DefaultScheduleStatus) -> dg.Sched
     def reconcile_batches(
         context: dg.ScheduleEvaluationContext, catalog: CatalogResource, settings: PipelineSettings
     ):
-        new_keys = register_batches(context.instance, catalog, settings.batch_size)
+        try:
+            new_keys = register_batches(
+                context.instance, catalog, settings.batch_size, deadline_s=TICK_DEADLINE_S
+            )
+        except CatalogFailure as failure:
+            if not failure.retryable:
+                raise
+            context.log.warning(f"the catalog is unreachable, this tick is skipped: {failure}")
+            return dg.SkipReason(f"the catalog is unreachable: {failure}")
         keys = context.instance.get_dynamic_partitions(batch_partitions.name)
         if not keys:
             return dg.SkipReason("no batches: the catalog is empty")

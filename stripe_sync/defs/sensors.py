@@ -25,6 +25,7 @@ from stripe_sync.core.automation import (
 )
 from stripe_sync.core.batches import locate
 from stripe_sync.core.contract import change_cursor
+from stripe_sync.core.errors import CatalogFailure
 from stripe_sync.defs.assets import (
     BATCHES_PER_RUN,
     migration_report,
@@ -51,6 +52,7 @@ report_automation_sensor = dg.AutomationConditionSensorDefinition(
 
 CHANGES_PAGE = 1_000  # rows a catalog request (Supabase's default maximum)
 MAX_CHANGES_PER_TICK = 10_000  # the rest waits for the next tick: a tick stays short
+TICK_DEADLINE_S = 10.0  # retries of a tick's catalog calls stop after this long
 SENSOR_INTERVAL_S = 60
 BATCH_ASSETS = (supabase_products, validated_products, stripe_products, stripe_prices)
 
@@ -123,7 +125,9 @@ def _catalog_changes(
         minutes=automation.removal_scan_minutes
     )
     registered = context.instance.get_dynamic_partitions(batch_partitions.name)
-    source = catalog.open()
+    # A tick waits a little for the catalog, not a run's whole retry deadline: the next tick
+    # comes soon anyway.
+    source = catalog.open(deadline_s=TICK_DEADLINE_S)
     try:
         rows: list[dict] = []
         while len(rows) < MAX_CHANGES_PER_TICK:
@@ -162,6 +166,12 @@ def _catalog_changes(
         unknown = [i for i in changed if i not in located]
         if unknown and keys:
             located |= locate(source, keys, unknown)
+    except CatalogFailure as failure:
+        if not failure.retryable:
+            raise
+        # No cursor: it holds, so the next tick reads from where this one would have.
+        context.log.warning(f"the catalog is unreachable, this tick is skipped: {failure}")
+        return dg.SensorResult(skip_reason=f"the catalog is unreachable: {failure}")
     finally:
         source.close()
 

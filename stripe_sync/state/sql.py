@@ -19,23 +19,24 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
+from stripe_sync.catalog.database import Database
 from stripe_sync.core.backups import Backup
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, Catalog, WriteBack
-from stripe_sync.core.errors import CatalogError
-from stripe_sync.core.secrets import redact
 from stripe_sync.core.state import CheckpointChanges
 from stripe_sync.state.rows import checkpoint_of, write_back_of
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Rows per statement: SQLite binds at most 32,766 parameters, a state row 11.
 ROWS_PER_STATEMENT = 2_000
@@ -85,26 +86,26 @@ _creating = threading.Lock()
 
 
 class SqlState:
-    """The state of `catalog` (namespace: its table) in the database of `engine`: the
-    catalog's own (`owns_engine` False: the write-back joins the state's transaction), or one
-    of its own."""
+    """The state of `catalog` (namespace: its table) in `database`: the catalog's own
+    (`own_database` False: the write-back joins the state's transaction), or one of its own.
+    Every call goes through `Database.call`: classified, retried by the catalog's policy."""
 
-    def __init__(
-        self, engine: Engine, catalog: Catalog, *, location: str, owns_engine: bool = False
-    ):
-        self.engine = engine
+    def __init__(self, database: Database, catalog: Catalog, *, own_database: bool = False):
+        self.database = database
         self.namespace = catalog.table
         self._catalog = catalog
-        self._location = location
-        self._owns_engine = owns_engine
-        self._insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert
+        self._location = database.location()
+        self._owns_engine = own_database
+        self._insert = (sqlite if database.is_sqlite else postgresql).insert
 
     def describe(self) -> str:
         return f"table stripe_sync_state in {self._location}"
 
     def check(self) -> None:
-        with self._connect() as connection:
-            connection.execute(sa.select(STATE.c.namespace).limit(1)).all()
+        self._read(
+            lambda connection: connection.execute(sa.select(STATE.c.namespace).limit(1)).all(),
+            retry=False,
+        )
 
     # --- per catalog row -------------------------------------------------------------------
 
@@ -114,19 +115,21 @@ class SqlState:
             STATE.c.batch == batch,
             STATE.c.checkpoint.is_not(None),
         )
-        with self._connect() as connection:
-            return {cms_id: checkpoint_of(text) for cms_id, text in connection.execute(query)}
+        return self._read(
+            lambda connection: {
+                cms_id: checkpoint_of(text) for cms_id, text in connection.execute(query)
+            }
+        )
 
     def sync_states(self, cms_ids: Sequence[str]) -> dict[str, WriteBack]:
         columns = [STATE.c.catalog_id, *(STATE.c[column] for column in WRITE_BACK_COLUMNS)]
         found: dict[str, WriteBack] = {}
-        with self._connect() as connection:
-            for chunk in _chunks(list(cms_ids), ROWS_PER_STATEMENT):
-                query = sa.select(*columns).where(
-                    STATE.c.namespace == self.namespace, STATE.c.catalog_id.in_(chunk)
-                )
-                for row in connection.execute(query):
-                    found[row[0]] = write_back_of(row[0], dict(row._mapping))
+        for chunk in _chunks(list(cms_ids), ROWS_PER_STATEMENT):
+            query = sa.select(*columns).where(
+                STATE.c.namespace == self.namespace, STATE.c.catalog_id.in_(chunk)
+            )
+            rows = self._read(lambda connection, q=query: connection.execute(q).all())
+            found |= {row[0]: write_back_of(row[0], dict(row._mapping)) for row in rows}
         return found
 
     def record(
@@ -138,17 +141,16 @@ class SqlState:
     ) -> int:
         batch_of = batch_of or {}
         write_back = bool(write_backs) and self._catalog.has_write_back_columns
-        statements = 0
-        try:
-            with self._connect() as connection, connection.begin():
-                if write_back and not self._owns_engine:
-                    statements += self._catalog.write_back_in(connection, write_backs)
-                statements += self._upsert_sync_states(connection, write_backs, batch_of)
-                statements += self._upsert_checkpoints(connection, checkpoints or {})
-        except sa.exc.DBAPIError as error:
-            raise CatalogError(
-                f"Recording the sync state in {self._location} failed: {_first_line(error)}"
-            ) from None
+
+        def transaction(connection: Connection) -> int:
+            statements = 0
+            if write_back and not self._owns_engine:
+                statements += self._catalog.write_back_in(connection, write_backs)
+            statements += self._upsert_sync_states(connection, write_backs, batch_of)
+            return statements + self._upsert_checkpoints(connection, checkpoints or {})
+
+        # Upserts and an UPDATE to the same values: a retried transaction is harmless.
+        statements = self._write(transaction)
         # A catalog in another database: written after the state, which the next plan trusts.
         if write_back and self._owns_engine:
             statements += self._catalog.write_back(write_backs)
@@ -166,8 +168,7 @@ class SqlState:
             .where(STATE.c.namespace == self.namespace, STATE.c.checkpoint.is_not(None))
             .values(checkpoint=None, updated_at=_now())
         )
-        with self._connect() as connection, connection.begin():
-            return connection.execute(update).rowcount
+        return self._write(lambda connection: connection.execute(update).rowcount)
 
     def batch_keys(self) -> list[str]:
         query = (
@@ -176,8 +177,7 @@ class SqlState:
             .where(STATE.c.namespace == self.namespace, STATE.c.batch.is_not(None))
             .order_by(STATE.c.batch)
         )
-        with self._connect() as connection:
-            return list(connection.execute(query).scalars())
+        return self._read(lambda connection: list(connection.execute(query).scalars()))
 
     # --- per batch and run -----------------------------------------------------------------
 
@@ -206,8 +206,8 @@ class SqlState:
             .where(BACKUPS.c.namespace == self.namespace)
             .order_by(BACKUPS.c.taken_at, BACKUPS.c.batch)
         )
-        with self._connect() as connection:
-            return [Backup(**json.loads(text)) for text in connection.execute(query).scalars()]
+        texts = self._read(lambda connection: list(connection.execute(query).scalars()))
+        return [Backup(**json.loads(text)) for text in texts]
 
     def save_frame(self, asset: str, batch: str, data: bytes) -> None:
         self._put(FRAMES, {"asset": asset, "batch": batch}, {"frame": data})
@@ -217,7 +217,7 @@ class SqlState:
 
     def close(self) -> None:
         if self._owns_engine:  # else it is the catalog's
-            self.engine.dispose()
+            self.database.dispose()
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -272,8 +272,7 @@ class SqlState:
             index_elements=[column for column in table.primary_key.columns],
             set_={column: insert.excluded[column] for column in values},
         )
-        with self._connect() as connection, connection.begin():
-            connection.execute(statement)
+        self._write(lambda connection: connection.execute(statement))
 
     def _get(self, column: sa.Column, **key: str):
         table = column.table
@@ -281,31 +280,34 @@ class SqlState:
             table.c.namespace == self.namespace,
             *(table.c[name] == value for name, value in key.items()),
         )
-        with self._connect() as connection:
-            return connection.execute(query).scalar_one_or_none()
+        return self._read(lambda connection: connection.execute(query).scalar_one_or_none())
 
-    def _connect(self) -> Connection:
-        """A connection, once the tables are there (made on first use: a catalog that can't
-        be reached is named as the catalog by its own check first)."""
-        self._create_tables()
-        return self._open()
+    def _read(self, read: Callable[[Connection], T], *, retry: bool = True) -> T:
+        def attempt() -> T:
+            self._create_tables()
+            with self.database.connect() as connection:
+                return read(connection)
 
-    def _open(self) -> Connection:
-        try:
-            return self.engine.connect()
-        except sa.exc.OperationalError as error:
-            reason = redact(str(error.orig).strip().splitlines()[0], self.engine.url.password)
-            raise CatalogError(
-                f"Cannot reach the state database ({self._location}): {reason}: check "
-                "STRIPE_SYNC_STATE_URL (or the catalog's URL) and that the database is running."
-            ) from None
+        return self.database.call(attempt, retry=retry)
+
+    def _write(self, write: Callable[[Connection], T]) -> T:
+        """`write(connection)` in one transaction, retried as a whole."""
+
+        def attempt() -> T:
+            self._create_tables()
+            with self.database.connect() as connection, connection.begin():
+                return write(connection)
+
+        return self.database.call(attempt)
 
     def _create_tables(self) -> None:
-        key = self.engine.url.render_as_string(hide_password=False)
+        """Made on first use, so a catalog that can't be reached is named as the catalog by
+        its own check first."""
+        key = self.database.url.render_as_string(hide_password=False)
         with _creating:
             if key in _created:
                 return
-            with self._open() as connection, connection.begin():
+            with self.database.connect() as connection, connection.begin():
                 if connection.dialect.name == "postgresql":
                     # One creator at a time: concurrent CREATE TABLE IF NOT EXISTS collide.
                     connection.execute(
@@ -321,10 +323,6 @@ class SqlState:
                         self._location,
                     )
             _created.add(key)
-
-
-def _first_line(error: sa.exc.DBAPIError) -> str:
-    return str(error.orig).strip().splitlines()[0]
 
 
 def _chunks(rows: list, size: int) -> list[list]:

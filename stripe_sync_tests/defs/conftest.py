@@ -56,7 +56,8 @@ class Automation:
         )
         with context, dg.partition_loading_context(dynamic_partitions_store=self.instance):
             data = defs.resolve_sensor_def(sensor_name).evaluate_tick(context)
-        self.cursors[sensor_name] = data.cursor
+        if data.cursor is not None:  # a tick that sets none keeps the cursor, as the daemon does
+            self.cursors[sensor_name] = data.cursor
         for request in data.dynamic_partitions_requests or ():
             self.instance.add_dynamic_partitions(
                 request.partitions_def_name, request.partition_keys

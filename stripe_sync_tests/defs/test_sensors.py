@@ -97,6 +97,35 @@ def test_a_touch_that_changes_nothing_requests_nothing_and_says_so(
     ) in capfd.readouterr().err
 
 
+def test_a_tick_during_a_catalog_outage_is_skipped_and_the_cursor_holds(
+    products_table, pipeline_env, emulator, automation, flaky_catalog, fresh_database_url
+):
+    proxy, through = flaky_catalog
+    table = products_table(products(25))
+    pipeline_env.set(
+        CATALOG_DATABASE_URL=through,
+        CATALOG_TABLE=table.name,
+        STRIPE_SYNC_THROTTLE_URL=fresh_database_url,
+        STRIPE_SYNC_BATCH_SIZE="10",
+        STRIPE_SYNC_CATALOG_RETRY_ATTEMPTS="3",
+    )
+    assert pipeline_env.migrate().succeeded
+    assert automation.tick(CHANGES).run_requests == []
+    cursor = automation.cursors[CHANGES]
+    touch_on_update(table)
+    table.update("sku-00012", name="Cap")  # edited while the pipeline can't see the catalog
+    proxy.down()
+
+    skipped = automation.tick(CHANGES)
+
+    assert skipped.run_requests == []
+    assert skipped.skip_message.startswith("the catalog is unreachable: Cannot reach the catalog")
+    assert automation.cursors[CHANGES] == cursor
+    proxy.up()
+    [request] = automation.tick(CHANGES).run_requests  # nothing was missed
+    assert batches_of(request) == (BATCH_1, BATCH_1)
+
+
 def test_the_same_change_gets_the_same_run_key_and_another_change_another(
     synced_catalog, automation
 ):
