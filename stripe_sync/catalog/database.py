@@ -44,6 +44,11 @@ FATAL_HINTS = {
     "28P01": "fix the password in the URL",
     "3D000": "create the database or fix its name in the URL",
 }
+_CONNECT_REFUSALS = {
+    "password authentication failed": "fix the user or password in the URL",
+    "does not exist": "fix the database or user name in the URL",
+    "no pg_hba.conf entry": "allow this host in the server's pg_hba.conf",
+}
 NO_RETRY = RetryPolicy(attempts=1)
 
 
@@ -138,6 +143,12 @@ class Database:
             return CatalogFailure(ErrorKind.FATAL, f"{self.location()} refused: {reason}: {hint}.")
         if self.is_sqlite and not ("locked" in reason or "busy" in reason):
             return CatalogFailure(ErrorKind.FATAL, f"{self.location()} refused: {reason}.")
+        # Refusals at connect time come without an SQLSTATE: a wrong URL, not an outage.
+        for words, hint in _CONNECT_REFUSALS.items():
+            if words in reason:
+                return CatalogFailure(
+                    ErrorKind.FATAL, f"{self.location()} refused the connection: {reason}: {hint}."
+                )
         # Connection refused, reset, closed by the server, a timeout: the database is away.
         return CatalogFailure(
             ErrorKind.RETRYABLE,

@@ -188,6 +188,8 @@ def stripe_products(
             _observe_plan(context, validated_products, source.state, options)
         return
     with step_outcome(context), catalog.opened() as source, stripe.opened() as api:
+        # Again here: a run retried from its failed step starts at this one.
+        deliver_kept(source.state, InstanceUndelivered(context), context.partition_keys)
         context.log.info(f"Stripe {api.mode} mode at {api.api_base}")
         result = _batch_sync(context, api, source, stripe).sync_products(
             validated_products, context.partition_keys, options

@@ -317,12 +317,32 @@ class SqlState:
                 missing = [table for table in metadata.sorted_tables if table.name not in existing]
                 if missing:
                     metadata.create_all(connection, tables=missing)
+                    if connection.dialect.name == "postgresql":
+                        _shut_out_api_roles(connection, missing)
                     log.info(
                         "created the tables %s in %s for the pipeline's state",
                         ", ".join(table.name for table in missing),
                         self._location,
                     )
             _created.add(key)
+
+
+def _shut_out_api_roles(connection: Connection, tables: list[sa.Table]) -> None:
+    """On a Supabase database reached directly, new tables in `public` are open to its API
+    roles: row level security on, with no policy, and their grants revoked, as the migration
+    does (only the pipeline's own role reaches the state)."""
+    roles = (
+        connection.execute(
+            sa.text("SELECT rolname FROM pg_roles WHERE rolname IN ('anon', 'authenticated')")
+        )
+        .scalars()
+        .all()
+    )
+    for table in tables:
+        name = connection.dialect.identifier_preparer.quote(table.name)
+        connection.execute(sa.text(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY"))
+        for role in roles:
+            connection.execute(sa.text(f"REVOKE ALL ON TABLE {name} FROM {role}"))
 
 
 def _chunks(rows: list, size: int) -> list[list]:

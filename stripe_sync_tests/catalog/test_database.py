@@ -90,3 +90,25 @@ def test_postgres_error_codes_are_classified(database, fresh_database_url, sqlst
 
     catalog_database.dispose()
     assert failure.value.kind is kind
+
+
+def test_a_wrong_database_name_is_refused_at_once_not_taken_for_an_outage(fresh_database_url):
+    stats = RetryStats()
+    url = make_url(fresh_database_url).set(database="no_such_database")
+    database = Database(
+        url.render_as_string(hide_password=False),
+        name="state",
+        setting="STRIPE_SYNC_STATE_URL",
+        retry=QUICK,
+        stats=stats,
+    )
+
+    def connect() -> None:
+        with database.connect():
+            pass
+
+    with pytest.raises(CatalogFailure) as failure:
+        database.call(connect)
+
+    assert failure.value.kind is ErrorKind.FATAL and stats.retries == 0
+    assert str(failure.value).endswith("fix the database or user name in the URL.")
