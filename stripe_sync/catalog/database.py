@@ -56,7 +56,10 @@ def engine_url(url: str, *, setting: str = "CATALOG_DATABASE_URL") -> URL:
     """`url` with the psycopg 3 driver for postgresql:// and postgres:// URLs."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url.removeprefix("postgres://")
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (ValueError, sa.exc.ArgumentError):
+        raise CatalogError(f"{setting} is not a database URL: fix it.") from None
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("postgresql", "sqlite"):
@@ -112,6 +115,10 @@ class Database:
                 return work()
             except sa.exc.DBAPIError as error:
                 raise self.classify(error) from None
+            except sa.exc.TimeoutError:  # every pooled connection busy: a moment's wait
+                raise CatalogFailure(
+                    ErrorKind.RETRYABLE, f"no free connection to {self.location()} in time"
+                ) from None
 
         return call_with_retries(classified, self.retry if retry else NO_RETRY, stats=self.stats)
 

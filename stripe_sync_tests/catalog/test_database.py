@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from stripe_sync.catalog.database import Database
 from stripe_sync.catalog.sql import SqlCatalog
-from stripe_sync.core.errors import CatalogFailure, ErrorKind
+from stripe_sync.core.errors import CatalogError, CatalogFailure, ErrorKind
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 
 QUICK = RetryPolicy(attempts=3, deadline_s=5, base_delay_s=0.01, max_delay_s=0.02)
@@ -112,3 +112,12 @@ def test_a_wrong_database_name_is_refused_at_once_not_taken_for_an_outage(fresh_
 
     assert failure.value.kind is ErrorKind.FATAL and stats.retries == 0
     assert str(failure.value).endswith("fix the database or user name in the URL.")
+
+
+def test_a_url_that_is_no_url_is_named_as_the_setting():
+    with pytest.raises(CatalogError, match=r"^STRIPE_SYNC_STATE_URL is not a database URL"):
+        Database(
+            "postgresql://user:hunter2@host:notaport/db",
+            name="state",
+            setting="STRIPE_SYNC_STATE_URL",
+        )
