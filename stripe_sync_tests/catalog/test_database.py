@@ -17,6 +17,16 @@ from stripe_sync.core.retry import RetryPolicy, RetryStats
 QUICK = RetryPolicy(attempts=3, deadline_s=5, base_delay_s=0.01, max_delay_s=0.02)
 
 
+def connect_once(database: Database) -> None:
+    """Open and close one connection, through the database's retry layer."""
+
+    def connect() -> None:
+        with database.connect():
+            pass
+
+    database.call(connect)
+
+
 def test_an_unreachable_database_is_retried_then_named(closed_port):
     stats = RetryStats()
     database = Database(
@@ -27,12 +37,8 @@ def test_an_unreachable_database_is_retried_then_named(closed_port):
         stats=stats,
     )
 
-    def connect() -> None:
-        with database.connect():
-            pass
-
     with pytest.raises(CatalogFailure) as failure:
-        database.call(connect)
+        connect_once(database)
 
     assert failure.value.kind is ErrorKind.RETRYABLE and stats.retries == 2
     assert str(failure.value).startswith(
@@ -103,12 +109,8 @@ def test_a_wrong_database_name_is_refused_at_once_not_taken_for_an_outage(fresh_
         stats=stats,
     )
 
-    def connect() -> None:
-        with database.connect():
-            pass
-
     with pytest.raises(CatalogFailure) as failure:
-        database.call(connect)
+        connect_once(database)
 
     assert failure.value.kind is ErrorKind.FATAL and stats.retries == 0
     assert str(failure.value).endswith("fix the database or user name in the URL.")
