@@ -371,7 +371,11 @@ def _print_plan(settings, options, *, as_json: bool = False, sample: int = 20) -
     from stripe_sync.operations.plan import plan as plan_migration
 
     with _one_sentence_errors():
-        summary = plan_migration(settings, options, PlanSummary(sample=sample, every_row=as_json))
+        summary = plan_migration(
+            settings,
+            options,
+            PlanSummary(sample=sample, every_row=as_json, mapping=settings.catalog.mapping()),
+        )
     click.echo(json.dumps(summary.to_json(), indent=2) if as_json else summary.to_markdown())
 
 

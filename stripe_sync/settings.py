@@ -35,12 +35,24 @@ from typing import Any, Literal
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from stripe_sync.core.contract import SOURCE_COLUMNS
 from stripe_sync.core.errors import ConfigError
+from stripe_sync.core.identity import reserved_metadata_keys
+from stripe_sync.core.mapping import FieldMapping, ValueRule, metadata_of
+from stripe_sync.core.money import SUPPORTED_CURRENCIES
 
 PROJECT_FILE = "stripe_sync.yaml"
 CONFIG_FILE_VARIABLE = "STRIPE_SYNC_CONFIG"
@@ -102,11 +114,68 @@ class CatalogSettings(_Section):
     supabase_service_role_key: Secret | None = setting(
         None, "Supabase's service_role key.", "SUPABASE_SERVICE_ROLE_KEY", secret=KEY
     )
-    table: str = setting("products", "The catalog table (`schema.table` works).", "CATALOG_TABLE")
+    table: str = setting(
+        "products",
+        "The catalog table or view (`schema.table` works); with `query`, the name the "
+        "catalog's state is kept under.",
+        "CATALOG_TABLE",
+    )
+    query: str | None = setting(
+        None,
+        "A SQL query as the catalog instead of the table (a model, e.g. a join), read in "
+        "keyset pages; SQL catalogs only (on Supabase make it a view). `table` still names "
+        "the catalog's state.",
+        "STRIPE_SYNC_CATALOG_QUERY",
+    )
+    where: str | None = setting(
+        None,
+        "Which rows are part of the catalog: an SQL condition (kind = 'physical'), or "
+        "PostgREST filters on Supabase (kind=eq.physical&stock=gt.0).",
+        "STRIPE_SYNC_CATALOG_WHERE",
+    )
+    columns: dict[str, str | None] = setting(
+        {},
+        "Pipeline field -> catalog column (id, name, description, price, currency, images, "
+        "active, updated_at); a field left out is the column of its name, null is no column "
+        "(optional fields only). JSON in the variable.",
+        "STRIPE_SYNC_CATALOG_COLUMNS",
+    )
+    price_unit: Literal["major", "minor"] = setting(
+        "major",
+        "The unit of prices: major (12.50) or minor (1250: cents, yen, fils; whole numbers only).",
+        "STRIPE_SYNC_PRICE_UNIT",
+    )
+    currency: str | None = setting(
+        None,
+        "The currency of every row, when no currency column is mapped.",
+        "STRIPE_SYNC_CATALOG_CURRENCY",
+    )
+    active: ValueRule | None = setting(
+        None,
+        "Which rows are active: a boolean column, or {column, values} (the values that mean "
+        "active); default the column `active`.",
+        "STRIPE_SYNC_CATALOG_ACTIVE",
+    )
+    skip: ValueRule | None = setting(
+        None,
+        "Rows that must not be in Stripe yet, {column, values} (e.g. drafts): never created, "
+        "and removed like a deleted row when synced before.",
+        "STRIPE_SYNC_CATALOG_SKIP",
+    )
+    deleted: ValueRule | None = setting(
+        None,
+        "A soft-delete column: set (not NULL) means deleted; or {column, values}.",
+        "STRIPE_SYNC_CATALOG_DELETED",
+    )
+    metadata: dict[str, str] = setting(
+        {},
+        "Stripe metadata key -> catalog column. JSON in the variable.",
+        "STRIPE_SYNC_CATALOG_METADATA",
+    )
     metadata_columns: tuple[str, ...] = setting(
         (),
-        "Catalog columns copied into the Stripe product's metadata (a list; comma-separated "
-        "in the variable).",
+        "Catalog columns copied into the Stripe product's metadata under their own names (a "
+        "list; comma-separated in the variable).",
         "STRIPE_SYNC_METADATA_COLUMNS",
     )
     timeout_s: float = setting(
@@ -141,6 +210,68 @@ class CatalogSettings(_Section):
         "STRIPE_SYNC_CATALOG_RETRY_MAX_DELAY_S",
         gt=0,
     )
+
+    @field_validator("active", "skip", "deleted", mode="before")
+    @classmethod
+    def _column_alone(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"column": value}
+        if isinstance(value, dict) and isinstance(value.get("values"), str | int | bool):
+            return {**value, "values": [value["values"]]}
+        return value
+
+    @field_validator("currency", "price_unit", mode="before")
+    @classmethod
+    def _lowercase(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("query", "where", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def mapping(self) -> FieldMapping:
+        """The field mapping these settings describe; a ConfigError names a key that doesn't
+        fit."""
+        unknown = sorted(set(self.columns) - set(SOURCE_COLUMNS))
+        if unknown:
+            raise ConfigError(
+                f"catalog.columns maps {unknown[0]!r}, which is not a field: use "
+                f"{', '.join(SOURCE_COLUMNS)}{_suggestion(unknown[0], list(SOURCE_COLUMNS))}."
+            )
+        if self.currency is not None and self.columns.get("currency"):
+            raise ConfigError(
+                "catalog.currency and catalog.columns.currency are both set: keep the column, "
+                "or the one currency of every row."
+            )
+        if self.currency is not None and self.currency not in SUPPORTED_CURRENCIES:
+            raise ConfigError(
+                f"catalog.currency must be a currency Stripe supports, not {self.currency!r}."
+            )
+        if self.active is not None and "active" in self.columns:
+            raise ConfigError("catalog.active and catalog.columns.active are both set: keep one.")
+        if self.skip is not None and not self.skip.values:
+            raise ConfigError("catalog.skip needs values: {column: status, values: [draft]}.")
+        reserved = sorted(
+            set(metadata_of(self.metadata_columns, self.metadata)) & set(reserved_metadata_keys())
+        )
+        if reserved:
+            raise ConfigError(
+                f"catalog.metadata uses the key {reserved[0]!r}, which the pipeline owns: "
+                "choose another key."
+            )
+        try:
+            return FieldMapping(
+                columns=self.columns,
+                price_unit=self.price_unit,
+                currency=self.currency,
+                active=self.active,
+                skip=self.skip,
+                deleted=self.deleted,
+                metadata=metadata_of(self.metadata_columns, self.metadata),
+            )
+        except ValueError as error:
+            raise ConfigError(f"catalog.columns: {error}.") from None
 
 
 class StateSettings(_Section):
@@ -356,6 +487,11 @@ class Settings(BaseModel):
     paths: PathSettings = PathSettings()
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _mapping_fits(self) -> Settings:
+        self.catalog.mapping()  # a ConfigError naming the key, before anything runs
+        return self
 
     @property
     def dagster_home(self) -> Path:
@@ -585,7 +721,18 @@ def _from_text(raw: str, variable: str, info: FieldInfo) -> Any:
         return Secret(raw, variable)
     if typing.get_origin(info.annotation) is tuple:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if typing.get_origin(info.annotation) is dict or _is_rule(info):
+        try:  # JSON, or YAML's flow style: {id: sku, price: price_cents}
+            return yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(
+                f'{variable} must be JSON such as {{"id": "sku"}}, not {raw!r}.'
+            ) from None
     return raw
+
+
+def _is_rule(info: FieldInfo) -> bool:
+    return ValueRule in typing.get_args(info.annotation)
 
 
 def _validated(values: dict[str, Any], sources: dict[str, str]) -> Settings:
@@ -624,6 +771,10 @@ def _expected(info: FieldInfo) -> str:
             bounds.append(f"{word} {getattr(limits[name], name.lower())}")
     if annotation is bool:
         return "true or false"
+    if typing.get_origin(annotation) is dict:
+        return "a mapping of names to columns"
+    if _is_rule(info):
+        return "a column, or {column: ..., values: [...]}"
     if typing.get_origin(annotation) is Literal:
         return " or ".join(typing.get_args(annotation))
     if annotation is int:
@@ -647,4 +798,8 @@ def _shown(value: Any) -> str:
         return value.masked()
     if isinstance(value, tuple):
         return ", ".join(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {column}" for key, column in value.items())
+    if isinstance(value, ValueRule):
+        return value.describe()
     return str(value)

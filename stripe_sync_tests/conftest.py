@@ -68,7 +68,9 @@ from stripe_sync_tests.postgrest import (
     GatewayFaults,
     RecordedRequest,
     create_supabase_roles,
+    grant_like_supabase,
     run_postgrest,
+    service_role_key,
 )
 
 # Every variable the pipeline (or the CLI, which sets some itself) reads.
@@ -96,6 +98,15 @@ PIPELINE_ENV_VARS = (
     "STRIPE_SYNC_THROTTLE_FRACTION",
     "STRIPE_SYNC_MAX_IN_FLIGHT",
     "STRIPE_SYNC_METADATA_COLUMNS",
+    "STRIPE_SYNC_CATALOG_QUERY",
+    "STRIPE_SYNC_CATALOG_WHERE",
+    "STRIPE_SYNC_CATALOG_COLUMNS",
+    "STRIPE_SYNC_PRICE_UNIT",
+    "STRIPE_SYNC_CATALOG_CURRENCY",
+    "STRIPE_SYNC_CATALOG_ACTIVE",
+    "STRIPE_SYNC_CATALOG_SKIP",
+    "STRIPE_SYNC_CATALOG_DELETED",
+    "STRIPE_SYNC_CATALOG_METADATA",
     "DAGSTER_HOME",
     "DAGSTER_PG_HOST",
     "DAGSTER_PG_PORT",
@@ -447,6 +458,46 @@ def apply_state_migration(catalog_connection: psycopg.Connection, supabase_roles
         catalog_connection.execute(
             sql.SQL("delete from {} where namespace = 'products'").format(sql.Identifier(table))
         )
+
+
+@pytest.fixture
+def own_schema(request, catalog_connection, fresh_database_url, tmp_path):
+    """`make(backend, schema) -> Cms`: an `OwnSchema`'s tables (uniquely named in PostgreSQL)
+    with its first rows, in "postgres", "sqlite" or "supabase" (PostgreSQL behind the
+    look-alike, granted as on Supabase, the state tables migrated); dropped after."""
+    from stripe_sync_tests.own_schemas import Cms
+
+    made: list = []
+
+    def make(backend: str, schema):
+        if backend == "sqlite":
+            path = str(tmp_path / "cms.db")
+            cms = Cms(schema, schema.name, database_url=f"sqlite:///{path}", sqlite_path=path)
+            cms.execute(*schema.sqlite_ddl, *schema.rows)
+            return cms
+        cms = Cms(schema, f"{schema.name}_{secrets.token_hex(3)}", postgres=catalog_connection)
+        cms.execute(*schema.postgres_ddl, *schema.rows)
+        made.append(cms)
+        if backend == "postgres":
+            cms.database_url = fresh_database_url
+            return cms
+        request.getfixturevalue("apply_state_migration")
+        for table in (*schema.tables, "{t}"):
+            grant_like_supabase(catalog_connection, table.format(t=cms.name))
+        key = service_role_key(request.getfixturevalue("jwt_secret"))
+        cms.supabase = (request.getfixturevalue("supabase_url"), key)
+        return cms
+
+    yield make
+    for cms in made:
+        views = [] if "{t}" in cms.schema.tables else ["{t}"]  # dropped before their tables
+        for kind, names in (("view", views), ("table", cms.schema.tables)):
+            for name in names:
+                catalog_connection.execute(
+                    sql.SQL(f"drop {kind} if exists {{}} cascade").format(
+                        sql.Identifier(name.format(t=cms.name))
+                    )
+                )
 
 
 # ---------------------------------------------------------------- catalog outages

@@ -174,6 +174,7 @@ def test_a_good_configuration_passes_and_says_the_mode_and_the_account(
         "state)" in result.stdout
     )
     assert re.search(r"^state: table stripe_sync_state in PostgreSQL ", result.stdout, re.MULTILINE)
+    assert "mapping: none: each field in the column of its name (id, name, " in result.stdout
     assert re.search(
         r"^stripe: TEST mode at http://127\.0\.0\.1:\d+, account .+ \(acct_\w+\)$",
         result.stdout,

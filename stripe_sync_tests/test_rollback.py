@@ -19,12 +19,11 @@ from click.testing import CliRunner
 from psycopg import sql
 
 from stripe_sync.catalog import open_catalog
-from stripe_sync.catalog.base import WRITE_BACK_COLUMNS
 from stripe_sync.cli import main
 from stripe_sync.core.backups import Backup
 from stripe_sync.core.batches import batch_key
 from stripe_sync.core.checkpoints import Checkpoint
-from stripe_sync.core.contract import Catalog, WriteBack
+from stripe_sync.core.contract import WRITE_BACK_COLUMNS, Catalog, WriteBack
 from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.defs.partitions import batch_partitions

@@ -123,6 +123,28 @@ def test_a_database_url_without_a_password_may_be_literal(tmp_path):
             "stripe.allow_live_mode in stripe_sync.yaml must be true or false, not 'maybe'.",
         ),
         ("sync: [\n", "stripe_sync.yaml is not valid YAML at line 2: fix its syntax."),
+        (
+            "catalog:\n  columns: {sku: id}\n",
+            "catalog.columns maps 'sku', which is not a field: use id, name, description",
+        ),
+        (
+            "catalog:\n  columns: {name: null}\n",
+            "catalog.columns: the field name needs a column.",
+        ),
+        (
+            "catalog:\n  price_unit: cents\n",
+            "catalog.price_unit in stripe_sync.yaml must be major or minor, not 'cents'.",
+        ),
+        (
+            "catalog:\n  currency: eur\n  columns: {currency: currency_code}\n",
+            "catalog.currency and catalog.columns.currency are both set",
+        ),
+        ("catalog:\n  currency: euro\n", "catalog.currency must be a currency Stripe supports"),
+        ("catalog:\n  skip: status\n", "catalog.skip needs values"),
+        (
+            "catalog:\n  metadata: {cms_id: sku}\n",
+            "catalog.metadata uses the key 'cms_id', which the pipeline owns",
+        ),
     ],
 )
 def test_a_bad_project_file_fails_at_load_naming_the_key_and_what_was_expected(
@@ -192,3 +214,30 @@ def test_the_readme_documents_every_setting_with_its_variables():
         assert row is not None, f"README's settings table lacks {key}"
         for variable in variables_of(info):
             assert f"`{variable}`" in row, f"README's row of {key} lacks {variable}"
+
+
+def test_a_mapping_may_come_from_variables_as_json_and_rules_as_a_column_alone(tmp_path):
+    settings = load(
+        tmp_path,
+        "catalog:\n  active: is_published\n  deleted: deleted_at\n",
+        environ={
+            "STRIPE_SYNC_CATALOG_COLUMNS": '{"id": "sku", "images": null}',
+            "STRIPE_SYNC_CATALOG_SKIP": '{"column": "status", "values": "draft"}',
+            "STRIPE_SYNC_PRICE_UNIT": "Minor",
+        },
+    )
+
+    mapping = settings.catalog.mapping()
+    assert (mapping.column("id"), mapping.column("images"), mapping.column("name")) == (
+        "sku",
+        None,
+        "name",
+    )
+    assert (mapping.active.column, mapping.active.values) == ("is_published", ())
+    assert (mapping.skip.column, mapping.skip.values) == ("status", ("draft",))
+    assert (mapping.deleted.column, mapping.price_unit) == ("deleted_at", "minor")
+    assert settings.source("catalog.columns") == "env STRIPE_SYNC_CATALOG_COLUMNS"
+
+
+def test_no_mapping_settings_is_the_projects_own_table(tmp_path):
+    assert load(tmp_path).catalog.mapping().is_default

@@ -478,16 +478,16 @@ def test_validate_batch_takes_python_values_too():
 _DIRTY_DDL = """
     create table {table} (
         seq bigserial,
-        id text,
-        name text,
-        description text,
-        price text,
-        currency text,
-        images text[],
-        active boolean,
-        color text,
-        notes text,
-        updated_at timestamptz not null default now(),
+        {id} text,
+        {name} text,
+        {description} text,
+        {price} text,
+        {currency} text,
+        {images} text[],
+        {active} boolean,
+        {color} text,
+        {notes} text,
+        {updated_at} timestamptz not null default now(),
         stripe_product_id text,
         stripe_price_id text,
         sync_status text,
@@ -498,15 +498,34 @@ _DIRTY_DDL = """
 """
 # The CMS's columns (updated_at is set by the table) and two columns mapped to metadata.
 _DIRTY_COLUMNS = (*SOURCE_COLUMNS[:-1], "color", "notes")
+# Each pipeline field (and metadata key) in the column of its name ...
+OWN_NAMES = {name: name for name in (*SOURCE_COLUMNS, "color", "notes")}
+# ... or in a column as another CMS names it, through catalog.columns and catalog.metadata.
+RENAMED = {
+    "id": "sku",
+    "name": "title",
+    "description": "body",
+    "price": "amount",
+    "currency": "currency_code",
+    "images": "image_list",
+    "active": "is_live",
+    "updated_at": "modified_at",
+    "color": "colour",
+    "notes": "remarks",
+}
 
 
+@dataclass
 class DirtyTable(ProductsTable):
-    """A catalog table that holds what a CMS might: text prices, duplicate ids."""
+    """A catalog table that holds what a CMS might: text prices, duplicate ids; its columns
+    named by `columns` (pipeline field -> column)."""
+
+    columns: dict[str, str] = field(default_factory=lambda: dict(OWN_NAMES))
 
     def insert(self, cases: list[tuple[str, Case]]) -> None:
         statement = sql.SQL("insert into {} ({}) values ({})").format(
             sql.Identifier(self.name),
-            sql.SQL(", ").join(map(sql.Identifier, _DIRTY_COLUMNS)),
+            sql.SQL(", ").join(sql.Identifier(self.columns[c]) for c in _DIRTY_COLUMNS),
             sql.SQL(", ").join(sql.Placeholder() * len(_DIRTY_COLUMNS)),
         )
         with self.connection.cursor() as cursor:
@@ -515,25 +534,45 @@ class DirtyTable(ProductsTable):
                 [(id_, *(case.row.get(c) for c in _DIRTY_COLUMNS[1:])) for id_, case in cases],
             )
 
+    def update(self, id_: str, **columns: object) -> None:
+        self.connection.execute(
+            sql.SQL("update {} set {}, {} = now() where {} = %s").format(
+                sql.Identifier(self.name),
+                sql.SQL(", ").join(
+                    sql.SQL("{} = %s").format(sql.Identifier(self.columns[c])) for c in columns
+                ),
+                sql.Identifier(self.columns["updated_at"]),
+                sql.Identifier(self.columns["id"]),
+            ),
+            [*columns.values(), id_],
+        )
+
     def rows(self) -> list[dict]:  # type: ignore[override] - duplicates can't be keyed by id
-        """Every row (duplicates too), in insertion order."""
+        """Every row (duplicates too), in insertion order, its columns by pipeline field."""
         with self.connection.cursor(row_factory=dict_row) as cursor:
             cursor.execute(
-                sql.SQL("select * from {} order by seq").format(sql.Identifier(self.name))
+                sql.SQL("select *, {} as id from {} order by seq").format(
+                    sql.Identifier(self.columns["id"]), sql.Identifier(self.name)
+                )
             )
             return cursor.fetchall()
 
 
 @pytest.fixture
 def dirty_table(catalog_connection: psycopg.Connection, fresh_database_url: str):
-    """Makes DirtyTables: `make(cases) -> DirtyTable`; dropped after."""
+    """Makes DirtyTables: `make(cases, columns=OWN_NAMES) -> DirtyTable`; dropped after."""
     made: list[str] = []
 
-    def make(cases: list[tuple[str, Case]]) -> DirtyTable:
+    def make(cases: list[tuple[str, Case]], columns: dict[str, str] = OWN_NAMES) -> DirtyTable:
         name = f"dirty_{secrets.token_hex(4)}"
-        catalog_connection.execute(sql.SQL(_DIRTY_DDL).format(table=sql.Identifier(name)))
+        catalog_connection.execute(
+            sql.SQL(_DIRTY_DDL).format(
+                table=sql.Identifier(name),
+                **{field: sql.Identifier(column) for field, column in columns.items()},
+            )
+        )
         made.append(name)
-        table = DirtyTable(name, fresh_database_url, catalog_connection)
+        table = DirtyTable(name, fresh_database_url, catalog_connection, dict(columns))
         table.insert(cases)
         return table
 
@@ -543,12 +582,17 @@ def dirty_table(catalog_connection: psycopg.Connection, fresh_database_url: str)
 
 
 def use_dirty_catalog(pipeline_env, table: DirtyTable, **variables: str) -> None:
-    pipeline_env.set(
-        CATALOG_DATABASE_URL=table.database_url,
-        CATALOG_TABLE=table.name,
-        STRIPE_SYNC_METADATA_COLUMNS=METADATA_COLUMNS,
-        **variables,
-    )
+    """The pipeline on the table: its columns mapped by settings when they are renamed."""
+    columns = {f: table.columns[f] for f in SOURCE_COLUMNS if table.columns[f] != f}
+    metadata = {key: table.columns[key] for key in METADATA_COLUMNS.split(",")}
+    if columns:
+        variables |= {
+            "STRIPE_SYNC_CATALOG_COLUMNS": json.dumps(columns),
+            "STRIPE_SYNC_CATALOG_METADATA": json.dumps(metadata),
+        }
+    else:
+        variables["STRIPE_SYNC_METADATA_COLUMNS"] = METADATA_COLUMNS
+    pipeline_env.set(CATALOG_DATABASE_URL=table.database_url, CATALOG_TABLE=table.name, **variables)
 
 
 def mentions(report: object, cms_id: str, code: str) -> bool:
@@ -665,12 +709,13 @@ def assert_quarantined(cases: list[tuple[str, Case]], rows: list[dict], emulator
         assert any(codes <= codes_of(entry["error"]) for codes in expected), entry
 
 
+@pytest.mark.parametrize("columns", [OWN_NAMES, RENAMED], ids=["own schema", "mapped schema"])
 def test_the_corpus_through_the_pipeline_quarantines_every_bad_row_and_syncs_every_good_one(
-    dirty_table, pipeline_env, emulator
+    columns, dirty_table, pipeline_env, emulator
 ):
     cases = interleave(BAD, GOOD)
     assert sum(not c.valid for _, c in cases) >= 40 and sum(c.valid for _, c in cases) >= 20
-    table = dirty_table(cases)
+    table = dirty_table(cases, columns)
     use_dirty_catalog(pipeline_env, table, STRIPE_SYNC_BATCH_SIZE="25")
 
     result = pipeline_env.migrate(batches_per_run=2)
@@ -723,8 +768,8 @@ def test_the_corpus_through_the_pipeline_quarantines_every_bad_row_and_syncs_eve
             "currency": "EUR",
         },
     }
-    for id_, columns in fixed.items():
-        table.update(id_, **columns)
+    for id_, edits in fixed.items():
+        table.update(id_, **edits)
     before = len(emulator.requests())
 
     again = pipeline_env.migrate(batches_per_run=2)

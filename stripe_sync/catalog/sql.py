@@ -1,6 +1,9 @@
 """The catalog over a direct SQL connection (PostgreSQL or SQLite) with SQLAlchemy Core.
 
-Reads are keyset pages (`id > last ORDER BY id LIMIT n`), each in its own short
+The catalog is a model: a table or view, or an SQL query read as a subquery, narrowed by an
+SQL `where` and the mapping's skip and soft-delete rules, its columns mapped onto the
+pipeline's fields (`stripe_sync.core.mapping`). Reads are keyset pages over the mapped id
+(`id > last ORDER BY id LIMIT n`), each in its own short
 transaction, so a long read holds no locks and no cursor between pages, and a page read again
 after a dropped connection gives the same rows. Bounds travel as text and are cast to the id
 column's type by the database, so integer ids compare numerically and every comparison
@@ -19,9 +22,9 @@ from sqlalchemy.engine import Connection
 
 from stripe_sync.catalog.base import missing_columns_error
 from stripe_sync.catalog.database import NO_RETRY, Database
-from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, WriteBack
-from stripe_sync.core.errors import CatalogError
-from stripe_sync.core.identity import METADATA_PREFIX
+from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
+from stripe_sync.core.errors import CatalogError, CatalogFailure
+from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping, ValueRule
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 
 # SQLite allows 32,766 bound parameters a statement (PostgreSQL 65,535); a write-back row
@@ -36,20 +39,26 @@ _WRITE_BACK_TYPES = {column: sa.Text() for column in WRITE_BACK_COLUMNS} | {
 
 
 class SqlCatalog:
-    """A catalog table reached through SQLAlchemy: `table` may be `schema.table`."""
+    """A catalog model reached through SQLAlchemy: a table or view (`schema.table` works), or
+    an SQL `query`, its rows narrowed by `where` and its columns mapped by `mapping`."""
 
     def __init__(
         self,
         url: str,
         table: str = "products",
-        metadata_columns: Sequence[str] = (),
+        mapping: FieldMapping = DEFAULT_MAPPING,
         *,
+        query: str | None = None,
+        where: str | None = None,
         timeout_s: float = 30.0,
         retry: RetryPolicy = NO_RETRY,
         stats: RetryStats | None = None,
     ) -> None:
         self.table = table
-        self._metadata_columns = tuple(metadata_columns)
+        self.mapping = mapping
+        # A trailing `;` would end the subquery the query is read through.
+        self.query = query.strip().rstrip(";").strip() if query else None
+        self.where = where
         self.database = Database(
             url,
             name="catalog",
@@ -66,34 +75,52 @@ class SqlCatalog:
         return self.database.engine
 
     def describe(self) -> str:
-        return f"{self.location()}, table {self.table}"
+        model = f"table {self.table}" if self.query is None else f"query (state as {self.table})"
+        return f"{self.location()}, {model}" + (f" where {self.where}" if self.where else "")
 
     def check(self) -> None:
         # No retries: a wrong URL or a database that is down fails the pre-flight at once.
-        if "_table" not in self.__dict__:
-            self.__dict__["_table"] = self._reflected(retry=False)
+        if "_source" not in self.__dict__:
+            self.__dict__["_source"] = self._model(retry=False)
+        present = set(self._source.c.keys())
         missing = [
-            column
-            for column in SOURCE_COLUMNS + self._metadata_columns
-            if column not in self._table.columns
+            (key, column) for key, column in self.mapping.referenced() if column not in present
         ]
-        present = [column for column in WRITE_BACK_COLUMNS if column in self._table.columns]
-        if present and len(present) < len(WRITE_BACK_COLUMNS):
-            missing += [column for column in WRITE_BACK_COLUMNS if column not in present]
-        if missing:
-            raise missing_columns_error(self.table, missing)
+        write_back = [column for column in WRITE_BACK_COLUMNS if column in present]
+        if self.query is None and write_back and len(write_back) < len(WRITE_BACK_COLUMNS):
+            write_back = [column for column in WRITE_BACK_COLUMNS if column not in present]
+        else:
+            write_back = []
+        if missing or write_back:
+            raise missing_columns_error(self.table, missing, write_back)
+        conditions = [("catalog.where", self._where_condition())] if self.where else []
+        conditions += [
+            (f"catalog.{name}", self._kept_by(rule)) for name, rule in self.mapping.removal_rules()
+        ]
+        for key, condition in conditions:
+            probe = sa.select(self._id).select_from(self._source).where(condition).limit(0)
+            try:
+                self._read(lambda connection, q=probe: connection.execute(q).all(), retry=False)
+            except CatalogFailure as failure:
+                if failure.retryable:
+                    raise
+                raise CatalogError(
+                    f"{key} does not work on {self._model_name()}: {failure}"
+                ) from None
 
     @cached_property
     def has_write_back_columns(self) -> bool:
-        return all(column in self._table.columns for column in WRITE_BACK_COLUMNS)
+        return self.query is None and all(
+            column in self._source.columns for column in WRITE_BACK_COLUMNS
+        )
 
     def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
-        query = sa.select(self._id_text)
+        query = self._select(self._id_text)
         for page in self._pages(query, start, None, page_size):
             yield from (row[0] for row in page)
 
     def count_ids(self, start: str | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(self._table)
+        query = self._select(sa.func.count())
         if start is not None:
             query = query.where(self._id >= self._as_id(start))
         return self._read(lambda connection: connection.execute(query).scalar_one())
@@ -101,23 +128,29 @@ class SqlCatalog:
     def read_rows(
         self, lower: str | None, upper: str | None, page_size: int = 1_000
     ) -> Iterator[dict]:
-        for page in self._pages(sa.select(*self._row_columns()), lower, upper, page_size):
-            yield from (dict(row._mapping) for row in page)
+        for page in self._pages(self._select(*self._row_columns()), lower, upper, page_size):
+            yield from (self.mapping.shaped(row._mapping) for row in page)
 
     def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
-        updated_at = self._table.c.updated_at
-        query = sa.select(*self._row_columns()).where(updated_at.is_not(None))
+        if self.mapping.column("updated_at") is None:
+            return []  # no column says when a row changed: only the removal scan finds changes
+        updated_at = self._field("updated_at")
+        query = self._select(*self._row_columns()).where(updated_at.is_not(None))
         if after is not None:
             # SQLite compares the stored text itself: a CAST to a date type would make it a number.
-            at = sa.literal(after[0], sa.Text)
-            if not self._is_sqlite:
-                at = sa.cast(at, updated_at.type)
+            at = (
+                sa.literal(after[0], sa.Text)
+                if self._is_sqlite
+                else self._bound(after[0], updated_at)
+            )
             query = query.where(
                 sa.tuple_(updated_at, self._id) > sa.tuple_(at, self._as_id(after[1]))
             )
         query = query.order_by(updated_at, self._id).limit(limit)
         return self._read(
-            lambda connection: [dict(row._mapping) for row in connection.execute(query)]
+            lambda connection: [
+                self.mapping.shaped(row._mapping) for row in connection.execute(query)
+            ]
         )
 
     def write_back(self, results: Sequence[WriteBack]) -> int:
@@ -142,10 +175,24 @@ class SqlCatalog:
         self.database.dispose()
 
     @cached_property
-    def _table(self) -> sa.Table:
-        return self._reflected(retry=True)
+    def _source(self) -> sa.Table | sa.Subquery:
+        return self._model(retry=True)
 
-    def _reflected(self, *, retry: bool) -> sa.Table:
+    def _model(self, *, retry: bool) -> sa.Table | sa.Subquery:
+        """The table or view, reflected; or the query as a subquery with its columns (untyped:
+        bounds are compared as the database casts them)."""
+        if self.query is not None:
+            text = _sql_text(self.query)
+            probe = sa.select(sa.text("*")).select_from(text.columns().subquery("model")).limit(0)
+            try:
+                names = self._read(
+                    lambda connection: list(connection.execute(probe).keys()), retry=retry
+                )
+            except CatalogFailure as failure:
+                if failure.retryable:
+                    raise
+                raise CatalogError(f"catalog.query does not run: {failure}") from None
+            return text.columns(*map(sa.column, names)).subquery("model")
         schema, _, name = self.table.rpartition(".")
 
         def reflect(connection: Connection) -> sa.Table:
@@ -161,30 +208,56 @@ class SqlCatalog:
 
         return self._read(reflect, retry=retry)
 
+    def _model_name(self) -> str:
+        return f"table {self.table}" if self.query is None else "catalog.query"
+
+    def _field(self, name: str) -> sa.ColumnElement:
+        """The column of a pipeline field."""
+        return self._column(self.mapping.column(name))
+
+    def _column(self, column: str) -> sa.ColumnElement:
+        if column not in self._source.c:
+            keys = [key for key, mapped in self.mapping.referenced() if mapped == column]
+            raise missing_columns_error(self.table, [(keys[0] if keys else column, column)])
+        return self._source.c[column]
+
+    def _select(self, *columns: sa.ColumnElement) -> sa.Select:
+        """`columns` of the model's rows that are part of the catalog."""
+        query = sa.select(*columns).select_from(self._source)
+        if self.where:
+            query = query.where(self._where_condition())
+        for _name, rule in self.mapping.removal_rules():
+            query = query.where(self._kept_by(rule))
+        return query
+
+    def _where_condition(self) -> sa.ColumnElement:
+        return _sql_text(f"({self.where})")
+
+    def _kept_by(self, rule: ValueRule) -> sa.ColumnElement:
+        """Rows the rule leaves in: its column NULL, or not one of its values."""
+        column = self._column(rule.column)
+        if not rule.values:
+            return column.is_(None)
+        return sa.or_(column.is_(None), column.not_in(list(rule.values)))
+
     def _row_columns(self) -> list[sa.ColumnElement]:
-        """The contract's columns, `id` as text; the price as the database's own text: exact
-        for NUMERIC, and a stray string in a numeric column (SQLite allows one) reaches
-        validation instead of crashing the read."""
-        return (
-            [self._id_text.label("id")]
-            + [
-                sa.cast(self._table.c[column], sa.Text).label(column)
-                if column == "price"
-                else self._table.c[column]
-                for column in SOURCE_COLUMNS[1:]
-                + (WRITE_BACK_COLUMNS if self.has_write_back_columns else ())
-            ]
-            + [
-                sa.cast(self._table.c[column], sa.Text).label(METADATA_PREFIX + column)
-                for column in self._metadata_columns
-            ]
-        )
+        """The mapping's columns labelled as it reads them, `id` as text; prices and metadata
+        as the database's own text: exact for NUMERIC, and a stray string in a numeric column
+        (SQLite allows one) reaches validation instead of crashing the read."""
+        as_text = {"id", "price"}
+        columns = [
+            sa.cast(self._source.c[column], sa.Text).label(label)
+            if label in as_text or label.startswith("metadata__")
+            else self._source.c[column].label(label)
+            for label, column in self.mapping.read().items()
+        ]
+        if self.has_write_back_columns:
+            columns += [self._source.c[column] for column in WRITE_BACK_COLUMNS]
+        return columns
 
     @property
-    def _id(self) -> sa.Column:
-        if "id" not in self._table.columns:
-            raise missing_columns_error(self.table, ["id"])
-        return self._table.c.id
+    def _id(self) -> sa.ColumnElement:
+        return self._field("id")
 
     @property
     def _id_text(self) -> sa.ColumnElement:
@@ -192,7 +265,14 @@ class SqlCatalog:
 
     def _as_id(self, text: str) -> sa.ColumnElement:
         """A text bound as a value of the id column's type, cast by the database."""
-        return sa.cast(sa.literal(text, sa.Text), self._id.type)
+        return self._bound(text, self._id)
+
+    def _bound(self, text: str, column: sa.ColumnElement) -> sa.ColumnElement:
+        """`text` as a value of `column`: cast to its type, or for a query's (untyped) column
+        sent untyped, so the database reads it as the column's type."""
+        if isinstance(column.type, sa.types.NullType):
+            return sa.bindparam(None, text, type_=sa.types.NULLTYPE)
+        return sa.cast(sa.literal(text, sa.Text), column.type)
 
     def _pages(
         self, query: sa.Select, lower: str | None, upper: str | None, page_size: int
@@ -226,7 +306,7 @@ class SqlCatalog:
             .cte("write_back")
         )
         return (
-            sa.update(self._table)
+            sa.update(self._source)
             .where(self._id == sa.cast(rows.c.id, self._id.type))
             .values({column: self._typed(rows.c[column]) for column in WRITE_BACK_COLUMNS})
         )
@@ -248,3 +328,9 @@ class SqlCatalog:
     def location(self) -> str:
         """Which database, e.g. "PostgreSQL 127.0.0.1:5432/cms"; never a password."""
         return self.database.location()
+
+
+def _sql_text(text: str) -> sa.TextClause:
+    """SQL of the settings as SQLAlchemy text, its colons escaped: `'10:30'` is no bound
+    parameter."""
+    return sa.text(text.replace(":", "\\:"))

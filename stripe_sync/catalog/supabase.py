@@ -1,9 +1,11 @@
 """The catalog over Supabase's REST API (PostgREST) with supabase-py.
 
-Reads are keyset pages of at least 1,000 rows (`id=gt.<last>&order=id.asc&limit=n`);
-PostgREST casts filter values to the id column's type, so integer ids compare
-numerically. `id` and `price` are selected as `::text` so ids are the database's own
-text and prices stay exact (JSON numbers would become floats). Write-back is one RPC
+The catalog is a table or view, narrowed by `where` (PostgREST filters) and the mapping's
+skip and soft-delete rules, its columns mapped onto the pipeline's fields with PostgREST
+aliases (`name:title`). Reads are keyset pages of at least 1,000 rows over the mapped id
+(`sku=gt.<last>&order=sku.asc&limit=n`); PostgREST casts filter values to the column's type,
+so integer ids compare numerically. The id, the price and metadata are selected as `::text`
+so ids are the database's own text and prices stay exact (JSON numbers would become floats). Write-back is one RPC
 request a batch to `stripe_sync_write_back` (installed by the migration); without it,
 one PATCH a row. Never an upsert: PostgREST turns it into an INSERT ... ON CONFLICT,
 which fails on the CMS's NOT NULL columns the payload does not carry.
@@ -17,6 +19,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
+from urllib.parse import parse_qsl
 
 import httpx
 from postgrest import APIError
@@ -26,14 +29,14 @@ from supabase import ClientOptions, SupabaseException, create_client
 
 from stripe_sync.catalog.base import MIGRATION, missing_columns_error
 from stripe_sync.catalog.database import NO_RETRY, RETRYABLE_SQLSTATES
-from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, WriteBack
+from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import (
     CatalogError,
     CatalogFailure,
     ErrorKind,
     retry_after_seconds,
 )
-from stripe_sync.core.identity import METADATA_PREFIX
+from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping, ValueRule
 from stripe_sync.core.retry import RetryPolicy, RetryStats, call_with_retries
 from stripe_sync.core.secrets import redact
 
@@ -41,10 +44,6 @@ log = logging.getLogger(__name__)
 
 WRITE_BACK_FUNCTION = "stripe_sync_write_back"
 MIN_PAGE_SIZE = 1_000
-_SOURCE_SELECTED = ",".join(
-    ["id::text"]
-    + [f"{column}::text" if column == "price" else column for column in SOURCE_COLUMNS[1:]]
-)
 _WRITE_BACK = ",".join(WRITE_BACK_COLUMNS)
 _FUNCTION_MISSING = "PGRST202"
 _TABLE_MISSING = ("PGRST205", "42P01")
@@ -62,21 +61,27 @@ class SupabaseCatalog:
         url: str,
         service_role_key: str,
         table: str = "products",
-        metadata_columns: Sequence[str] = (),
+        mapping: FieldMapping = DEFAULT_MAPPING,
         *,
+        where: str | None = None,
         timeout_s: float = 30.0,
         retry: RetryPolicy = NO_RETRY,
         stats: RetryStats | None = None,
     ) -> None:
         self.table = table
-        self._metadata_columns = tuple(metadata_columns)
+        self.mapping = mapping
+        self.where = where
+        self._where = _parsed_where(where)
         self.retry = retry
         self.stats = stats if stats is not None else RetryStats()
         self._timeout_s = timeout_s
         self._last = threading.local()  # the status and headers of this thread's last answer
-        # PostgREST aliases can't hold a dot: read `metadata__<column>` and rename.
+        self._id = mapping.column("id")
         self._source_selected = ",".join(
-            [_SOURCE_SELECTED, *(f"metadata__{c}:{c}::text" for c in self._metadata_columns)]
+            _selected(
+                label, column, as_text=label in ("id", "price") or label.startswith("metadata__")
+            )
+            for label, column in mapping.read().items()
         )
         self._url = url.rstrip("/")
         self._key = service_role_key
@@ -106,7 +111,9 @@ class SupabaseCatalog:
         return f"SupabaseCatalog({self.describe()!r})"
 
     def describe(self) -> str:
-        return f"Supabase {self._url}, table {self.table}"
+        return f"Supabase {self._url}, table {self.table}" + (
+            f" where {self.where}" if self.where else ""
+        )
 
     def check(self) -> None:
         role = _jwt_role(self._key)
@@ -119,48 +126,78 @@ class SupabaseCatalog:
             self.execute(self._select(self._source_selected).limit(1), retry=False)
         except _ColumnMissing:
             missing = [
-                column
-                for column in SOURCE_COLUMNS + self._metadata_columns
+                (key, column)
+                for key, column in self.mapping.referenced()
                 if not self._column_exists(column)
             ]
             raise missing_columns_error(self.table, missing) from None
-        if not self.has_write_back_columns:
+        if not self.has_write_back_columns and self._id == "id":
             present = [column for column in WRITE_BACK_COLUMNS if self._column_exists(column)]
             if present:
                 missing = [column for column in WRITE_BACK_COLUMNS if column not in present]
-                raise missing_columns_error(self.table, missing)
+                raise missing_columns_error(self.table, [], missing)
+        for key, column in self.mapping.referenced():
+            if key.startswith(("catalog.skip", "catalog.deleted")) and not self._column_exists(
+                column
+            ):
+                raise missing_columns_error(self.table, [(key, column)])
+        checks = [("catalog.where", self._where, [])] if self.where else []
+        checks += [
+            (f"catalog.{name}", ([], []), [_kept_by(rule)])
+            for name, rule in self.mapping.removal_rules()
+        ]
+        for key, where, terms in checks:
+            try:
+                self.execute(_filtered(self._select(self._id), where, terms).limit(0), retry=False)
+            except CatalogFailure as failure:
+                if failure.retryable:
+                    raise
+                raise CatalogError(
+                    f"{key} does not work on table {self.table}: {failure}"
+                ) from None
+            except CatalogError as error:
+                raise CatalogError(f"{key} does not work on table {self.table}: {error}") from None
 
     @property
     def has_write_back_columns(self) -> bool:
+        # The write-back function matches rows by `id`: with another id column the state
+        # store alone keeps the sync state.
+        if self._id != "id":
+            return False
         if self._write_back_columns is None:
             self._write_back_columns = self._column_exists(_WRITE_BACK)
         return self._write_back_columns
 
     def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
-        for page in self._pages("id::text", start, None, page_size):
+        for page in self._pages(_selected("id", self._id, as_text=True), start, None, page_size):
             yield from (row["id"] for row in page)
 
     def count_ids(self, start: str | None = None) -> int:
-        query = self._client.table(self.table).select("id", count=CountMethod.exact, head=True)
+        query = self._client.table(self.table).select(self._id, count=CountMethod.exact, head=True)
         if start is not None:
-            query = query.gte("id", start)
-        return self.execute(query).count
+            query = query.gte(self._id, start)
+        return self.execute(self._filtered(query)).count
 
     def read_rows(
         self, lower: str | None, upper: str | None, page_size: int = 1_000
     ) -> Iterator[dict]:
         for page in self._pages(None, lower, upper, page_size):
-            yield from map(_renamed, page)
+            yield from map(self.mapping.shaped, page)
 
     def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
+        updated_at, id_ = self.mapping.column("updated_at"), self._id
+        if updated_at is None:
+            return []  # no column says when a row changed: only the removal scan finds changes
+
         def query(columns: str):
-            query = self._select(columns).not_.is_("updated_at", "null")
+            query = self._select(columns).not_.is_(updated_at, "null")
+            terms = []
             if after is not None:
                 at, last = map(quoted, after)
-                query = query.or_(f"updated_at.gt.{at},and(updated_at.eq.{at},id.gt.{last})")
-            return query.order("updated_at").order("id").limit(limit)
+                terms.append(f"or({updated_at}.gt.{at},and({updated_at}.eq.{at},{id_}.gt.{last}))")
+            return self._filtered(query, terms).order(updated_at).order(id_).limit(limit)
 
-        return list(map(_renamed, self._row_data(query)))
+        return list(map(self.mapping.shaped, self._row_data(query)))
 
     def write_back(self, results: Sequence[WriteBack]) -> int:
         if not results:
@@ -184,7 +221,7 @@ class SupabaseCatalog:
         for row in rows:
             values = {column: row[column] for column in WRITE_BACK_COLUMNS}
             update = self._client.table(self.table).update(values, returning=ReturnMethod.minimal)
-            self.execute(update.eq("id", row["id"]))
+            self.execute(update.eq(self._id, row["id"]))
         return len(rows)
 
     def close(self) -> None:
@@ -192,6 +229,12 @@ class SupabaseCatalog:
 
     def _select(self, columns: str):
         return self._client.table(self.table).select(columns)
+
+    def _filtered(self, query, terms: Sequence[str] = ()):
+        """`query` narrowed to the catalog's rows: `where`, the mapping's removal rules and
+        `terms` (logic-tree conditions of the caller)."""
+        rules = [_kept_by(rule) for _name, rule in self.mapping.removal_rules()]
+        return _filtered(query, self._where, [*rules, *terms])
 
     def _pages(
         self, columns: str | None, lower: str | None, upper: str | None, page_size: int
@@ -202,14 +245,14 @@ class SupabaseCatalog:
         while True:
 
             def query(selected: str, last=last):
-                query = self._select(selected)
+                query = self._filtered(self._select(selected))
                 if last is not None:
-                    query = query.gt("id", last)
+                    query = query.gt(self._id, last)
                 elif lower is not None:
-                    query = query.gte("id", lower)
+                    query = query.gte(self._id, lower)
                 if upper is not None:
-                    query = query.lt("id", upper)
-                return query.order("id").limit(page_size)
+                    query = query.lt(self._id, upper)
+                return query.order(self._id).limit(page_size)
 
             page = self._row_data(query) if columns is None else self.execute(query(columns)).data
             if page:
@@ -320,9 +363,58 @@ class _ColumnMissing(CatalogError):
     """PostgREST does not know a selected column (42703)."""
 
 
-def _renamed(row: dict) -> dict:
-    """A row as read_rows hands it over: mapped columns under `metadata.<column>`."""
-    return {key.replace("metadata__", METADATA_PREFIX, 1): value for key, value in row.items()}
+def _parsed_where(where: str | None) -> tuple[list[tuple[str, str]], list[str]]:
+    """`where` as PostgREST filters: (column filters as (column, `op.value`), logic trees as
+    `or(...)`/`and(...)` terms); a CatalogError when it is no query string of filters."""
+    if not where:
+        return [], []
+    try:
+        pairs = parse_qsl(where.strip().lstrip("?"), strict_parsing=True)
+    except ValueError:
+        pairs = []
+    malformed = [value for key, value in pairs if "." not in value and key not in ("or", "and")]
+    if not pairs or malformed:
+        raise CatalogError(
+            f"catalog.where must be PostgREST filters such as kind=eq.physical&stock=gt.0 on "
+            f"Supabase, not {where!r}."
+        )
+    filters = [(key, value) for key, value in pairs if key not in ("or", "and")]
+    trees = [f"{key}{value}" for key, value in pairs if key in ("or", "and")]
+    return filters, trees
+
+
+def _selected(label: str, column: str, *, as_text: bool) -> str:
+    """A `select` item: `column`, aliased `label:column` when they differ, `::text` cast."""
+    return ("" if label == column else f"{label}:") + column + ("::text" if as_text else "")
+
+
+def _kept_by(rule: ValueRule) -> str:
+    """The logic-tree term of the rows a removal rule leaves in: its column NULL, or not one
+    of its values."""
+    if not rule.values:
+        return f"{rule.column}.is.null"
+    listed = ",".join(
+        quoted(str(value).lower() if isinstance(value, bool) else str(value))
+        for value in rule.values
+    )
+    return f"or({rule.column}.is.null,{rule.column}.not.in.({listed}))"
+
+
+def _filtered(query, where: tuple[list[tuple[str, str]], list[str]], terms: Sequence[str]):
+    """`query` with the column filters of `where` and one `or=(...)` parameter holding every
+    logic-tree term (PostgREST documents no meaning for two `or` parameters)."""
+    filters, trees = where
+    for column, value in filters:
+        operator, _, criteria = value.partition(".")
+        query = query.filter(column, operator, criteria)
+    terms = [*trees, *terms]
+    if len(terms) == 1 and terms[0].startswith("or("):
+        return query.or_(terms[0][3:-1])
+    if len(terms) == 1:
+        return query.or_(terms[0])
+    if terms:
+        return query.or_(f"and({','.join(terms)})")
+    return query
 
 
 def quoted(value: str) -> str:

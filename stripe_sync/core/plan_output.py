@@ -9,11 +9,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping
 from stripe_sync.core.planner import CHANGES, Action
 
 
 class PlanSummary:
-    def __init__(self, *, sample: int = 20, every_row: bool = False):
+    """`mapping`: the catalog's field mapping, shown with the plan and in each diff line
+    (`name <- title: 'Hat'`) when it is not the default."""
+
+    def __init__(
+        self, *, sample: int = 20, every_row: bool = False, mapping: FieldMapping = DEFAULT_MAPPING
+    ):
+        self.mapping = mapping
         self.batches = 0
         self.products = 0
         self.counts: Counter[str] = Counter()
@@ -29,7 +36,7 @@ class PlanSummary:
             if action.change != "unchanged" and len(self.sample) < self._sample_size:
                 self.sample.append(action)
             if self._rows is not None:
-                self._rows.append(_row(batch, action))
+                self._rows.append(self._row(batch, action))
 
     @property
     def changes(self) -> dict[str, int]:
@@ -39,6 +46,8 @@ class PlanSummary:
     def to_json(self) -> dict:
         """Counts, and (with `every_row`) each product's action, fields and diff."""
         summary = {"batches": self.batches, "products": self.products, "counts": self.changes}
+        if not self.mapping.is_default:
+            summary["mapping"] = self.mapping.describe()
         if self._rows is not None:
             summary["actions"] = self._rows
         return summary
@@ -54,22 +63,37 @@ class PlanSummary:
             "|" + " ---: |" * len(changes),
             "| " + " | ".join(str(count) for count in changes.values()) + " |",
         ]
+        if not self.mapping.is_default:
+            lines += ["", "## Field mapping", ""] + [
+                f"- {line}" for line in self.mapping.describe()
+            ]
         if self.sample:
             lines += ["", f"## Changes (first {len(self.sample)} of {changing})", ""]
             for action in self.sample:
                 lines.append(f"- **{action.cms_id}**: {action.change}")
-                lines += [f"  - {line}" for line in action.diff()]
+                lines += [f"  - {line}" for line in self._diff(action)]
         return "\n".join(lines) + "\n"
 
+    def _row(self, batch: str, action: Action) -> dict:
+        return {
+            "batch": batch,
+            "cms_id": action.cms_id,
+            "stripe_product_id": (
+                action.desired.stripe_id if action.desired else action.state.stripe_product_id
+            ),
+            "change": action.change,
+            "fields": list(action.fields),
+            "diff": self._diff(action),
+        }
 
-def _row(batch: str, action: Action) -> dict:
-    return {
-        "batch": batch,
-        "cms_id": action.cms_id,
-        "stripe_product_id": (
-            action.desired.stripe_id if action.desired else action.state.stripe_product_id
-        ),
-        "change": action.change,
-        "fields": list(action.fields),
-        "diff": action.diff(),
-    }
+    def _diff(self, action: Action) -> list[str]:
+        """The action's diff, each field named with the catalog column it came from where the
+        mapping renames it: `price <- price_cents: '12.50 EUR'`."""
+        return [self._sourced(line) for line in action.diff()]
+
+    def _sourced(self, line: str) -> str:
+        name, colon, rest = line.partition(": ")
+        column = self.mapping.columns.get(name)
+        if not colon or column is None or column == name:
+            return line
+        return f"{name} <- {column}: {rest}"

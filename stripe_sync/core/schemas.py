@@ -7,14 +7,17 @@ from stripe_sync.core.money import SUPPORTED_CURRENCIES
 
 
 class CatalogRows(pa.DataFrameModel):
-    """One batch of the catalog table as read: its columns, values still raw."""
+    """One batch of the catalog as read through its field mapping: the pipeline's fields, values
+    still raw."""
 
     batch: Series[str] = pa.Field(description="The batch (partition key) the row belongs to.")
     id: Series[str] = pa.Field(nullable=True, description="Catalog primary key, as text.")
     name: Series[object] = pa.Field(nullable=True, description="Product name (CMS).")
     description: Series[object] = pa.Field(nullable=True, description="Product description (CMS).")
     price: Series[object] = pa.Field(
-        nullable=True, description="Price in major units, e.g. 12.50 (CMS)."
+        nullable=True,
+        description="Price as the catalog holds it: major units (12.50) or minor (1250), as "
+        "catalog.price_unit says.",
     )
     currency: Series[object] = pa.Field(
         nullable=True, description="ISO code; empty means the default."

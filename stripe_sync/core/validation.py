@@ -26,6 +26,7 @@ from stripe_sync.core.money import (
     AmountError,
     PriceError,
     allowed_decimals,
+    minor_unit_exponent,
     parse_price,
     to_minor_units,
 )
@@ -58,6 +59,7 @@ _STATE_COLUMNS = (
 @dataclass(frozen=True)
 class ValidationRules:
     default_currency: str = "eur"
+    price_unit: str = "major"  # of the catalog's prices: major (12.50) or minor (1250)
     round_prices: bool = False
     allow_free_products: bool = False
     skip_validation: bool = False  # skips the business rules only
@@ -171,6 +173,14 @@ def _unit_amount(value: Any, currency: str, rules: ValidationRules, row: _Row) -
     except PriceError as error:
         row.invalid(error.code, str(error))
         return None
+    if rules.price_unit == "minor" and currency in SUPPORTED_CURRENCIES:
+        if amount != amount.to_integral_value():
+            row.invalid(
+                "price_not_a_number",
+                f"{amount} is not a whole number of minor units (the catalog's price_unit is minor)",
+            )
+            return None
+        amount = amount.scaleb(-minor_unit_exponent(currency))
     if amount >= _ABSURD_AMOUNT:
         row.invalid("price_above_maximum", f"{amount} is beyond any price Stripe can hold")
         return None

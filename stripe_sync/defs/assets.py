@@ -15,6 +15,7 @@ from pydantic import Field
 from stripe_sync.core.applier import ApplyStopped, Progress
 from stripe_sync.core.contract import catalog_frame
 from stripe_sync.core.ledger import final_record
+from stripe_sync.core.mapping import FieldMapping
 from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.core.planner import PlanOptions
 from stripe_sync.core.report import build_report, save_report
@@ -185,7 +186,8 @@ def stripe_products(
     options = config.plan_options(settings)
     if config.dry_run:
         with catalog.opened() as source:
-            _observe_plan(context, validated_products, source.state, options)
+            mapping = catalog.mapping.field_mapping()
+            _observe_plan(context, validated_products, source.state, options, mapping)
         return
     with step_outcome(context), catalog.opened() as source, stripe.opened() as api:
         # Again here: a run retried from its failed step starts at this one.
@@ -301,12 +303,13 @@ def _observe_plan(
     validated: pd.DataFrame,
     state: StateStore,
     options: PlanOptions,
+    mapping: FieldMapping,
 ) -> None:
     """A dry run: the plan as an observation, not a materialization. Nothing downstream runs
     (no prices step, no verification reading Stripe), and the batch's last sync stays its
     latest."""
     plan = plan_frame(validated, context.partition_keys, state, options)
-    summary = PlanSummary()
+    summary = PlanSummary(mapping=mapping)
     for batch, actions in plan.items():
         summary.add(batch, actions)
     planned = {"dagster/row_count": summary.products, **summary.changes}

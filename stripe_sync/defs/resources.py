@@ -21,7 +21,7 @@ from pydantic import Field
 
 from stripe_sync.catalog import Catalog, open_catalog
 from stripe_sync.core.errors import ConfigError
-from stripe_sync.core.identity import reserved_metadata_keys
+from stripe_sync.core.mapping import FieldMapping, ValueRule
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 from stripe_sync.core.state import TrackedCatalog
 from stripe_sync.core.stripe_api import StripeApi, key_mode
@@ -29,6 +29,63 @@ from stripe_sync.core.throttle import open_throttle
 from stripe_sync.core.validation import ValidationRules
 from stripe_sync.settings import Secret, Settings
 from stripe_sync.state import open_state
+
+
+class CatalogMapping(dg.Config):
+    """How the catalog's columns map onto the pipeline's fields (settings `catalog.columns`,
+    `price_unit`, `currency`, `active`, `skip`, `deleted`, `metadata`); values compare as text."""
+
+    columns: dict[str, str] = Field(
+        default_factory=dict, description='Pipeline field -> column; "" for no column.'
+    )
+    price_unit: str = "major"
+    currency: str = ""
+    active_column: str = ""
+    active_values: list[str] = Field(default_factory=list)
+    skip_column: str = ""
+    skip_values: list[str] = Field(default_factory=list)
+    deleted_column: str = ""
+    deleted_values: list[str] = Field(default_factory=list)
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="Stripe metadata key -> column."
+    )
+
+    @classmethod
+    def of(cls, mapping: FieldMapping) -> CatalogMapping:
+        def rule(name: str) -> dict[str, object]:
+            found = getattr(mapping, name)
+            return {
+                f"{name}_column": found.column if found else "",
+                f"{name}_values": [str(value) for value in found.values] if found else [],
+            }
+
+        return cls(
+            columns={name: column or "" for name, column in mapping.columns.items()},
+            price_unit=mapping.price_unit,
+            currency=mapping.currency or "",
+            metadata=dict(mapping.metadata),
+            **rule("active"),
+            **rule("skip"),
+            **rule("deleted"),
+        )
+
+    def field_mapping(self) -> FieldMapping:
+        def rule(name: str) -> ValueRule | None:
+            column = getattr(self, f"{name}_column")
+            return ValueRule(column, tuple(getattr(self, f"{name}_values"))) if column else None
+
+        try:
+            return FieldMapping(
+                columns={name: column or None for name, column in self.columns.items()},
+                price_unit=self.price_unit,
+                currency=self.currency or None,
+                active=rule("active"),
+                skip=rule("skip"),
+                deleted=rule("deleted"),
+                metadata=self.metadata,
+            )
+        except ValueError as error:
+            raise ConfigError(f"catalog.columns: {error}.") from None
 
 
 class CatalogResource(dg.ConfigurableResource):
@@ -40,9 +97,9 @@ class CatalogResource(dg.ConfigurableResource):
     supabase_url: str = ""
     supabase_service_role_key: str = Field(default="", repr=False)
     table: str = "products"
-    metadata_columns: list[str] = Field(
-        default_factory=list, description="Catalog columns copied into metadata."
-    )
+    query: str = Field(default="", description="A SQL query as the catalog, instead of the table.")
+    where: str = Field(default="", description="Which rows are part of the catalog.")
+    mapping: CatalogMapping = Field(default_factory=CatalogMapping)
     state_url: str = Field(
         default="",
         repr=False,
@@ -75,18 +132,14 @@ class CatalogResource(dg.ConfigurableResource):
             raise
 
     def _open_catalog(self, retry: RetryPolicy, stats: RetryStats) -> Catalog:
-        reserved = set(self.metadata_columns) & set(reserved_metadata_keys())
-        if reserved:
-            raise ConfigError(
-                f"STRIPE_SYNC_METADATA_COLUMNS names {', '.join(sorted(reserved))}, a metadata "
-                "key the pipeline owns: map another column."
-            )
         return open_catalog(
             database_url=self.database_url or None,
             supabase_url=self.supabase_url or None,
             supabase_key=self.supabase_service_role_key or None,
             table=self.table,
-            metadata_columns=self.metadata_columns,
+            mapping=self.mapping.field_mapping(),
+            query=self.query or None,
+            where=self.where or None,
             timeout_s=self.timeout_s,
             retry=retry,
             stats=stats,
@@ -157,6 +210,7 @@ class PipelineSettings(dg.ConfigurableResource):
 
     batch_size: int = 1_000
     default_currency: str = "eur"
+    price_unit: str = "major"  # of the catalog's prices: major (12.50) or minor (1250)
     reports_dir: str = "reports"
     round_prices: bool = False
     allow_free_products: bool = False
@@ -170,6 +224,7 @@ class PipelineSettings(dg.ConfigurableResource):
         """The row rules; `skip_validation` (a run's choice) over the setting."""
         return ValidationRules(
             default_currency=self.default_currency,
+            price_unit=self.price_unit,
             round_prices=self.round_prices,
             allow_free_products=self.allow_free_products,
             skip_validation=self.skip_validation if skip_validation is None else skip_validation,
@@ -244,7 +299,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
         supabase_url=settings.catalog.supabase_url,
         supabase_service_role_key=secret(settings.catalog.supabase_service_role_key),
         table=settings.catalog.table,
-        metadata_columns=list(settings.catalog.metadata_columns),
+        query=settings.catalog.query or "",
+        where=settings.catalog.where or "",
+        mapping=CatalogMapping.of(settings.catalog.mapping()),
         state_url=secret(settings.state.url),
         timeout_s=settings.catalog.timeout_s,
         retry_attempts=settings.catalog.retry_attempts,
@@ -269,7 +326,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "settings": PipelineSettings(
             batch_size=settings.sync.batch_size,
             mirror=settings.sync.mirror,
-            default_currency=settings.validation.default_currency,
+            # The catalog's one currency, when it has no currency column.
+            default_currency=settings.catalog.currency or settings.validation.default_currency,
+            price_unit=settings.catalog.price_unit,
             round_prices=settings.validation.round_prices,
             allow_free_products=settings.validation.allow_free_products,
             skip_validation=settings.validation.skip_validation,

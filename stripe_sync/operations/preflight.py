@@ -18,6 +18,7 @@ class PreflightResult:
     stripe_mode: str
     stripe_api_base: str
     stripe_account: str
+    mapping: list[str]
 
     def lines(self) -> list[str]:
         mode = (
@@ -27,6 +28,7 @@ class PreflightResult:
         )
         return [
             f"catalog: {self.catalog} ({self.catalog_rows} rows, {mode})",
+            "mapping: " + "; ".join(self.mapping),
             f"state: {self.state}",
             f"stripe: {self.stripe_mode.upper()} mode at {self.stripe_api_base}, account {self.stripe_account}",
         ]
@@ -59,4 +61,12 @@ def preflight(settings: Settings) -> PreflightResult:
         api.mode,
         api.api_base,
         f"{name} ({account['id']})",
+        _mapping_lines(settings),
     )
+
+
+def _mapping_lines(settings: Settings) -> list[str]:
+    mapping = settings.catalog.mapping()
+    if mapping.is_default:
+        return [f"none: each field in the column of its name ({', '.join(mapping.columns)})"]
+    return mapping.describe()

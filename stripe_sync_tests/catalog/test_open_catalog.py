@@ -62,9 +62,13 @@ def test_a_malformed_supabase_url_is_named_without_the_key():
 
 
 def test_missing_catalog_and_write_back_columns_are_both_named():
-    error = missing_columns_error("products", ["sync_hash", "price"])
+    error = missing_columns_error(
+        "products", [("catalog.columns.price", "price_cents")], ["sync_hash"]
+    )
     assert str(error) == (
-        "Table products lacks the catalog columns price (rename or add them) and the "
+        "Table products lacks the columns price_cents (catalog.columns.price): map each to a "
+        "column it has in stripe_sync.yaml (null leaves an optional field out), or add them "
+        "and the "
         "write-back columns sync_hash (they are optional, but all or none: add these, e.g. "
         "with supabase/migrations/20261126000000_stripe_sync.sql, or drop the others)."
     )

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from stripe_sync.catalog.sql import SqlCatalog
 from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, WriteBack, change_cursor
 from stripe_sync.core.errors import CatalogError
+from stripe_sync.core.mapping import FieldMapping
 from stripe_sync_tests.catalog.tables import (
     CMS_COLUMNS,
     SYNCED_AT,
@@ -205,7 +206,8 @@ def test_mapped_metadata_columns_are_read_as_text_under_their_prefix(
     path = tmp_path / "catalog.db"
     create_sqlite_products(path, "text", 4)
     for url, name in ((fresh_database_url, table), (f"sqlite:///{path}", "products")):
-        catalog = SqlCatalog(url, name, metadata_columns=("currency", "price"))
+        metadata = {"currency": "currency", "price": "price"}
+        catalog = SqlCatalog(url, name, FieldMapping(metadata=metadata))
         catalog.check()
         [row, *_] = catalog.read_rows(None, None)
         assert (row["metadata.currency"], row["metadata.price"]) == (
@@ -218,7 +220,7 @@ def test_mapped_metadata_columns_are_read_as_text_under_their_prefix(
 def test_a_missing_mapped_metadata_column_is_named(postgres_table, fresh_database_url):
     table, _ = postgres_table("text", 2)
     with pytest.raises(CatalogError, match="colour"):
-        SqlCatalog(fresh_database_url, table, metadata_columns=("colour",)).check()
+        SqlCatalog(fresh_database_url, table, FieldMapping(metadata={"colour": "colour"})).check()
 
 
 def _touch(catalog: SqlCatalog, id_: str, updated_at: datetime) -> None:

@@ -12,6 +12,7 @@ from psycopg import sql
 from stripe_sync.catalog.supabase import SupabaseCatalog
 from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, change_cursor
 from stripe_sync.core.errors import CatalogError
+from stripe_sync.core.mapping import FieldMapping
 from stripe_sync_tests.catalog.tables import SYNCED_AT, synced
 from stripe_sync_tests.postgrest import anon_key, service_role_key
 
@@ -229,7 +230,9 @@ def test_mapped_metadata_columns_are_read_under_their_prefix(
     supabase_products(3)
     apply_migration()
     catalog = SupabaseCatalog(
-        supabase_url, service_role_key(jwt_secret), metadata_columns=("currency",)
+        supabase_url,
+        service_role_key(jwt_secret),
+        mapping=FieldMapping(metadata={"currency": "currency"}),
     )
     catalog.check()
     rows = list(catalog.read_rows(None, None))

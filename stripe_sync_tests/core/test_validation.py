@@ -166,3 +166,28 @@ def test_a_valid_row_becomes_a_stripe_ready_product():
         desired.unit_amount,
         desired.active,
     ) == ("0", (), "Hat", "eur", 1250, True)
+
+
+@pytest.mark.parametrize(
+    ("price", "currency", "unit_amount", "reasons"),
+    [
+        ("1250", "eur", 1250, []),
+        (1250, "EUR", 1250, []),
+        ("1250.00", "eur", 1250, []),  # NUMERIC(10, 2) as text: still a whole number of cents
+        ("1500", "jpy", 1500, []),  # yen have no minor unit
+        ("2500", "kwd", 2500, []),  # 2.500 dinars: fils are thousandths
+        ("12.5", "eur", None, ["price_not_a_number"]),  # never rounded
+        ("1250", "isk", None, ["price_too_precise"]),  # 12.50 krónur: whole krónur only
+        ("30", "eur", 30, ["price_below_minimum"]),  # 0.30 EUR: under Stripe's minimum charge
+    ],
+)
+def test_prices_in_minor_units_are_whole_numbers_of_the_currencys_minor_unit(
+    price, currency, unit_amount, reasons
+):
+    frame = validate(
+        {"name": "Hat", "price": price, "currency": currency},
+        rules=ValidationRules(price_unit="minor"),
+    )
+
+    assert codes(frame) == [reasons]
+    assert frame["unit_amount"][0] == unit_amount

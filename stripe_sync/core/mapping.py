@@ -1,0 +1,162 @@
+"""How a catalog's own schema maps onto the pipeline's fields, as reverse-ETL tools do it: which
+column holds each field, the unit of its prices, which rows are active, skipped or deleted,
+and which columns become Stripe metadata.
+
+Plain data and the Python side of its meaning; the catalogs (`stripe_sync.catalog`) turn it
+into SQL or PostgREST. The default mapping is the project's own table: every field in the
+column of its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from stripe_sync.core.contract import SOURCE_COLUMNS
+from stripe_sync.core.identity import METADATA_PREFIX
+
+# Fields a row can do without: mapped to no column, they are empty (description, images),
+# the currency setting (currency), always active (active), unknown (updated_at: the change
+# sensor then sees no edits, only deletions).
+OPTIONAL_FIELDS = ("description", "currency", "images", "active", "updated_at")
+PriceUnit = Literal["major", "minor"]
+# How the catalog hands over metadata columns: "metadata.<position>" (a PostgREST alias
+# takes only letters, digits and _), renamed to "metadata.<key>" by `shaped`.
+_METADATA_LABEL = "metadata__{}"
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """A column and the values that make a rule hold: `status in (draft)`. Without values,
+    the rule holds where the column is true (active) or set, not NULL (deleted)."""
+
+    column: str
+    values: tuple[Any, ...] = ()
+
+    def holds(self, value: Any) -> bool:
+        """Whether a value read from the column makes the rule hold (values compare as text,
+        so `1` in the settings matches 1 and "1")."""
+        if not self.values:
+            return value is not None and value is not False
+        return value is not None and _text(value) in {_text(v) for v in self.values}
+
+    def describe(self) -> str:
+        if not self.values:
+            return self.column
+        return f"{self.column} in ({', '.join(map(_text, self.values))})"
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """Which catalog column holds each pipeline field (None: no column) and what it means."""
+
+    columns: Mapping[str, str | None] = field(default_factory=dict)
+    price_unit: PriceUnit = "major"
+    currency: str | None = None  # every row's currency, when no currency column is mapped
+    active: ValueRule | None = None  # None: the `active` field's column, a boolean
+    skip: ValueRule | None = None  # rows that must not be in Stripe (yet)
+    deleted: ValueRule | None = None  # soft deletes: a set column (or one of its values)
+    metadata: Mapping[str, str] = field(default_factory=dict)  # Stripe key -> column
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.columns) - set(SOURCE_COLUMNS))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} is not a field of the catalog")
+        if self.price_unit not in ("major", "minor"):
+            raise ValueError(f"price_unit must be major or minor, not {self.price_unit!r}")
+        columns = {name: self.columns.get(name, name) for name in SOURCE_COLUMNS}
+        if self.active is not None:
+            columns["active"] = self.active.column
+        if self.currency is not None:
+            columns["currency"] = None
+        required = [name for name in SOURCE_COLUMNS if not columns[name]]
+        required = [name for name in required if name not in OPTIONAL_FIELDS]
+        if required:
+            raise ValueError(f"the field {required[0]} needs a column")
+        object.__setattr__(self, "columns", MappingProxyType(columns))
+        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+
+    @property
+    def is_default(self) -> bool:
+        return self == FieldMapping(metadata=self.metadata)
+
+    def column(self, name: str) -> str | None:
+        """The column of a field; None when the field has none."""
+        return self.columns[name]
+
+    def read(self) -> dict[str, str]:
+        """What a read selects: label -> column, the fields with a column (labelled by field)
+        then the metadata columns."""
+        return {name: column for name, column in self.columns.items() if column} | {
+            _METADATA_LABEL.format(position): column
+            for position, column in enumerate(self.metadata.values())
+        }
+
+    def referenced(self) -> list[tuple[str, str]]:
+        """Every column the mapping reads, with the setting that names it:
+        ("catalog.columns.price", "price_cents")."""
+        keys = [
+            (
+                "catalog.active" if name == "active" and self.active else f"catalog.columns.{name}",
+                column,
+            )
+            for name, column in self.columns.items()
+            if column
+        ]
+        keys += [(f"catalog.{name}", rule.column) for name, rule in self.removal_rules()]
+        keys += [(f"catalog.metadata.{key}", column) for key, column in self.metadata.items()]
+        return keys
+
+    def removal_rules(self) -> list[tuple[str, ValueRule]]:
+        """The rules that leave a row out of the catalog: ("deleted", rule), ("skip", rule)."""
+        return [(name, rule) for name in ("deleted", "skip") if (rule := getattr(self, name))]
+
+    def shaped(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A row as read (labels of `read()`, write-back columns) as the contract hands it over:
+        every field (None without a column), `active` as true or false where the mapping
+        decides it, metadata under `metadata.<key>`."""
+        shaped = {name: row.get(name) for name in SOURCE_COLUMNS}
+        if self.active is not None and self.active.values:
+            shaped["active"] = self.active.holds(row.get("active"))
+        elif self.columns["active"] is None:
+            shaped["active"] = True
+        for position, key in enumerate(self.metadata):
+            shaped[METADATA_PREFIX + key] = row.get(_METADATA_LABEL.format(position))
+        for name, value in row.items():
+            if name not in shaped and not name.startswith("metadata__"):
+                shaped[name] = value  # the write-back columns
+        return shaped
+
+    def describe(self) -> list[str]:
+        """The mapping in effect, a line a field, e.g. `price <- price_cents (minor units)`."""
+        lines = []
+        for name, column in self.columns.items():
+            if name == "price":
+                lines.append(f"price <- {column} ({self.price_unit} units)")
+            elif name == "currency" and column is None:
+                lines.append(f"currency: {self.currency or 'the default currency'} for every row")
+            elif name == "active" and self.active is not None and self.active.values:
+                lines.append(f"active <- {self.active.describe()}")
+            else:
+                lines.append(f"{name} <- {column or '(no column)'}")
+        for name, rule in self.removal_rules():
+            condition = rule.describe() if rule.values else f"{rule.column} is set"
+            lines.append(f"{name}: rows where {condition}" + _FOR_REMOVED)
+        lines += [f"metadata.{key} <- {column}" for key, column in self.metadata.items()]
+        return lines
+
+
+DEFAULT_MAPPING = FieldMapping()
+_FOR_REMOVED = " (left out: removed from Stripe if synced before)"
+
+
+def metadata_of(columns: Iterable[str], keyed: Mapping[str, str]) -> dict[str, str]:
+    """Metadata key -> column from the list of columns copied under their own names and the
+    key -> column map."""
+    return {column: column for column in columns} | dict(keyed)
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)

@@ -1,0 +1,106 @@
+"""A catalog read through a field mapping: the mapped id orders the keyset pages and the
+batches, the mapped updated_at the change feed; `where`, skipped and soft-deleted rows are
+left out of every read; a query model is read a page at a time."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from stripe_sync.catalog import open_catalog
+from stripe_sync.core.contract import change_cursor
+from stripe_sync.settings import CatalogSettings
+from stripe_sync_tests.own_schemas import SHOP_EXPORT, STOREFRONT_VIEW, SUPABASE_STARTER, Cms
+
+BACKENDS = ("postgres", "sqlite", "supabase")
+
+
+def opened(cms: Cms, *, supabase: bool, use_query: bool = False):
+    settings = CatalogSettings(
+        **cms.schema.settings(cms.name, supabase=supabase, use_query=use_query)["catalog"]
+    )
+    url, key = cms.supabase or (None, None)
+    catalog = open_catalog(
+        database_url=cms.database_url,
+        supabase_url=url,
+        supabase_key=key,
+        table=settings.table,
+        mapping=settings.mapping(),
+        query=settings.query,
+        where=settings.where,
+    )
+    catalog.check()
+    return catalog
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ids_and_rows_are_the_mapped_ones_without_rows_outside_the_catalog(backend, own_schema):
+    cms = own_schema(backend, SHOP_EXPORT)
+    catalog = opened(cms, supabase=backend == "supabase")
+
+    ids = list(catalog.iter_ids())
+    rows = list(catalog.read_rows("A-101", "A-105"))
+
+    # A-102 is digital (outside `where`), A-103 a draft (skipped).
+    assert ids == ["A-100", "A-101", "A-104", "A-105"]
+    assert (catalog.count_ids(), catalog.count_ids("A-104")) == (4, 2)
+    assert [
+        (row["id"], row["name"], row["price"], row["currency"], row["active"], row["metadata.sku"])
+        for row in rows
+    ] == [
+        ("A-101", "Canvas tote", "990", "USD", True, "A-101"),
+        ("A-104", "Old scarf", "1500", "EUR", False, "A-104"),
+    ]
+    assert not catalog.has_write_back_columns
+    catalog.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_changes_follow_the_mapped_updated_at_then_the_mapped_id(backend, own_schema):
+    cms = own_schema(backend, SHOP_EXPORT)
+    cms.execute(
+        "update {t} set modified_at = '2026-11-02 09:00:00+00' where sku = 'A-100'",
+        "update {t} set modified_at = '2026-11-01 09:00:00+00' where sku <> 'A-100'",
+    )
+    catalog = opened(cms, supabase=backend == "supabase")
+
+    first = catalog.changed_since(None, 2)
+    rest = catalog.changed_since(change_cursor(first[-1]), 10)
+
+    assert [row["id"] for row in first + rest] == ["A-101", "A-104", "A-105", "A-100"]
+    catalog.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres", "sqlite"])
+def test_a_query_model_is_read_in_keyset_pages(backend, own_schema):
+    cms = own_schema(backend, STOREFRONT_VIEW)
+    catalog = opened(cms, supabase=False, use_query=True)
+    statements: list[str] = []
+    sa.event.listen(
+        catalog.engine,
+        "before_cursor_execute",
+        lambda _connection, _cursor, statement, *_: statements.append(statement),
+    )
+
+    ids = list(catalog.iter_ids(page_size=1))
+    rows = list(catalog.read_rows(None, None, page_size=2))
+
+    assert ids == ["10", "11", "12"]
+    assert [row["metadata.category"] for row in rows] == ["Kitchen", "Kitchen", "Living"]
+    reads = [statement for statement in statements if "category_id" in statement]
+    assert len(reads) == 4 + 2  # a page each (and an empty last one for the ids)
+    assert all("LIMIT" in statement.upper() for statement in reads)
+    catalog.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_soft_deleted_rows_are_out_until_restored(backend, own_schema):
+    cms = own_schema(backend, SUPABASE_STARTER)
+    catalog = opened(cms, supabase=backend == "supabase")
+    before = list(catalog.iter_ids())
+    cms.execute("update {t} set deleted_at = NULL where id = 3")
+
+    assert before == ["1", "2", "9"]
+    assert list(catalog.iter_ids()) == ["1", "2", "3", "9"]
+    assert [row["currency"] for row in catalog.read_rows(None, None)] == [None] * 4
+    catalog.close()
