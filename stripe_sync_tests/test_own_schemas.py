@@ -211,3 +211,34 @@ def test_a_query_on_supabase_is_refused_with_the_view_to_make_instead(cms, pipel
 
     with pytest.raises(CatalogError, match="create a view with the query in Supabase"):
         preflight(load_settings())
+
+
+def test_the_uis_dry_run_shows_the_mapping_and_the_changed_column(cms, pipeline_env, emulator):
+    import dagster as dg
+
+    from stripe_sync.definitions import build_definitions
+    from stripe_sync.operations.instance import run_batches
+
+    catalog = cms("postgres", SHOP_EXPORT)
+    assert pipeline_env.migrate().succeeded
+    catalog.execute("update {t} set title = 'Wool beanie' where sku = 'A-100'")
+    requests_before = len(emulator.requests())
+
+    with dg.DagsterInstance.get() as instance:
+        [batch] = instance.get_dynamic_partitions("product_batches")
+        result = run_batches(
+            build_definitions().resolve_job_def("migrate_batches"),
+            instance,
+            [batch],
+            {"ops": {"stripe_products": {"config": {"dry_run": True}}}},
+        )
+
+    assert result.success and len(emulator.requests()) == requests_before
+    [observation] = [
+        event.asset_observation_data.asset_observation
+        for event in result.all_events
+        if event.event_type_value == "ASSET_OBSERVATION"
+    ]
+    plan_markdown = observation.metadata["plan"].value
+    assert "- price <- price_cents (minor units)" in plan_markdown
+    assert "name <- title: 'Wool hat' -> 'Wool beanie'" in plan_markdown
