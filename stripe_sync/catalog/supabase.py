@@ -5,7 +5,8 @@ skip and soft-delete rules, its columns mapped onto the pipeline's fields with P
 aliases (`name:title`). Reads are keyset pages of at least 1,000 rows over the mapped id
 (`sku=gt.<last>&order=sku.asc&limit=n`); PostgREST casts filter values to the column's type,
 so integer ids compare numerically. The id, the price and metadata are selected as `::text`
-so ids are the database's own text and prices stay exact (JSON numbers would become floats). Write-back is one RPC
+so ids are the database's own text and prices stay exact (JSON numbers would become
+floats). Write-back is one RPC
 request a batch to `stripe_sync_write_back` (installed by the migration); without it,
 one PATCH a row. Never an upsert: PostgREST turns it into an INSERT ... ON CONFLICT,
 which fails on the CMS's NOT NULL columns the payload does not carry.
@@ -36,7 +37,7 @@ from stripe_sync.core.errors import (
     ErrorKind,
     retry_after_seconds,
 )
-from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping, ValueRule
+from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping, ValueRule, value_text
 from stripe_sync.core.retry import RetryPolicy, RetryStats, call_with_retries
 from stripe_sync.core.secrets import redact
 
@@ -393,10 +394,7 @@ def _kept_by(rule: ValueRule) -> str:
     of its values."""
     if not rule.values:
         return f"{rule.column}.is.null"
-    listed = ",".join(
-        quoted(str(value).lower() if isinstance(value, bool) else str(value))
-        for value in rule.values
-    )
+    listed = ",".join(quoted(value_text(value)) for value in rule.values)
     return f"or({rule.column}.is.null,{rule.column}.not.in.({listed}))"
 
 

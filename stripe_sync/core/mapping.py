@@ -40,12 +40,12 @@ class ValueRule:
         so `1` in the settings matches 1 and "1")."""
         if not self.values:
             return value is not None and value is not False
-        return value is not None and _text(value) in {_text(v) for v in self.values}
+        return value is not None and value_text(value) in {value_text(v) for v in self.values}
 
     def describe(self) -> str:
         if not self.values:
             return self.column
-        return f"{self.column} in ({', '.join(map(_text, self.values))})"
+        return f"{self.column} in ({', '.join(map(value_text, self.values))})"
 
 
 @dataclass(frozen=True)
@@ -158,5 +158,6 @@ def metadata_of(columns: Iterable[str], keyed: Mapping[str, str]) -> dict[str, s
     return {column: column for column in columns} | dict(keyed)
 
 
-def _text(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A rule's value as text, as SQL and PostgREST spell it (true, not True)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
