@@ -24,7 +24,7 @@ from stripe_sync.catalog.base import missing_columns_error
 from stripe_sync.catalog.database import NO_RETRY, Database
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import CatalogError, CatalogFailure
-from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping, ValueRule
+from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping, ValueRule, read_as_text
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 
 # SQLite allows 32,766 bound parameters a statement (PostgreSQL 65,535); a write-back row
@@ -86,13 +86,10 @@ class SqlCatalog:
         missing = [
             (key, column) for key, column in self.mapping.referenced() if column not in present
         ]
-        write_back = [column for column in WRITE_BACK_COLUMNS if column in present]
-        if self.query is None and write_back and len(write_back) < len(WRITE_BACK_COLUMNS):
-            write_back = [column for column in WRITE_BACK_COLUMNS if column not in present]
-        else:
-            write_back = []
-        if missing or write_back:
-            raise missing_columns_error(self.table, missing, write_back)
+        lacking = [column for column in WRITE_BACK_COLUMNS if column not in present]
+        partial = self.query is None and 0 < len(lacking) < len(WRITE_BACK_COLUMNS)
+        if missing or partial:
+            raise missing_columns_error(self.table, missing, lacking if partial else [])
         conditions = [("catalog.where", self._where_condition())] if self.where else []
         conditions += [
             (f"catalog.{name}", self._kept_by(rule)) for name, rule in self.mapping.removal_rules()
@@ -244,10 +241,9 @@ class SqlCatalog:
         """The mapping's columns labelled as it reads them, `id` as text; prices and metadata
         as the database's own text: exact for NUMERIC, and a stray string in a numeric column
         (SQLite allows one) reaches validation instead of crashing the read."""
-        as_text = {"id", "price"}
         columns = [
             sa.cast(self._source.c[column], sa.Text).label(label)
-            if label in as_text or label.startswith("metadata__")
+            if read_as_text(label)
             else self._source.c[column].label(label)
             for label, column in self.mapping.read().items()
         ]

@@ -37,7 +37,13 @@ from stripe_sync.core.errors import (
     ErrorKind,
     retry_after_seconds,
 )
-from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping, ValueRule, value_text
+from stripe_sync.core.mapping import (
+    DEFAULT_MAPPING,
+    FieldMapping,
+    ValueRule,
+    read_as_text,
+    value_text,
+)
 from stripe_sync.core.retry import RetryPolicy, RetryStats, call_with_retries
 from stripe_sync.core.secrets import redact
 
@@ -79,9 +85,7 @@ class SupabaseCatalog:
         self._last = threading.local()  # the status and headers of this thread's last answer
         self._id = mapping.column("id")
         self._source_selected = ",".join(
-            _selected(
-                label, column, as_text=label in ("id", "price") or label.startswith("metadata__")
-            )
+            _selected(label, column, as_text=read_as_text(label))
             for label, column in mapping.read().items()
         )
         self._url = url.rstrip("/")
@@ -137,17 +141,14 @@ class SupabaseCatalog:
             if present:
                 missing = [column for column in WRITE_BACK_COLUMNS if column not in present]
                 raise missing_columns_error(self.table, [], missing)
-        for key, column in self.mapping.referenced():
-            if key.startswith(("catalog.skip", "catalog.deleted")) and not self._column_exists(
-                column
-            ):
-                raise missing_columns_error(self.table, [(key, column)])
-        checks = [("catalog.where", self._where, [])] if self.where else []
+        # One request a condition, so a refusal names its setting; a rule's column that
+        # doesn't exist is named as the column a mapping lacks.
+        checks = [("catalog.where", self._where, [], None)] if self.where else []
         checks += [
-            (f"catalog.{name}", ([], []), [_kept_by(rule)])
+            (f"catalog.{name}", ([], []), [_kept_by(rule)], rule.column)
             for name, rule in self.mapping.removal_rules()
         ]
-        for key, where, terms in checks:
+        for key, where, terms, column in checks:
             try:
                 self.execute(_filtered(self._select(self._id), where, terms).limit(0), retry=False)
             except CatalogFailure as failure:
@@ -156,6 +157,12 @@ class SupabaseCatalog:
                 raise CatalogError(
                     f"{key} does not work on table {self.table}: {failure}"
                 ) from None
+            except _ColumnMissing as error:
+                if column is None:
+                    raise CatalogError(
+                        f"{key} does not work on table {self.table}: {error}"
+                    ) from None
+                raise missing_columns_error(self.table, [(key, column)]) from None
             except CatalogError as error:
                 raise CatalogError(f"{key} does not work on table {self.table}: {error}") from None
 

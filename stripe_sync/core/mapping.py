@@ -152,6 +152,12 @@ DEFAULT_MAPPING = FieldMapping()
 _FOR_REMOVED = " (left out: removed from Stripe if synced before)"
 
 
+def read_as_text(label: str) -> bool:
+    """Whether a read casts the column of this label to text: the id (the database's own
+    text), the price (exact, never a float) and metadata (Stripe takes strings)."""
+    return label in ("id", "price") or label.startswith(_METADATA_LABEL.format(""))
+
+
 def metadata_of(columns: Iterable[str], keyed: Mapping[str, str]) -> dict[str, str]:
     """Metadata key -> column from the list of columns copied under their own names and the
     key -> column map."""
