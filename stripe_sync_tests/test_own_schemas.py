@@ -5,7 +5,7 @@ never written, reruns free."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 import yaml
@@ -29,7 +29,7 @@ from stripe_sync_tests.own_schemas import (
 
 
 @pytest.fixture
-def cms(own_schema, tmp_path, pipeline_env) -> Iterator:
+def cms(own_schema, tmp_path, pipeline_env) -> Callable[..., Cms]:
     """`make(backend, schema, use_query=False)`: the schema's tables filled with its first
     rows, the pipeline pointed at them (stripe_sync.yaml in the working directory, mirror
     mode) -> Cms."""
