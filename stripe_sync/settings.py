@@ -252,9 +252,8 @@ class CatalogSettings(_Section):
             raise ConfigError("catalog.active and catalog.columns.active are both set: keep one.")
         if self.skip is not None and not self.skip.values:
             raise ConfigError("catalog.skip needs values: {column: status, values: [draft]}.")
-        reserved = sorted(
-            set(metadata_of(self.metadata_columns, self.metadata)) & set(reserved_metadata_keys())
-        )
+        metadata = metadata_of(self.metadata_columns, self.metadata)
+        reserved = sorted(set(metadata) & set(reserved_metadata_keys()))
         if reserved:
             raise ConfigError(
                 f"catalog.metadata uses the key {reserved[0]!r}, which the pipeline owns: "
@@ -268,7 +267,7 @@ class CatalogSettings(_Section):
                 active=self.active,
                 skip=self.skip,
                 deleted=self.deleted,
-                metadata=metadata_of(self.metadata_columns, self.metadata),
+                metadata=metadata,
             )
         except ValueError as error:
             raise ConfigError(f"catalog.columns: {error}.") from None
