@@ -37,6 +37,8 @@ PROGRESS_EVERY_S = 2.0
 # A backfill of many batches runs them 10 to a run, as `stripe-sync migrate` does: a
 # million products make 100 runs, not 1,000.
 BATCHES_PER_RUN = 10
+# The Dagster pool of every step that writes to Stripe (deploy/dagster.yaml limits it).
+STRIPE_WRITES_POOL = "stripe_writes"
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=BATCHES_PER_RUN)
 # Backfill policies are beta in Dagster 1.13; this project relies on them knowingly.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
@@ -167,7 +169,7 @@ class SyncRunConfig(dg.Config):
 @dg.asset(
     partitions_def=batch_partitions,
     backfill_policy=BACKFILL_POLICY,
-    pool="stripe_writes",
+    pool=STRIPE_WRITES_POOL,
     kinds={"stripe"},
     output_required=False,  # a dry run materializes nothing
 )
@@ -211,7 +213,7 @@ def stripe_products(
     partitions_def=batch_partitions,
     backfill_policy=BACKFILL_POLICY,
     deps=[stripe_products],
-    pool="stripe_writes",
+    pool=STRIPE_WRITES_POOL,
     kinds={"stripe"},
 )
 def stripe_prices(

@@ -40,6 +40,7 @@ __all__ = [
     "instance_at",
     "interrupts_deferred",
     "partition_range_tags",
+    "pool_limit_set",
     "tag_run",
 ]
 
@@ -69,3 +70,16 @@ def tag_run(instance: dg.DagsterInstance, run_id: str, tags: Mapping[str, str]) 
     """Add tags to a run, from inside it: no public API lets a step tag its own run
     (`add_run_tags` is what the UI's "Edit tags" uses)."""
     instance.add_run_tags(run_id, tags)
+
+
+def pool_limit_set(instance: dg.DagsterInstance, pool: str) -> None:
+    """Give `pool` the instance's default limit now, once, unless it has a limit. Each run
+    otherwise does it lazily at its first step in the pool, and on PostgreSQL two runs doing it
+    at once fail with a duplicate key (dagster-io/dagster#33552); the registration runs before
+    any writer. No public API sets a pool to the default (the CLI sets a limit of its own)."""
+    storage = instance.event_log_storage
+    default_limit = instance.global_op_concurrency_default_limit
+    if not storage.supports_global_concurrency_limits or default_limit is None:
+        return
+    if pool not in {limit.name for limit in storage.get_pool_limits()}:
+        storage.initialize_concurrency_limit_to_default(pool)

@@ -5,6 +5,7 @@ from pydantic import Field
 
 from stripe_sync.core.rollback import RollbackReport, roll_back, rollback_window
 from stripe_sync.defs.assets import (
+    STRIPE_WRITES_POOL,
     migration_report,
     stripe_prices,
     stripe_products,
@@ -12,6 +13,7 @@ from stripe_sync.defs.assets import (
     validated_products,
 )
 from stripe_sync.defs.checks import stripe_matches_catalog
+from stripe_sync.defs.dagster_compat import pool_limit_set
 from stripe_sync.defs.outcomes import RunOutcome, record_outcome, step_outcome
 from stripe_sync.defs.partitions import batch_partitions, batches_for, keys_to_register
 from stripe_sync.defs.resources import (
@@ -53,6 +55,7 @@ def register_batches(
         new_keys = keys_to_register(source, registered, batch_size)
     if new_keys:
         instance.add_dynamic_partitions(batch_partitions.name, new_keys)
+    pool_limit_set(instance, STRIPE_WRITES_POOL)
     return new_keys
 
 
@@ -95,7 +98,7 @@ class RollbackConfig(dg.Config):
 
 
 @dg.op(
-    pool="stripe_writes",
+    pool=STRIPE_WRITES_POOL,
     description="Bring Stripe and the catalog's write-back columns back to how they were "
     "before the runs in the window: from the backups, only what differs.",
 )

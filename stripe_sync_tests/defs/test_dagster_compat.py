@@ -71,3 +71,15 @@ def test_a_step_can_tag_its_own_run(tmp_path):
         tags = instance.get_run_by_id(result.run_id).tags
 
     assert tags["stripe_sync/outcome"] == "ok"
+
+
+def test_a_pool_gets_the_default_limit_once_and_keeps_a_limit_of_its_own(tmp_path):
+    overrides = {"concurrency": {"pools": {"default_limit": 2}}}
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
+        compat.pool_limit_set(instance, "writers")
+        instance.event_log_storage.set_concurrency_slots("own", 5)
+        compat.pool_limit_set(instance, "own")
+
+        storage = instance.event_log_storage
+        assert storage.get_concurrency_info("writers").slot_count == 2
+        assert storage.get_concurrency_info("own").slot_count == 5
