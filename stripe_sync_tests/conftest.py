@@ -115,6 +115,9 @@ PIPELINE_ENV_VARS = (
     "DAGSTER_PG_DB",
 )
 TEST_SECRET_KEY = "sk_test_stripe_sync_pipeline_tests"
+LIVE_SECRET_KEY = "sk_live_stripe_sync_pipeline_tests"
+# Stripe's live-mode limits (STRIPE_FACTS.md): 100 requests/s in all, 25/s an endpoint.
+LIVE_MODE_LIMITS = {"rate_limit": 100, "endpoint_rate_limit": 25}
 
 _CATALOG_DDL = """
     create table {table} (
@@ -252,6 +255,11 @@ class PipelineEnv:
         for name, value in variables.items():
             self.monkeypatch.setenv(name, value)
 
+    def use_live_mode(self, emulator: EmulatorControl) -> None:
+        """A live account at Stripe's live-mode limits, and the pipeline on a live key."""
+        emulator.configure(livemode=True, **LIVE_MODE_LIMITS)
+        self.set(STRIPE_SECRET_KEY=LIVE_SECRET_KEY, STRIPE_ALLOW_LIVE_MODE="true")
+
     def unset(self, *names: str) -> None:
         for name in names:
             self.monkeypatch.delenv(name, raising=False)
@@ -358,11 +366,15 @@ def minor_units(price: Decimal | str, currency: str) -> int:
 
 
 def stripe_state(
-    base_url: str, secret_key: str = TEST_SECRET_KEY
+    base_url: str, secret_key: str | None = None
 ) -> tuple[list[dict], dict[str, dict]]:
     """Every product (a list: duplicates would show) and every price by id, read through
-    stripe-python with auto-pagination."""
+    stripe-python with auto-pagination (by default with a key of the emulator's mode)."""
     import stripe
+
+    if secret_key is None:
+        live = EmulatorControl(base_url).config()["livemode"]
+        secret_key = LIVE_SECRET_KEY if live else TEST_SECRET_KEY
 
     client = stripe.StripeClient(secret_key, base_addresses={"api": base_url})
     products = [p.to_dict() for p in client.v1.products.list({"limit": 100}).auto_paging_iter()]

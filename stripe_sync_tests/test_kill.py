@@ -3,7 +3,8 @@ interrupted: no duplicate products or prices, every row written back, every pric
 
 `stripe-sync migrate` runs as a subprocess (the console script of this environment)
 against a PostgreSQL catalog and the emulator in the test process, slowed to ~30 ms a
-request so the kill lands in the middle of the Stripe writes. Five seeded trials.
+request so the kill lands in the middle of the Stripe writes. Eight seeded trials, five at
+test-mode limits and three at live-mode limits, where half the creates take two requests.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ PRODUCTS = 60
 BATCH_SIZE = 10
 BATCHES_PER_RUN = 2  # three runs of 20 products
 RUN_STARTS = [0, 20, 40, PRODUCTS]  # product creates Stripe has seen when each run starts
+CREATES = {("POST", "/v1/products"), ("POST", "/v1/prices")}
 
 
 def created_products(log: list[dict]) -> int:
-    return sum(1 for e in log if (e["method"], e["path"]) == ("POST", "/v1/products"))
+    """Products created, by either route: `POST /v1/products`, or in live mode also a price
+    with its product (`POST /v1/prices`; a first migration makes no other price)."""
+    return sum(1 for e in log if (e["method"], e["path"]) in CREATES)
 
 
 def migrate_command(batches_per_run: int) -> list[str]:
@@ -49,13 +53,17 @@ def kill_point(seed: int) -> tuple[int, int]:
     return run, random.Random(seed).randint(start + margin, end - margin)
 
 
-SEEDS = [1, 2, 3, 4, 5]
+# Test mode: one request a product. Live mode: half the products in two requests (a price
+# with its product, then the product's update), so a kill may land between the two.
+TRIALS = [("test", seed) for seed in (1, 2, 3, 4, 5)] + [("live", seed) for seed in (6, 7, 8)]
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(("mode", "seed"), TRIALS)
 def test_a_migration_killed_midway_completes_on_the_next_run_without_duplicates(
-    seed, products_table, pipeline_env, emulator, tmp_path
+    mode, seed, products_table, pipeline_env, emulator, tmp_path
 ):
+    if mode == "live":
+        pipeline_env.use_live_mode(emulator)
     runs_done, kill_after = kill_point(seed)
     source = {row["id"]: row for row in sample_products(PRODUCTS)}
     table = products_table(list(source.values()))
@@ -84,7 +92,9 @@ def test_a_migration_killed_midway_completes_on_the_next_run_without_duplicates(
                 os.killpg(killed.pid, signal.SIGKILL)
             killed.wait(timeout=30)
     assert killed.returncode == -signal.SIGKILL
-    made_before_kill = {p["id"] for p in stripe_state(emulator.base_url)[0]}
+    left_by_kill = stripe_state(emulator.base_url)[0]
+    made_before_kill = {p["id"] for p in left_by_kill}
+    halfway = sum(1 for p in left_by_kill if p["default_price"] is None)
     written_before_kill = {r["id"] for r in table.rows().values() if r["stripe_product_id"]}
     assert 0 < len(made_before_kill) < PRODUCTS, "the kill must land midway"
     assert len(written_before_kill) >= runs_done * BATCHES_PER_RUN * BATCH_SIZE, (
@@ -127,7 +137,7 @@ def test_a_migration_killed_midway_completes_on_the_next_run_without_duplicates(
             minor_units(row["price"], currency),
         )
     print(
-        f"seed {seed}: killed after {kill_after} creates ({killed_after_s:.1f} s); {len(made_before_kill)} products in Stripe, "
+        f"{mode} mode, seed {seed}: killed after {kill_after} creates ({killed_after_s:.1f} s); {len(made_before_kill)} products in Stripe ({halfway} halfway), "
         f"{len(written_before_kill)} written back; the rerun completed in {rerun_s:.1f} s: "
         f"{rerun.report['counts']}"
     )

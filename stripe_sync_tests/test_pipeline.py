@@ -6,7 +6,13 @@ from __future__ import annotations
 from collections import Counter
 from decimal import Decimal
 
+import stripe
+from click.testing import CliRunner
+
+from stripe_sync.cli import main
+from stripe_sync.core.identity import MANAGED_BY
 from stripe_sync_tests.conftest import (
+    LIVE_SECRET_KEY,
     minor_units,
     stripe_state,
     write_requests,
@@ -235,3 +241,65 @@ def test_a_changed_price_becomes_a_new_default_price_and_the_old_one_is_archived
     )
     assert len(prices) == 9  # the eight first prices and the new one
     assert_in_sync(table.rows(), source, products, prices)
+
+
+def test_in_live_mode_half_the_products_take_two_requests_and_verify_count_and_roll_back_alike(
+    products_table, pipeline_env, emulator
+):
+    source = {row["id"]: row for row in sample_products(200)}
+    table = products_table(list(source.values()))
+    pipeline_env.use_catalog(table)
+    pipeline_env.use_live_mode(emulator)
+    # A run killed between the two requests of one product left it without its default
+    # price, description and images.
+    halfway = source["sku-00001"]
+    currency = expected_currency(halfway)
+    amount = minor_units(halfway["price"], currency)
+    client = stripe.StripeClient(LIVE_SECRET_KEY, base_addresses={"api": emulator.base_url})
+    client.v1.prices.create(
+        params={
+            "product_data": {"id": "cms_sku-00001", "name": halfway["name"]},
+            "currency": currency,
+            "unit_amount": amount,
+            "lookup_key": f"{MANAGED_BY}:cms_sku-00001:{currency}:{amount}",
+        }
+    )
+    [found] = stripe_state(emulator.base_url)[0]
+    before = len(emulator.requests())
+
+    migration = pipeline_env.migrate()
+
+    assert migration.succeeded, migration.report_markdown
+    writes = Counter(e["endpoint"] for e in write_requests(emulator.requests()[before:]))
+    # 200 creates spread evenly over the two routes; finishing the halfway product costs
+    # one refused create (by the route it met) and a refused price (found by lookup key).
+    assert 100 <= writes["POST /v1/products"] <= 101, writes
+    assert 100 <= writes["POST /v1/prices"] <= 101, writes
+    assert migration.report["counts"]["created"] == 200
+    products, prices = stripe_state(emulator.base_url)
+    assert len(prices) == 200
+    assert_in_sync(table.rows(), source, products, prices)
+    by_id = {p["id"]: p for p in products}
+    for cms_id, row in source.items():
+        product = by_id[f"cms_{cms_id}"]
+        assert (product["description"], product["images"]) == (
+            row["description"],
+            row["images"] or [],
+        )
+        assert product["metadata"]["sync_hash"] == table.rows()[cms_id]["sync_hash"]
+
+    verified = CliRunner().invoke(main, ["verify"])
+    assert verified.exit_code == 0, verified.output
+
+    rolled_back = CliRunner().invoke(main, ["rollback", "--yes"])
+    assert rolled_back.exit_code == 0, rolled_back.output
+    products, _ = stripe_state(emulator.base_url)
+    # What the migration made is archived; the halfway product, made before it by a run
+    # that left no backup, is as the migration found it.
+    after = {p["id"]: p for p in products}
+    assert _unstamped(after.pop("cms_sku-00001")) == _unstamped(found)
+    assert len(after) == 199 and not any(p["active"] for p in after.values())
+
+
+def _unstamped(product: dict) -> dict:
+    return {name: value for name, value in product.items() if name != "updated"}

@@ -14,6 +14,7 @@ import stripe
 
 from stripe_sync.core.errors import ConfigError, classify
 from stripe_sync.core.retry import RetryPolicy, call_with_retries
+from stripe_sync.core.throttle.policy import STRIPE_RATE_LIMITS
 
 if TYPE_CHECKING:
     from stripe_sync.core.throttle import Throttle
@@ -95,7 +96,15 @@ class StripeApi:
     @property
     def rate(self) -> float:
         """Requests per second the throttle allows now (unthrottled: Stripe's test-mode limit)."""
-        return self._throttle.rate if self._throttle is not None else 25.0
+        return self._throttle.rate if self._throttle is not None else self.rates[0]
+
+    @property
+    def rates(self) -> tuple[float, float]:
+        """(global, per endpoint) requests per second of the throttle's budget (unthrottled:
+        Stripe's test-mode limits)."""
+        if self._throttle is None:
+            return STRIPE_RATE_LIMITS["test"]
+        return self._throttle.policy.global_rate, self._throttle.policy.endpoint_rate
 
     @property
     def requests_sent_by_this_thread(self) -> int:

@@ -24,6 +24,8 @@ class EmulatorConfig:
     search_rate_limit: float | None = None
     fault_rate: float = 0.0
     fault_kinds: list[str] = field(default_factory=lambda: list(FAULT_KINDS))
+    # The endpoints faults strike (e.g. `POST /v1/products/{id}`); None: every endpoint.
+    fault_endpoints: list[str] | None = None
     # Share of 500/503/drop faults that strike after the request executed (the client
     # can't tell whether the write happened; its retry must be idempotent).
     fault_after_execution_share: float = 0.5
@@ -83,11 +85,13 @@ class FaultInjector:
         self._random = random.Random(config.seed)
         self._burst_left = 0
 
-    def draw(self) -> Fault | None:
+    def draw(self, endpoint: str | None = None) -> Fault | None:
         if self._burst_left > 0:
             self._burst_left -= 1
             return Fault("429_burst", after_execution=False)
         config = self._config
+        if config.fault_endpoints is not None and endpoint not in config.fault_endpoints:
+            return None
         if not config.fault_kinds or self._random.random() >= config.fault_rate:
             return None
         kind = self._random.choice(config.fault_kinds)

@@ -248,7 +248,7 @@ class Emulator:
         early = self._authenticate(request) or (route is None and _unrecognized(request))
         if not early:
             early = self._rate_limit(route, entry["started_at"])
-        fault = None if early else self._faults.draw()
+        fault = None if early else self._faults.draw(entry["endpoint"])
         entry["fault"] = fault.kind if fault else None
         if fault and not fault.after_execution:
             if fault.kind == "429_burst":

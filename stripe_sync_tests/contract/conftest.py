@@ -259,15 +259,18 @@ def make_product(
 def make_price(
     client: stripe.StripeClient, run_tag: str, created: Created
 ) -> Callable[..., stripe.Price]:
-    """make_price(product_id, **params) -> Price (usd 1000 unless given), tagged."""
+    """make_price(product_id, **params) -> Price (usd 1000 unless given), tagged;
+    make_price(None, product_data={...}) makes its product too."""
 
-    def make(product: str, **params: Any) -> stripe.Price:
+    def make(product: str | None, **params: Any) -> stripe.Price:
         params.setdefault("currency", "usd")
         if "unit_amount_decimal" not in params and "custom_unit_amount" not in params:
             params.setdefault("unit_amount", 1000)
-        params["product"] = product
+        if product is not None:
+            params["product"] = product
         price = client.v1.prices.create(params=_with_tag(params, run_tag))
         created.price(price.id)
+        created.product(price.product)
         return price
 
     return make

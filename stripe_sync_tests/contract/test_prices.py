@@ -53,6 +53,45 @@ def test_a_price_has_the_documented_fields(make_price, product):
     )  # the SDK decodes it to Decimal
 
 
+def test_a_price_with_product_data_makes_its_product_without_a_default_price(
+    make_price, unique_id, client, run_tag
+):
+    product_id = unique_id("prod")
+    price = make_price(
+        None,
+        unit_amount=1250,
+        product_data={"id": product_id, "name": "Inline", "metadata": {"contract_run": run_tag}},
+    )
+    product = client.v1.products.retrieve(product_id)
+    assert price.product == product_id
+    assert (product.name, product.active, product.default_price) == ("Inline", True, None)
+    assert product.metadata["contract_run"] == run_tag
+
+    updated = client.v1.products.update(
+        product_id, params={"description": "Set after", "default_price": price.id}
+    )
+    assert (updated.description, updated.default_price) == ("Set after", price.id)
+
+
+def test_a_price_with_product_data_refuses_a_used_custom_id_and_makes_no_price(
+    make_price, product, client
+):
+    with pytest.raises(stripe.InvalidRequestError) as ei:
+        make_price(None, product_data={"id": product.id, "name": "Second"})
+    assert_stripe_error(ei.value, status=400, code="resource_already_exists")
+    assert [p.id for p in client.v1.prices.list(params={"product": product.id}).data] == [
+        product.default_price
+    ]
+
+
+def test_product_data_carries_no_description(make_price, unique_id):
+    with pytest.raises(stripe.InvalidRequestError) as ei:
+        make_price(None, product_data={"id": unique_id("prod"), "name": "X", "description": "No"})
+    assert_stripe_error(
+        ei.value, status=400, code="parameter_unknown", param="product_data[description]"
+    )
+
+
 def test_a_price_with_recurring_is_of_type_recurring(make_price, product):
     price = make_price(product.id, unit_amount=500, recurring={"interval": "month"})
     assert price.type == "recurring"

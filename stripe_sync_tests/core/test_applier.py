@@ -1,10 +1,11 @@
 import pytest
 import stripe
 
-from stripe_sync.core.applier import Applier, ApplyStopped, Result
+from stripe_sync.core.applier import Applier, ApplyStopped, Result, best_two_request_share
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.identity import DesiredProduct
 from stripe_sync.core.planner import ActionKind, SyncState, plan_row
+from stripe_sync.core.retry import RetryPolicy
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
 
@@ -197,3 +198,99 @@ def test_unchanged_and_invalid_rows_cost_no_request(applier, control):
         (ActionKind.UNCHANGED, Result.UNCHANGED),
     ]
     assert len(control.requests()) == 1
+
+
+@pytest.mark.parametrize(
+    ("global_rate", "endpoint_rate", "share"),
+    [
+        (20, 20, 0.0),  # test mode: the global budget binds, one request a product
+        (80, 20, 0.5),  # live mode at 0.8: 20/s each route, 60 of the 80 requests/s
+        (40, 20, 0.5 / 1.5),  # room for 10 more products/s at two requests each
+        (400, 20, 0.5),  # the two-request route's endpoints bind too
+    ],
+)
+def test_the_share_of_two_request_creates_makes_the_most_products_a_second(
+    global_rate, endpoint_rate, share
+):
+    assert best_two_request_share(global_rate, endpoint_rate) == pytest.approx(share)
+
+
+def two_route_applier(base_url, share: float) -> Applier:
+    return Applier(StripeApi(KEY, api_base=base_url), max_in_flight=4, two_request_share=share)
+
+
+def assert_synced_once(client, desired: DesiredProduct) -> None:
+    """One product, its one price active and its default, every field as desired."""
+    product = client.v1.products.retrieve(desired.stripe_id, params={"expand": ["default_price"]})
+    prices = client.v1.prices.list(params={"product": desired.stripe_id}).data
+    assert [price.id for price in prices] == [product.default_price.id]
+    assert (product.default_price.unit_amount, product.default_price.currency) == (
+        desired.unit_amount,
+        desired.currency,
+    )
+    assert (product.name, product.description, product.images) == (
+        desired.name,
+        desired.description,
+        list(desired.images),
+    )
+    assert product.metadata.to_dict() == desired.product_fields()["metadata"]
+
+
+def test_half_the_creates_go_through_the_price_endpoint_in_two_requests(base_url, control, client):
+    products = [hat(cms_id=str(n), images=("https://img/1",)) for n in range(6)]
+    outcomes = two_route_applier(base_url, 0.5).apply_products(
+        [plan_row(d.cms_id, d, (), SyncState()) for d in products]
+    )
+    assert {o.result for o in outcomes} == {Result.CREATED}
+    assert sorted(o.requests for o in outcomes) == [1, 1, 1, 2, 2, 2]
+    assert (
+        sorted(writes(control))
+        == ["POST /v1/prices"] * 3 + ["POST /v1/products"] * 3 + ["POST /v1/products/{id}"] * 3
+    )
+    for desired, outcome in zip(products, sorted(outcomes, key=lambda o: o.cms_id), strict=True):
+        assert_synced_once(client, desired)
+        assert (
+            outcome.stripe_price_id == client.v1.products.retrieve(desired.stripe_id).default_price
+        )
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0], ids=["next create: one request", "next: two"])
+def test_a_product_stopped_between_its_two_requests_is_finished_not_made_again(
+    base_url, client, share
+):
+    desired = hat()
+    made_before_crash = client.v1.prices.create(
+        params={
+            "product_data": {"id": desired.stripe_id, "name": "Hat", "active": True},
+            "currency": "eur",
+            "unit_amount": 1250,
+            "lookup_key": desired.price_lookup_key(),
+        }
+    )
+    # ... and the run that sent it died before the product's update.
+    outcome = sync(two_route_applier(base_url, share), desired)
+    assert (outcome.result, outcome.stripe_price_id) == (Result.CREATED, made_before_crash.id)
+    assert_synced_once(client, desired)
+
+
+def test_a_product_whose_update_failed_is_recorded_as_made_and_failed(base_url, control, client):
+    desired = hat()
+    control.configure(
+        fault_rate=1.0,
+        fault_kinds=["500"],
+        fault_after_execution_share=0.0,
+        fault_endpoints=["POST /v1/products/{id}"],
+    )
+    failing = Applier(
+        StripeApi(KEY, api_base=base_url, retry=RetryPolicy(attempts=1)), two_request_share=1.0
+    )
+    outcome = sync(failing, desired)
+    control.configure(fault_rate=0.0)
+    assert (outcome.result, outcome.stripe_product_id, outcome.sync_hash) == (
+        Result.FAILED,
+        desired.stripe_id,
+        None,
+    )
+    again = sync(two_route_applier(base_url, 1.0), desired, state_after(outcome))
+    assert again.result in (Result.CREATED, Result.UPDATED)
+    assert_synced_once(client, desired)

@@ -38,6 +38,14 @@ def test_a_429_burst_answers_429_to_the_next_requests_too():
     assert [injector.draw().kind for _ in range(4)] == ["429_burst"] * 4
 
 
+def test_faults_strike_only_the_configured_endpoints():
+    injector = FaultInjector(
+        EmulatorConfig(fault_rate=1.0, fault_endpoints=["POST /v1/products/{id}"], seed=2)
+    )
+    assert injector.draw("POST /v1/products") is None
+    assert injector.draw("POST /v1/products/{id}") is not None
+
+
 def test_only_500_503_and_drop_can_strike_after_execution():
     injector = FaultInjector(
         EmulatorConfig(fault_rate=1.0, fault_after_execution_share=1.0, seed=5)
