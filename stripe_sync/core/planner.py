@@ -16,7 +16,8 @@ from stripe_sync.core.money import price_text
 
 
 class ActionKind(enum.StrEnum):
-    CREATE = "create"  # never synced: one request, the product with its default price
+    CREATE = "create"  # never synced: the product with its default price (1 request, 2 by
+    # the live-mode second route)
     UPDATE = "update"  # synced before, some fields (or the price) changed since
     RECONCILE = "reconcile"  # last state not trusted or forced: read Stripe, write what differs
     UNCHANGED = "unchanged"  # same content hash as last synced: no request at all
