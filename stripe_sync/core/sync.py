@@ -41,6 +41,7 @@ from stripe_sync.core.errors import CatalogFailure, ErrorKind, StripeFailure
 from stripe_sync.core.identity import DesiredProduct
 from stripe_sync.core.ledger import PRICES, PRODUCTS, outcomes_of_run
 from stripe_sync.core.planner import Action, ActionKind, PlanOptions
+from stripe_sync.core.product_reads import read_pages
 from stripe_sync.core.report import RESULTS
 from stripe_sync.core.retry import RetryStats
 from stripe_sync.core.state import StateStore
@@ -128,10 +129,11 @@ class BatchSync:
         desired = {a.cms_id: a.desired for a in actions if a.desired is not None}
         rows = _rows_by_id(validated)
         try:
+            before = self._products_before(actions)
             backups = [
                 saved
                 for batch, batch_actions in plan.items()
-                if (saved := self._back_up(batch, batch_actions, rows))
+                if (saved := self._back_up(batch, batch_actions, rows, before))
             ]
         except StripeFailure as failure:
             if failure.kind is not ErrorKind.FATAL:
@@ -212,18 +214,28 @@ class BatchSync:
 
     # --- the parts -----------------------------------------------------------------------
 
-    def _back_up(self, batch: str, actions: list[Action], rows: dict[str, dict]) -> str | None:
-        """Save the batch's rows and Stripe products that the actions may change, before they do."""
+    def _products_before(self, actions: list[Action]) -> dict[str, dict]:
+        """The Stripe products that the actions may change, as they are now, by id: the
+        products of every batch read at once. Products to create are read too (1 request per
+        100): after `reset --catalog-columns` a "create" may meet a product that existed before
+        this run, which rollback must keep."""
+        product_ids = [_product_id(action) for action in actions if action.writes]
+        found = {}
+        for page in read_pages(self._api, product_ids, max_in_flight=self._max_in_flight):
+            if page.failure is not None:
+                raise page.failure
+            found.update((product["id"], product) for product in page.products)
+        return found
+
+    def _back_up(
+        self, batch: str, actions: list[Action], rows: dict[str, dict], found: dict[str, dict]
+    ) -> str | None:
+        """Save the batch's rows and Stripe products (`found`: as read before any write) that
+        the actions may change."""
         writing = [action for action in actions if action.writes]
         if not writing:
             return None
-        product_ids = [
-            action.desired.stripe_id if action.desired else action.state.stripe_product_id
-            for action in writing
-        ]
-        # Products to create are read too (1 request per 100): after `reset --catalog-columns`
-        # a "create" may meet a product that existed before this run, which rollback must keep.
-        found = {product["id"]: product for product in self._api.list_products(product_ids)}
+        product_ids = [_product_id(action) for action in writing]
         backup = Backup(
             run_id=self._run_id,
             batch=batch,
@@ -410,6 +422,10 @@ def _restored(
     }
     batch_of = dict.fromkeys((row.id for row in write_backs), batch)
     return write_backs, {batch: checkpoints}, batch_of, payload["ledger"]
+
+
+def _product_id(action: Action) -> str:
+    return action.desired.stripe_id if action.desired else action.state.stripe_product_id
 
 
 def _rows_by_id(validated: pd.DataFrame) -> dict[str, dict]:

@@ -3,13 +3,15 @@ Stripe holds what the batch's latest sync made (verification)."""
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
+from stripe_sync.core.checkpoints import Checkpoint
+from stripe_sync.core.errors import ConfigError, ErrorKind
+from stripe_sync.core.product_reads import Page, read_pages
 from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.core.validation import planning_inputs
@@ -76,9 +78,10 @@ def batch_quality(
     settings: PipelineSettings,
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
     """Each batch of the run fit to go to Stripe (blocking), and how much of it was quarantined."""
+    targets = _latest_materializations(context, batch_structure.asset_key, context.partition_keys)
     for batch in context.partition_keys:
         rows = validated_products[validated_products["batch"] == batch]
-        target = _latest_materialization(context, batch_structure.asset_key, batch)
+        target = targets.get(batch)
         yield _batch_evaluation(batch_structure, batch, target, **_structure(rows))
         yield _batch_evaluation(
             invalid_share, batch, target, **_invalid_share(rows, settings.invalid_share_threshold)
@@ -192,16 +195,47 @@ def stripe_matches_catalog(
     catalog: CatalogResource,
     settings: PipelineSettings,
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
-    """Verification: reads each batch's Stripe products by id (100 per request, never search)
-    and compares them with what the batch's latest sync made of the catalog. A drifted row's
-    checkpoint is forgotten, so the next sync reconciles it with Stripe."""
+    """Verification: reads the Stripe products of the run's batches by id (100 per request,
+    several in flight, never search) and compares each batch's with what its latest sync made
+    of the catalog, as soon as they are read. A drifted row's checkpoint is forgotten, so the
+    next sync reconciles it with Stripe."""
     mirror = settings.mirror if config.mirror is None else config.mirror
+    batches = context.partition_keys
+    targets = {
+        spec.key: _latest_materializations(context, spec.asset_key, batches)
+        for spec in context.check_specs
+    }
     with _stripe_api(context, stripe) as api, catalog.opened() as source:
-        for batch in context.partition_keys:
-            rows = validated_products[validated_products["batch"] == batch]
-            yield from _verify(
-                context, batch, list(planning_inputs(rows)), source.state, api, mirror
-            )
+        rows = {
+            batch: list(planning_inputs(validated_products[validated_products["batch"] == batch]))
+            for batch in batches
+        }
+        # A batch never synced is not read: there is nothing of it to verify yet.
+        saved = {
+            batch: source.state.checkpoints(batch)
+            for batch in batches
+            if batch in targets[products_match_catalog.key]
+        }
+        ids = {batch: product_ids(rows[batch], saved[batch]) for batch in saved}
+        in_flight = stripe.in_flight(api)
+        all_ids = [product_id for batch_ids in ids.values() for product_id in batch_ids]
+        with contextlib.closing(read_pages(api, all_ids, max_in_flight=in_flight)) as pages:
+            arrived = _Arrived(context, pages)
+            for batch in batches:
+                if batch in saved:
+                    its_pages = arrived.holding(ids[batch])
+                    result = _compare(
+                        context, batch, rows[batch], saved[batch], its_pages, source.state, mirror
+                    )
+                    requests = sum(page.requests for page in its_pages)
+                else:
+                    result, requests = _unverified("never synced", "run stripe-sync migrate"), 0
+                for spec, subject in (
+                    (products_match_catalog, PRODUCT),
+                    (default_prices_match_catalog, PRICE),
+                ):
+                    target = targets[spec.key].get(batch)
+                    yield _evaluation(spec, batch, result, result.of(subject), requests, target)
     yield from _check_outputs(context)
 
 
@@ -220,55 +254,50 @@ def _stripe_api(
         api.close()
 
 
-def _verify(
-    context: dg.AssetCheckExecutionContext,
-    batch: str,
-    rows: list[Row],
-    store: StateStore,
-    api: StripeApi,
-    mirror: bool,
-) -> Iterator[dg.AssetCheckEvaluation]:
-    """The two checks' results for one batch."""
-    targets = {
-        spec.key: _latest_materialization(context, spec.asset_key, batch)
-        for spec in context.check_specs
-    }
-    if targets[products_match_catalog.key] is None:
-        result, requests = _unverified("never synced", "run stripe-sync migrate"), 0
-    else:
-        result, requests = _compare(context, batch, rows, store, api, mirror=mirror)
-    for spec, subject in ((products_match_catalog, PRODUCT), (default_prices_match_catalog, PRICE)):
-        yield _evaluation(spec, batch, result, result.of(subject), requests, targets[spec.key])
+class _Arrived:
+    """The pages read so far, in order; a refused key fails the step as soon as it shows."""
+
+    def __init__(self, context: dg.AssetCheckExecutionContext, pages: Iterator[Page]):
+        self._context = context
+        self._pages = pages
+        self._read: list[Page] = []
+        self._page_of: dict[str, int] = {}  # product id -> its page in `_read`
+
+    def holding(self, product_ids: list[str]) -> list[Page]:
+        """The pages that read these products (one read holds up to 100, of one batch or
+        more), once they have all arrived."""
+        while any(product_id not in self._page_of for product_id in product_ids):
+            page = next(self._pages)
+            if page.failure is not None and page.failure.kind is ErrorKind.FATAL:
+                message = f"Stripe refused the key ({page.failure}): check STRIPE_SECRET_KEY."
+                record_outcome(self._context, RunOutcome.KEY_REFUSED, message)
+                raise dg.Failure(message)
+            self._page_of.update(dict.fromkeys(page.ids, len(self._read)))
+            self._read.append(page)
+        return [self._read[index] for index in sorted({self._page_of[i] for i in product_ids})]
 
 
 def _compare(
     context: dg.AssetCheckExecutionContext,
     batch: str,
     rows: list[Row],
+    saved: dict[str, Checkpoint],
+    pages: list[Page],
     store: StateStore,
-    api: StripeApi,
-    *,
     mirror: bool,
-) -> tuple[BatchVerification, int]:
-    """One read of the batch's products, the comparison, the repairs; and the requests it took."""
-    saved = store.checkpoints(batch)
-    before = api.requests_sent_by_this_thread
-    try:
-        products = {p["id"]: p for p in api.list_products(product_ids(rows, saved))}
-    except StripeFailure as failure:
-        if failure.kind is ErrorKind.FATAL:
-            message = f"Stripe refused the key ({failure}): check STRIPE_SECRET_KEY."
-            record_outcome(context, RunOutcome.KEY_REFUSED, message)
-            raise dg.Failure(message) from None
-        unread = _unverified("not verified", f"could not read Stripe: {failure}")
-        return unread, api.requests_sent_by_this_thread - before
+) -> BatchVerification:
+    """The comparison of a batch's rows and checkpoints with its products, the repairs."""
+    failed = [page.failure for page in pages if page.failure is not None]
+    if failed:
+        return _unverified("not verified", f"could not read Stripe: {failed[0]}")
+    products = {product["id"]: product for page in pages for product in page.products}
     result = verify_batch(rows, saved, products, mirror=mirror)
     if result.repairs:
         store.record([], {batch: result.repairs})
         context.log.warning(
             f"batch {batch}: {len(result.repairs)} drifted rows; the next sync reconciles them"
         )
-    return result, api.requests_sent_by_this_thread - before
+    return result
 
 
 def _unverified(actual: str, note: str) -> BatchVerification:
@@ -282,19 +311,33 @@ def _unverified(actual: str, note: str) -> BatchVerification:
     )
 
 
-def _latest_materialization(
-    context: dg.AssetCheckExecutionContext, asset_key: dg.AssetKey, batch: str
-) -> CheckTarget | None:
-    """The materialization a batch's check result is about (the UI shows results against it)."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[batch]), limit=1
+def _latest_materializations(
+    context: dg.AssetCheckExecutionContext, asset_key: dg.AssetKey, batches: Sequence[str]
+) -> dict[str, CheckTarget]:
+    """The materialization each batch's check result is about (the UI shows results against
+    it), for the batches that have one. One query when a run just materialized every batch
+    (the newest records are theirs); one per batch for the rest."""
+    targets: dict[str, CheckTarget] = {}
+    newest = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=list(batches)),
+        limit=len(batches),
     ).records
-    if not records:
-        return None
+    for record in newest:
+        targets.setdefault(record.partition_key, _target(record))
+    for batch in batches:
+        if batch in targets:
+            continue
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[batch]), limit=1
+        ).records
+        if records:
+            targets[batch] = _target(records[0])
+    return targets
+
+
+def _target(record: dg.EventLogRecord) -> CheckTarget:
     return CheckTarget(
-        storage_id=records[0].storage_id,
-        run_id=records[0].run_id,
-        timestamp=records[0].timestamp,
+        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
     )
 
 
