@@ -105,3 +105,32 @@ def test_batch_frames_are_stored_per_batch_in_the_state_database_and_a_missing_b
     assert list(tmp_path.iterdir()) == [tmp_path / "catalog.db"]  # no file of its own
     with pytest.raises(dg.Failure, match="no data for batch b3 in table stripe_sync_state"):
         load("b3")
+
+
+def test_a_step_reads_the_frames_its_run_wrote_in_this_process_from_memory(tmp_path):
+    create_sqlite_products(tmp_path / "catalog.db", "text", 3)
+    catalog = CatalogResource(database_url=f"sqlite:///{tmp_path / 'catalog.db'}")
+    this_run, other_run = BatchFrameIOManager(catalog=catalog), BatchFrameIOManager(catalog=catalog)
+    key = dg.AssetKey("validated_products")
+    batches = dg.StaticPartitionsDefinition(["b1"])
+
+    def output(run_id: str) -> dg.OutputContext:
+        return dg.build_output_context(
+            asset_key=key, partition_key="b1", asset_partitions_def=batches, run_id=run_id
+        )
+
+    def load(manager: BatchFrameIOManager, run_id: str) -> list[str]:
+        context = dg.build_input_context(
+            asset_key=key,
+            partition_key="b1",
+            asset_partitions_def=batches,
+            upstream_output=output(run_id),
+        )
+        return list(manager.load_input(context)["id"])
+
+    this_run.handle_output(output("r1"), pd.DataFrame({"batch": ["b1"], "id": ["mine"]}))
+    # another run, elsewhere, stores the batch again meanwhile
+    other_run.handle_output(output("r2"), pd.DataFrame({"batch": ["b1"], "id": ["theirs"]}))
+
+    assert load(this_run, "r1") == ["mine"]  # what its own run made, not a newer run's
+    assert load(this_run, "an earlier run") == ["theirs"]  # not of this run: the database's
