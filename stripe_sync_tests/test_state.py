@@ -178,5 +178,5 @@ def test_a_run_whose_report_fails_prints_no_older_report_in_its_place(migrated, 
     again = pipeline_env.migrate()
 
     assert not again.succeeded and again.failed_batches == []
-    assert again.report_markdown.startswith("No report: its run ")
+    assert again.report_markdown.startswith("No report: ")
     assert "# Migration report" not in again.report_markdown

@@ -64,7 +64,7 @@ with warnings.catch_warnings():  # dagster-pandera's converter is marked beta
 )
 def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResource) -> pd.DataFrame:
     """The batch's catalog rows as read: the CMS's columns and the sync state written back."""
-    rows = []
+    rows, read = [], []
     with step_outcome(context), catalog.opened() as source:
         undelivered = InstanceUndelivered(context)
         if delivered := deliver_kept(source.state, undelivered, context.partition_keys):
@@ -77,7 +77,9 @@ def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResourc
                 {"batch": batch.key, **row} for row in source.read_rows(batch.lower, batch.upper)
             ]
             rows += batch_rows
-            context.log.info(f"batch {batch.key}: {len(batch_rows)} rows, {batch.describe()}")
+            read.append(f"batch {batch.key}: {len(batch_rows)} rows, {batch.describe()}")
+    # One message for the run's batches: each message is a write to the run's event log.
+    context.log.info("\n".join(read))
     raw = catalog_frame(rows)
     context.add_output_metadata(
         {
@@ -249,24 +251,30 @@ def migration_report(
 ) -> dg.MaterializeResult:
     """What the latest run of every batch did: created, updated, unchanged, invalid and failed
     products, failures with reasons, Stripe requests and time; also saved as JSON and Markdown."""
+    return dg.MaterializeResult(metadata=report_metadata(context.instance, catalog, settings))
+
+
+def report_metadata(
+    instance: dg.DagsterInstance, catalog: CatalogResource, settings: PipelineSettings
+) -> dict:
+    """The report of every registered batch, saved as JSON and Markdown: the metadata of a
+    `migration_report` materialization."""
     with catalog.opened() as source:
         records = [
             record
-            for key in context.instance.get_dynamic_partitions(batch_partitions.name)
+            for key in instance.get_dynamic_partitions(batch_partitions.name)
             if (record := final_record(source.state, key)) is not None
         ]
     report = build_report(records[0]["mode"] if records else "unknown", records)
     json_path, markdown_path = save_report(Path(settings.reports_dir), report)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": report.products,
-            **report.counts,
-            "stripe_requests": report.stripe_requests,
-            "report": dg.MetadataValue.md(report.to_markdown()),
-            "json": dg.MetadataValue.path(str(json_path)),
-            "markdown": dg.MetadataValue.path(str(markdown_path)),
-        }
-    )
+    return {
+        "dagster/row_count": report.products,
+        **report.counts,
+        "stripe_requests": report.stripe_requests,
+        "report": dg.MetadataValue.md(report.to_markdown()),
+        "json": dg.MetadataValue.path(str(json_path)),
+        "markdown": dg.MetadataValue.path(str(markdown_path)),
+    }
 
 
 # --- helpers ----------------------------------------------------------------------------

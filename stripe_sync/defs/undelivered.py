@@ -16,7 +16,7 @@ import dagster as dg
 
 PAYLOAD, KEPT_ID, DELIVERED = "undelivered", "undelivered_id", "delivered"
 STRIPE_PRODUCTS = dg.AssetKey("stripe_products")
-LOOKBACK = 200  # observations of a batch searched for kept results
+LOOKBACK = 200  # observations searched for kept results, per batch of the run
 
 
 class InstanceUndelivered:
@@ -29,15 +29,18 @@ class InstanceUndelivered:
         self._observe(batch, {PAYLOAD: dg.MetadataValue.json(payload), KEPT_ID: uuid.uuid4().hex})
 
     def kept(self, batches: Sequence[str]) -> list[tuple[str, str, dict]]:
+        # One query for all the batches: there is seldom anything kept, and every run asks.
+        records = self._context.instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=STRIPE_PRODUCTS, asset_partitions=list(batches)),
+            limit=LOOKBACK * len(batches),
+        ).records
         found = []
         for batch in batches:
-            records = self._context.instance.fetch_observations(
-                dg.AssetRecordsFilter(asset_key=STRIPE_PRODUCTS, asset_partitions=[batch]),
-                limit=LOOKBACK,
-            ).records
             delivered: set[str] = set()
             kept = []
             for record in records:  # newest first
+                if record.partition_key != batch:
+                    continue
                 metadata = record.asset_observation.metadata
                 if DELIVERED in metadata:
                     delivered.update(metadata[DELIVERED].value)

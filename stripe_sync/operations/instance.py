@@ -43,10 +43,14 @@ def open_instance(home: Path) -> dg.DagsterInstance:
 
 
 @contextlib.contextmanager
-def resources(settings: Settings, *keys: str) -> Iterator[object]:
-    """Some of the pipeline's resources, outside a run, with their secrets resolved."""
+def resources(
+    settings: Settings, *keys: str, instance: dg.DagsterInstance | None = None
+) -> Iterator[object]:
+    """Some of the pipeline's resources, outside a run, with their secrets resolved. Pass
+    the `instance` if it is open: without one, Dagster makes a throwaway instance for them
+    (an in-memory database: 0.05 s, the first one 0.3 s)."""
     configured = build_resources(settings)
-    with dg.build_resources({key: configured[key] for key in keys}) as built:
+    with dg.build_resources({key: configured[key] for key in keys}, instance=instance) as built:
         yield built
 
 

@@ -1,4 +1,5 @@
-"""A migration: register new batches, run them in process (several a run), then the report."""
+"""A migration: register new batches, run them in process (several a run), then the report
+(recorded without a run of its own)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
+
+from stripe_sync.core.secrets import redact
 from stripe_sync.definitions import build_definitions
-from stripe_sync.defs.assets import BATCHES_PER_RUN
+from stripe_sync.defs.assets import BATCHES_PER_RUN, migration_report, report_metadata
 from stripe_sync.defs.jobs import register_batches
 from stripe_sync.defs.outcomes import RunOutcome, outcome_of
 from stripe_sync.defs.partitions import batch_partitions
@@ -44,6 +48,21 @@ class MigrationResult:
         return not self.failed_batches and not self.report_failed
 
 
+@dataclass(frozen=True)
+class Dagster:
+    """What a migration runs in: the pipeline's definitions and the Dagster instance."""
+
+    definitions: dg.Definitions
+    instance: dg.DagsterInstance
+
+
+def open_dagster(settings: Settings) -> Dagster:
+    """The definitions and the instance of a migration. Writes nothing to the catalog, the
+    state or Stripe, so it may come before pre-flight, whose resources then need no
+    throwaway instance of their own."""
+    return Dagster(build_definitions(settings), open_instance(dagster_home(settings)))
+
+
 def migrate(
     settings: Settings,
     options: RunOptions,
@@ -51,16 +70,18 @@ def migrate(
     batches_per_run: int = BATCHES_PER_RUN,
     say: Callable[[str], None] = print,
     stop_requested: Callable[[], bool] = lambda: False,
+    dagster: Dagster | None = None,
 ) -> MigrationResult:
     """Register new batches, sync every batch (`batches_per_run` a run), then rebuild the
-    report. A run that stops (told to, or Stripe refusing the key) holds back the rest."""
-    definitions = build_definitions(settings)
-    instance = open_instance(dagster_home(settings))
+    report. A run that stops (told to, or Stripe refusing the key) holds back the rest.
+    `dagster`: from `open_dagster`, if already opened."""
+    dagster = dagster or open_dagster(settings)
+    definitions, instance = dagster.definitions, dagster.instance
     for run_id in fail_abandoned_runs(instance):
         say(
             f"run {run_id} was killed before it finished: marked failed, its Stripe pool slots freed"
         )
-    with resources(settings, "catalog") as built:
+    with resources(settings, "catalog", instance=instance) as built:
         with built.catalog.opened() as source:
             imported = import_files(source.state, settings.state_dir, settings.backups_dir)
         if imported.anything:
@@ -94,22 +115,24 @@ def migrate(
             stopped = outcome
             say(f"{_STOPS[outcome]}: the remaining batches are left for the next run")
             break
-    report = definitions.resolve_job_def("report").execute_in_process(
-        instance=instance, run_config={"loggers": options.loggers()}, raise_on_error=False
-    )
-    materializations = report.asset_materializations_for_node("migration_report")
-    if not materializations:  # never an older report in its place
-        detail = outcome_of(instance, report.run_id, succeeded=False).detail
+    # The report needs no run of its own (a run costs more than building it): it is reported
+    # as a materialization of `migration_report`, as the `report` job would make it.
+    try:
+        with resources(settings, "catalog", "settings", instance=instance) as built:
+            metadata = report_metadata(instance, built.catalog, built.settings)
+    except Exception as error:  # noqa: BLE001 - any failure: say it, never show an older report
         return MigrationResult(
             run_ids=run_ids,
             failed_batches=failed,
             new_batches=new_batches,
-            report_markdown=f"No report: its run {report.run_id} failed ({detail or 'see its log'}).",
+            report_markdown=f"No report: {redact(str(error))}",
             report={},
             stopped=stopped,
             report_failed=True,
         )
-    metadata = materializations[0].metadata
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(migration_report.key, metadata=metadata)
+    )
     return MigrationResult(
         run_ids=run_ids,
         failed_batches=failed,

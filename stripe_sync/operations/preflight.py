@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dagster as dg
+
 from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
 from stripe_sync.operations.instance import resources
 from stripe_sync.settings import Settings
@@ -34,9 +36,13 @@ class PreflightResult:
         ]
 
 
-def preflight(settings: Settings) -> PreflightResult:
-    """Check the catalog and Stripe; raise ConfigError or CatalogError with one sentence."""
-    with resources(settings, "catalog", "stripe") as built, built.catalog.opened() as source:
+def preflight(settings: Settings, instance: dg.DagsterInstance | None = None) -> PreflightResult:
+    """Check the catalog and Stripe; raise ConfigError or CatalogError with one sentence.
+    `instance`: the Dagster instance, if open (see `resources`)."""
+    with (
+        resources(settings, "catalog", "stripe", instance=instance) as built,
+        built.catalog.opened() as source,
+    ):
         source.check()
         rows = source.count_ids()
         description = source.describe()
