@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import pathlib
 import signal
 import sys
@@ -16,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -65,12 +67,12 @@ def _settings(**flags: Any):
         return load_settings(config_file=invocation.config_file, overrides=flags)
 
 
-def _preflight(settings) -> None:
+def _preflight(settings, instance=None) -> None:
     """Pre-flight: print what it found, or end the command with its one sentence."""
     from stripe_sync.operations.preflight import preflight
 
     with _one_sentence_errors():
-        for line in preflight(settings).lines():
+        for line in preflight(settings, instance).lines():
             click.echo(line)
 
 
@@ -210,11 +212,19 @@ def migrate(
     if dry_run:
         _print_plan(settings, options)
         return
-    _preflight(settings)
-    sys.exit(0 if _migrate(settings, options, batches_per_run) else 1)
+    with _one_sentence_errors():
+        dagster = _open_dagster(settings)
+    _preflight(settings, dagster.instance)
+    sys.exit(0 if _migrate(settings, options, batches_per_run, dagster) else 1)
 
 
-def _migrate(settings, options, batches_per_run: int) -> bool:
+def _open_dagster(settings):
+    from stripe_sync.operations.migrate import open_dagster
+
+    return open_dagster(settings)
+
+
+def _migrate(settings, options, batches_per_run: int, dagster) -> bool:
     from stripe_sync.operations.migrate import migrate as run_migration
 
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -225,6 +235,7 @@ def _migrate(settings, options, batches_per_run: int) -> bool:
             batches_per_run=batches_per_run,
             say=click.echo,
             stop_requested=stop.is_set,
+            dagster=dagster,
         )
     _report_migration(settings, result, started)
     return result.succeeded
@@ -503,6 +514,11 @@ def demo(products: int, demo_dir: pathlib.Path) -> None:
     type=click.Path(dir_okay=False, path_type=pathlib.Path),
     help="Load state from this JSON file at start and save it there on exit.",
 )
+@click.option(
+    "--livemode",
+    is_flag=True,
+    help="A live-mode account: it accepts live keys (sk_live_, rk_live_) and no test keys.",
+)
 def emulator(
     host: str,
     port: int,
@@ -514,6 +530,7 @@ def emulator(
     seed: int | None,
     search_delay_s: float,
     state_file: pathlib.Path | None,
+    livemode: bool,
 ) -> None:
     """Run the local Stripe emulator (a stateful fake of the Stripe API) until SIGINT/SIGTERM."""
     # Imported here so the CLI loads even where the emulator can't.
@@ -527,9 +544,30 @@ def emulator(
         fault_rate=fault_rate,
         seed=seed,
         search_delay_s=search_delay_s,
+        livemode=livemode,
     )
     serve(host, port, config, state_file)
 
 
+def run() -> NoReturn:
+    """The `stripe-sync` command: `main`, then the process ends at once, its output and log
+    files flushed. The interpreter's own teardown of the modules a migration loaded (Dagster,
+    pandas, SQLAlchemy) takes most of a second and does nothing a finished command needs."""
+    try:
+        main()
+    except SystemExit as done:
+        code = done.code
+    else:
+        code = 0
+    if not isinstance(code, int):  # as the interpreter does: None is 0, anything else said
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run()

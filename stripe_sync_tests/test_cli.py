@@ -64,6 +64,7 @@ def test_emulator_options_reach_config_and_serve(monkeypatch: pytest.MonkeyPatch
             "0.5",
             "--state-file",
             "state.json",
+            "--livemode",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -77,6 +78,7 @@ def test_emulator_options_reach_config_and_serve(monkeypatch: pytest.MonkeyPatch
         "fault_rate": 0.1,
         "seed": 7,
         "search_delay_s": 0.5,
+        "livemode": True,
     }
 
 
