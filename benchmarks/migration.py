@@ -2,28 +2,46 @@
 the catalog side at a million rows. Prints one table.
 
     python benchmarks/migration.py [--products 2000] [--scale-rows 1000000]
+                                   [--command-products 400] [--live-products 600]
                                    [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
+                                   [--scenarios 1,2,3,4,5,6,7]
 
-Scenarios (the emulator runs as its own process, with 150 ms +/- 50 ms latency and
-Stripe's test-mode limits: 25 requests/s global and per endpoint; the shared throttle is
-set to exactly that limit, STRIPE_SYNC_THROTTLE_FRACTION=1.0):
+Scenarios 1 to 5 run the migration in this process (`run_migration`, as `stripe-sync
+migrate` does after its pre-flight) against an emulator with 150 ms +/- 50 ms latency and
+Stripe's test-mode limits (25 requests/s global and per endpoint); the shared throttle is
+set to exactly that limit, STRIPE_SYNC_THROTTLE_FRACTION=1.0:
 
-1. Initial migration of N new products (`run_migration`, as `stripe-sync migrate`).
+1. Initial migration of N new products.
 2. No-op resync of the same catalog.
 3. Resync with 1% of the rows changed (half renamed, half repriced).
 4. A catalog of a million rows in PostgreSQL, no Stripe: batch registration, `stripe-sync
    plan` (time and peak RSS, in its own process), one batch's write-back, and how many
    runs a backfill of every batch makes.
-5. Dagster's overhead: seconds per partition of the no-op resync, whose only Stripe work
-   is the verification's reads.
+5. Dagster's overhead: seconds per partition of the no-op resync, the time Stripe reads
+   were in flight excluded.
 
-It makes a database (`--database-name`, default `stripe_sync_bench`, dropped first) on the
-server of --database-url.
+Scenarios 6 and 7 run the whole `stripe-sync migrate` command as a new user would (its own
+process, default settings: the throttle uses 0.8 of the limits) against an emulator with
+300 ms latency, and print where its time goes: process start, pre-flight, registration,
+each step and check of the run, the report, exit; the write window (first to last Stripe
+write, from the emulator's request log) against the whole command:
+
+6. Test-mode limits (25/s global and per endpoint): `--command-products` new products, then
+   a no-op rerun.
+7. Live-mode limits (100/s global, 25/s per endpoint; the emulator in live mode, a live key
+   with STRIPE_ALLOW_LIVE_MODE=true): `--live-products` new products; 429s and an exact
+   check of Stripe's state (every product once, with one active price, its default).
+
+Every scenario's catalog has N/10 rows a batch: one run of 10 partitions, as migrate and
+backfills do. It makes databases (`--database-name`, default `stripe_sync_bench`, and the
+same name with `_test` and `_live` for scenarios 6 and 7; dropped first) on the server of
+--database-url.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -32,7 +50,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,9 +62,12 @@ from emulator_throughput import free_port, start_emulator
 from psycopg import sql
 
 LATENCY_MS, JITTER_MS = 150, 50
+COMMAND_LATENCY_MS = 300.0
 STRIPE_TEST_LIMIT = 25.0  # requests/s, global and per endpoint (STRIPE_FACTS.md)
+STRIPE_LIVE_LIMIT = 100.0  # requests/s, global; 25/s per endpoint as in test mode
 BENCH_DATABASE = "stripe_sync_bench"
 SECRET_KEY = "sk_test_stripe_sync_benchmark"
+LIVE_SECRET_KEY = "sk_live_stripe_sync_benchmark"
 TABLE_DDL = """
     create table {table} (
         id text primary key, name text, description text, price numeric, currency text,
@@ -64,6 +88,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--products", type=int, default=2000)
     parser.add_argument("--scale-rows", type=int, default=1_000_000)
+    parser.add_argument("--command-products", type=int, default=400, help="scenario 6")
+    parser.add_argument("--live-products", type=int, default=600, help="scenario 7")
+    parser.add_argument(
+        "--command-latency-ms", type=float, default=COMMAND_LATENCY_MS, help="scenarios 6, 7"
+    )
+    parser.add_argument(
+        "--scenarios",
+        default="1,2,3,4,5,6,7",
+        help="which to run; 1, 2, 3 and 5 run together (each builds on the one before)",
+    )
     parser.add_argument("--database-name", default=BENCH_DATABASE, help="made (dropped first)")
     parser.add_argument(
         "--database-url",
@@ -72,8 +106,24 @@ def main() -> None:
         ),
     )
     args = parser.parse_args()
-    database_url = fresh_database(args.database_url, args.database_name)
+    chosen = set(args.scenarios.split(","))
+    # The commands of scenarios 6 and 7 get an environment of their own, not this process's.
+    environment = dict(os.environ)
     work = Path(tempfile.mkdtemp(prefix="stripe_sync_bench_"))
+    figures = Figures()
+    if chosen & {"1", "2", "3", "4", "5"}:
+        in_process_scenarios(figures, args, chosen, work)
+    if "6" in chosen:
+        command_scenario(figures, args, environment, work, live=False)
+    if "7" in chosen:
+        command_scenario(figures, args, environment, work, live=True)
+    figures.print(args)
+
+
+def in_process_scenarios(
+    figures: Figures, args: argparse.Namespace, chosen: set[str], work: Path
+) -> None:
+    database_url = fresh_database(args.database_url, args.database_name)
     port = free_port()
     emulator = start_emulator(
         port,
@@ -82,7 +132,6 @@ def main() -> None:
         *("--endpoint-rate-limit", str(STRIPE_TEST_LIMIT)),
     )
     try:
-        figures = Figures()
         with psycopg.connect(database_url, autocommit=True) as connection:
             # 10 batches of N/10 rows: one run of 10 partitions, as migrate and backfills do.
             set_environment(
@@ -92,9 +141,10 @@ def main() -> None:
                 table="products",
                 batch_size=max(1, args.products // 10),
             )
-            stripe_scenarios(figures, connection, args.products, f"http://127.0.0.1:{port}")
-            scale_scenario(figures, connection, database_url, work, args.scale_rows)
-        figures.print(args)
+            if chosen & {"1", "2", "3", "5"}:
+                stripe_scenarios(figures, connection, args.products, f"http://127.0.0.1:{port}")
+            if "4" in chosen:
+                scale_scenario(figures, connection, database_url, work, args.scale_rows)
     finally:
         emulator.terminate()
         emulator.wait()
@@ -113,8 +163,10 @@ class Figures:
         print(
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
             f"{platform.python_version()}, {platform.system()} {platform.release()}; "
-            f"emulator latency {LATENCY_MS} ms +/- {JITTER_MS} ms, limit "
-            f"{STRIPE_TEST_LIMIT:.0f}/s; {args.products} products, {args.scale_rows:,} rows at scale"
+            f"scenarios 1-5: emulator latency {LATENCY_MS} ms +/- {JITTER_MS} ms, limit "
+            f"{STRIPE_TEST_LIMIT:.0f}/s, {args.products} products, {args.scale_rows:,} rows at "
+            f"scale; scenarios 6, 7: latency {args.command_latency_ms:.0f} ms, "
+            f"{args.command_products} and {args.live_products} products"
         )
         print()
         print("| scenario | figure | value |")
@@ -218,12 +270,12 @@ def stripe_scenarios(
         "Stripe writes / reads",
         f"{len(writes)} / {len(log) - len(writes)} (N/100 = {math.ceil(products / 100)})",
     )
-    reading = sum(e["ended_at"] - e["started_at"] for e in log)  # the checks read one by one
+    reading = in_flight(log)  # the verification's reads, several at once
     figures.add(
         "5. Dagster overhead",
         "no-op resync: seconds per partition, Stripe reads excluded",
         f"{(seconds - reading) / batches:.2f} ({batches} partitions in "
-        f"{len(result.run_ids)} run(s) and the report run; reads {reading:.1f} s)",
+        f"{len(result.run_ids)} run(s) and the report; reads in flight {reading:.1f} s)",
     )
 
     print("3. 1% changed", flush=True)
@@ -248,8 +300,19 @@ def stripe_scenarios(
     figures.add(
         "3. 1% changed",
         "expected",
-        f"{len(renamed)} + 3 x {len(repriced)} writes; reads: backups and verification, 1 per 100 products a batch",
+        f"{len(renamed)} + 3 x {len(repriced)} writes; reads: backups (1 per 100 changed products a run) and verification (1 per 100 products a run)",
     )
+
+
+def in_flight(log: list[dict]) -> float:
+    """Seconds during which at least one of these requests was in flight."""
+    seconds, until = 0.0, 0.0
+    for entry in sorted(log, key=lambda e: e["started_at"]):
+        start = max(entry["started_at"], until)
+        if entry["ended_at"] > start:
+            seconds += entry["ended_at"] - start
+        until = max(until, entry["ended_at"])
+    return seconds
 
 
 def _by_endpoint(log: list[dict]) -> str:
@@ -353,6 +416,269 @@ def scale_scenario(
         "runs to backfill every batch",
         f"{math.ceil(len(keys) / BATCHES_PER_RUN)} ({BATCHES_PER_RUN} batches a run)",
     )
+
+
+# --- scenarios 6 and 7: the whole command --------------------------------------------
+
+
+def command_scenario(
+    figures: Figures, args: argparse.Namespace, environment: dict, work: Path, *, live: bool
+) -> None:
+    """`stripe-sync migrate` as its own process over new products (and, in test mode, again
+    with nothing to do): where its time goes, and how fast it writes."""
+    from stripe_sync.testing import EmulatorControl
+
+    products = args.live_products if live else args.command_products
+    name = f"7. live mode, {products} new" if live else f"6. test mode, {products} new"
+    print(name, flush=True)
+    database_url = fresh_database(
+        args.database_url, f"{args.database_name}_{'live' if live else 'test'}"
+    )
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        make_table(connection, "products", products)
+    home = work / f"dagster_home_{'live' if live else 'test'}"
+    home.mkdir()
+    port = free_port()
+    emulator = serve_emulator(
+        port,
+        *("--latency-ms", str(args.command_latency_ms)),
+        *("--rate-limit", str(STRIPE_LIVE_LIMIT if live else STRIPE_TEST_LIMIT)),
+        *("--endpoint-rate-limit", str(STRIPE_TEST_LIMIT)),
+        *(["--livemode"] if live else []),
+    )
+    api_base = f"http://127.0.0.1:{port}"
+    control = EmulatorControl(api_base)
+    # Default settings: only where the catalog, Stripe and the files are.
+    env = {
+        key: value
+        for key, value in environment.items()
+        if not key.startswith(("STRIPE_", "CATALOG_", "SUPABASE_", "DAGSTER_"))
+    }
+    env.update(
+        DAGSTER_HOME=str(home),
+        CATALOG_DATABASE_URL=database_url,
+        STRIPE_SECRET_KEY=LIVE_SECRET_KEY if live else SECRET_KEY,
+        STRIPE_API_BASE=api_base,
+        STRIPE_SYNC_BATCH_SIZE=str(max(1, products // 10)),
+        STRIPE_SYNC_REPORTS_DIR=str(home / "reports"),
+        PYTHONUNBUFFERED="1",  # each line as it is printed: the breakdown reads their times
+        **({"STRIPE_ALLOW_LIVE_MODE": "true"} if live else {}),
+    )
+    try:
+        run = run_command(home, env, control)
+        report_command(figures, name, run, products)
+        if live:
+            figures.add(name, "429s", str(sum(e["status"] == 429 for e in run.requests)))
+            figures.add(name, "Stripe state", stripe_state(api_base, LIVE_SECRET_KEY, products))
+        else:
+            noop = run_command(home, env, control)
+            report_command(figures, f"6. test mode, no-op rerun of {products}", noop, products)
+    finally:
+        emulator.terminate()
+        emulator.wait()
+
+
+def serve_emulator(port: int, *options: str) -> subprocess.Popen:
+    """`stripe-sync emulator` on `port`, once its control API answers (any key mode)."""
+    from stripe_sync.testing import EmulatorControl
+
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("stripe-sync")),
+            "emulator",
+            "--port",
+            str(port),
+            *options,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            EmulatorControl(f"http://127.0.0.1:{port}").config()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the emulator did not start")
+
+
+@dataclass
+class CommandRun:
+    """One `stripe-sync migrate`: its times (seconds since it was started), its Stripe
+    requests, and where its time went."""
+
+    seconds: float
+    requests: list[dict]
+    phases: list[tuple[str, float]]  # (what, seconds), in order; they add up to `seconds`
+    window: tuple[float, float] | None  # first write's start, last write's end
+
+
+def run_command(home: Path, env: dict, control) -> CommandRun:
+    before = len(control.requests())
+    started = time.time()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("stripe-sync")), "migrate", "--log-level", "WARN"],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = [(time.time() - started, line.rstrip("\n")) for line in process.stdout]
+    code = process.wait()
+    seconds = time.time() - started
+    assert code == 0, "\n".join(line for _, line in lines)
+    requests = [
+        {**e, "started_at": e["started_at"] - started, "ended_at": e["ended_at"] - started}
+        for e in control.requests()[before:]
+    ]
+    writes = [e for e in requests if e["method"] == "POST"]
+    window = (
+        (min(e["started_at"] for e in writes), max(e["ended_at"] for e in writes))
+        if writes
+        else None
+    )
+    marks = [
+        (
+            "start: interpreter, imports, Dagster instance, pre-flight's catalog checks",
+            min(e["started_at"] for e in requests),
+        ),
+        (
+            "pre-flight: Stripe key and account",
+            next(t for t, line in lines if line.startswith("stripe: ")),
+        ),
+        (
+            "registration: abandoned runs, batches",
+            next(t for t, line in lines if " batches (" in line),
+        ),
+        *run_marks(home, started, window),
+        ("exit: printing, teardown", seconds),
+    ]
+    phases, previous = [], 0.0
+    for what, until in marks:
+        phases.append((what, until - previous))
+        previous = until
+    return CommandRun(seconds, requests, phases, window)
+
+
+def run_marks(
+    home: Path, started: float, window: tuple[float, float] | None
+) -> list[tuple[str, float]]:
+    """When each part of the command's runs ended and its report was made (seconds since
+    `started`), from the Dagster instance's event log."""
+    import dagster as dg
+
+    ends = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    marks = []
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(
+                job_name="migrate_batches", created_after=datetime.fromtimestamp(started, UTC)
+            )
+        )
+        runs = [record.dagster_run for record in records]
+        for run in reversed(runs):  # oldest first
+            events = [e for e in instance.all_logs(run.run_id) if e.is_dagster_event]
+            first_step = min(
+                e.timestamp
+                for e in events
+                if e.dagster_event.event_type is dg.DagsterEventType.STEP_START
+            )
+            marks.append(("run: created (planned events), started", first_step - started))
+            for event in events:
+                if event.dagster_event.event_type not in ends:
+                    continue
+                at, step = event.timestamp - started, event.step_key
+                if step == "stripe_products" and window is not None:
+                    marks.append(("stripe_products: plan, backup reads", window[0]))
+                    marks.append(("stripe_products: WRITE WINDOW", window[1]))
+                    marks.append(("stripe_products: write-back, state, ledger", at))
+                else:
+                    marks.append((STEP_NAMES.get(step, step), at))
+            marks.append(("run: end", events[-1].timestamp - started))
+        [report] = instance.fetch_materializations(dg.AssetKey("migration_report"), limit=1).records
+        marks.append(("report", report.timestamp - started))
+    return marks
+
+
+STEP_NAMES = {
+    "batch_quality": "batch_quality (check)",
+    "stripe_matches_catalog": "stripe_matches_catalog (verification check)",
+}
+
+
+def report_command(figures: Figures, name: str, run: CommandRun, products: int) -> None:
+    for what, seconds in run.phases:
+        figures.add(name, f"time: {what}", f"{seconds:.2f} s")
+    figures.add(name, "whole command", f"{run.seconds:.2f} s")
+    writes = [e for e in run.requests if e["method"] == "POST"]
+    if run.window is None:
+        reads = len(run.requests) - len(writes)
+        figures.add(
+            name, "Stripe writes / reads (pre-flight's included)", f"{len(writes)} / {reads}"
+        )
+        return
+    window = run.window[1] - run.window[0]
+    figures.add(
+        name,
+        "write window / whole command",
+        f"{window:.2f} s / {run.seconds:.2f} s: the command takes {run.seconds - window:.2f} s "
+        "more than its writes",
+    )
+    figures.add(
+        name,
+        "products/s: write window / whole command",
+        f"{products / window:.1f} / {products / run.seconds:.1f}",
+    )
+    per_product = Counter(e["endpoint"] for e in run.requests)
+    figures.add(
+        name,
+        "requests per product, by endpoint",
+        ", ".join(f"{n / products:.2f} {endpoint}" for endpoint, n in sorted(per_product.items())),
+    )
+
+
+def stripe_state(api_base: str, key: str, products: int) -> str:
+    """Whether Stripe holds exactly the catalog: every product once, with one active price,
+    which is its default; no other product or price."""
+    listed = {kind: list_all(api_base, key, kind) for kind in ("products", "prices")}
+    expected = {f"cms_p{n:07d}" for n in range(1, products + 1)}
+    found = Counter(product["id"] for product in listed["products"])
+    active = Counter(price["product"] for price in listed["prices"] if price["active"])
+    defaults = {price["id"] for price in listed["prices"] if price["active"]}
+    wrong = [
+        product_id for product_id in expected if found[product_id] != 1 or active[product_id] != 1
+    ] + [
+        product["id"]
+        for product in listed["products"]
+        if product["id"] not in expected or product["default_price"] not in defaults
+    ]
+    verdict = "exact" if not wrong and len(listed["prices"]) == products else "NOT exact"
+    return (
+        f"{verdict}: {len(listed['products'])} products, {len(listed['prices'])} prices "
+        f"({sum(active.values())} active) for {products} catalog rows"
+        + (f"; e.g. {sorted(set(wrong))[:3]}" if wrong else "")
+    )
+
+
+def list_all(api_base: str, key: str, kind: str) -> list[dict]:
+    """Every object of a kind, 100 a request (after the runs: their request log is read)."""
+    found, after = [], None
+    while True:
+        query = urllib.parse.urlencode(
+            {"limit": 100, **({"starting_after": after} if after else {})}
+        )
+        request = urllib.request.Request(
+            f"{api_base}/v1/{kind}?{query}",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            page = json.loads(response.read())
+        found += page["data"]
+        if not page["has_more"]:
+            return found
+        after = page["data"][-1]["id"]
 
 
 if __name__ == "__main__":

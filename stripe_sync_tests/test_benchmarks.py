@@ -18,11 +18,14 @@ BENCHMARK = pathlib.Path(__file__).parents[1] / "benchmarks" / "migration.py"
 
 @pytest.fixture
 def bench_database(postgres_url: str) -> Iterator[str]:
-    """A name for the benchmark's database, dropped after the test."""
+    """A name for the benchmark's databases, dropped after the test."""
     name = f"bench_{secrets.token_hex(4)}"
     yield name
     with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
+        for database in (name, f"{name}_test", f"{name}_live"):
+            connection.execute(
+                sql.SQL("drop database if exists {}").format(sql.Identifier(database))
+            )
 
 
 def test_the_benchmark_prints_every_scenario_with_one_request_per_new_product(
@@ -33,6 +36,7 @@ def test_the_benchmark_prints_every_scenario_with_one_request_per_new_product(
             sys.executable,
             str(BENCHMARK),
             *("--products", "40", "--scale-rows", "3000"),
+            *("--command-products", "40", "--live-products", "60", "--command-latency-ms", "50"),
             *("--database-url", postgres_url, "--database-name", bench_database),
         ],
         check=False,
@@ -44,11 +48,23 @@ def test_the_benchmark_prints_every_scenario_with_one_request_per_new_product(
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     table = run.stdout[run.stdout.index("| scenario | figure | value |") :]
     assert "| 1. initial, 40 new | sync requests per product | 1.00 |" in table
-    # 10 batches of 4 products: the no-op's only requests are one verification read a batch
-    assert "| 2. no-op resync | Stripe writes / reads | 0 / 10 (N/100 = 1) |" in table
+    # 10 batches of 4 products: the no-op's only request is the verification's one read
+    assert "| 2. no-op resync | Stripe writes / reads | 0 / 1 (N/100 = 1) |" in table
     assert "| 4. 3,000 rows | batch registration |" in table and "(3 batches)" in table
     assert "| 4. 3,000 rows | runs to backfill every batch | 1 (10 batches a run) |" in table
     assert (
         "| 4. 3,000 rows | write-back and state of one 1,000-row batch | 3 statements in one "
         "transaction, " in table
+    )
+    # The whole command, as a new user runs it: where its time goes, and what it sent.
+    assert "| 6. test mode, 40 new | time: stripe_products: WRITE WINDOW |" in table
+    assert "| 6. test mode, 40 new | whole command |" in table
+    assert "1.00 POST /v1/products |" in table
+    assert (
+        "| 6. test mode, no-op rerun of 40 | Stripe writes / reads (pre-flight's included) | 0 / 2 |"
+        in table
+    )
+    assert (
+        "| 7. live mode, 60 new | Stripe state | exact: 60 products, 60 prices (60 active) for "
+        "60 catalog rows |" in table
     )
