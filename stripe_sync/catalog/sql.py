@@ -27,15 +27,18 @@ from stripe_sync.core.errors import CatalogError, CatalogFailure
 from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping, ValueRule, read_as_text
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 
-# SQLite allows 32,766 bound parameters a statement (PostgreSQL 65,535); a write-back row
-# binds 7, so larger batches are split into several statements.
-MAX_ROWS_PER_STATEMENT = 4_000
 T = TypeVar("T")
 # The contract's types, not the reflected ones: a SQLite file may declare anything
 # (TEXT, TIMESTAMP, nothing) and PostgreSQL converts on assignment.
 _WRITE_BACK_TYPES = {column: sa.Text() for column in WRITE_BACK_COLUMNS} | {
     "synced_at": sa.DateTime(timezone=True)
 }
+# A write-back column's bind parameter: `column` itself is reserved in an UPDATE's SET.
+_WRITE_BACK_PARAM = "write_back_"
+
+
+def _write_back_params(columns: dict) -> dict:
+    return {_WRITE_BACK_PARAM + column: value for column, value in columns.items()}
 
 
 class SqlCatalog:
@@ -160,13 +163,16 @@ class SqlCatalog:
     def write_back_in(self, connection: Connection, results: Sequence[WriteBack]) -> int:
         """The write-back in the caller's transaction (the state store's, when it shares this
         database); returns the statements made."""
-        chunks = [
-            results[at : at + MAX_ROWS_PER_STATEMENT]
-            for at in range(0, len(results), MAX_ROWS_PER_STATEMENT)
-        ]
-        for chunk in chunks:
-            connection.execute(self._write_back_statement(chunk))
-        return len(chunks)
+        if not results:
+            return 0
+        connection.execute(
+            self._write_back_statement,
+            [
+                {"write_back_id": result.id, **_write_back_params(result.columns())}
+                for result in results
+            ],
+        )
+        return 1
 
     def close(self) -> None:
         self.database.dispose()
@@ -288,29 +294,24 @@ class SqlCatalog:
                 return
             page_query = query.where(self._id > self._as_id(page[-1][0]))
 
-    def _write_back_statement(self, results: Sequence[WriteBack]) -> sa.Update:
-        """WITH write_back AS (VALUES ...) UPDATE ... FROM write_back: one statement setting
-        only the write-back columns (SQLite takes no column list on a VALUES alias; a CTE
-        works on both)."""
-        rows = (
-            sa.values(
-                sa.column("id", sa.Text),
-                *(sa.column(column, _WRITE_BACK_TYPES[column]) for column in WRITE_BACK_COLUMNS),
-                name="write_back",
-            )
-            .data([(result.id, *result.columns().values()) for result in results])
-            .cte("write_back")
-        )
+    @cached_property
+    def _write_back_statement(self) -> sa.Update:
+        """UPDATE ... SET (only the write-back columns) WHERE id = ...: one statement, run
+        with a parameter set per row (compiled once: a VALUES list of 400 rows takes
+        SQLAlchemy 50 ms to compile, this 7 ms in all)."""
+        row_id = sa.bindparam("write_back_id", type_=sa.Text)
         return (
             sa.update(self._source)
-            .where(self._id == sa.cast(rows.c.id, self._id.type))
-            .values({column: self._typed(rows.c[column]) for column in WRITE_BACK_COLUMNS})
+            .where(self._id == sa.cast(row_id, self._id.type))
+            .values(
+                {
+                    column: sa.bindparam(
+                        _WRITE_BACK_PARAM + column, type_=_WRITE_BACK_TYPES[column]
+                    )
+                    for column in WRITE_BACK_COLUMNS
+                }
+            )
         )
-
-    def _typed(self, value: sa.ColumnElement) -> sa.ColumnElement:
-        """On PostgreSQL, a VALUES column of NULLs only (a reset, a rollback) is text unless
-        cast; SQLite has no such types to cast to."""
-        return value if self._is_sqlite else sa.cast(value, value.type)
 
     def _read(self, read: Callable[[Connection], T], *, retry: bool = True) -> T:
         """`read(connection)` in a connection of its own, retried as a whole."""

@@ -38,8 +38,8 @@ from stripe_sync.state.rows import checkpoint_of, write_back_of
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Rows per statement: SQLite binds at most 32,766 parameters, a state row 11.
-ROWS_PER_STATEMENT = 2_000
+# Ids per IN list (SQLite binds at most 32,766 parameters a statement).
+IDS_PER_QUERY = 2_000
 
 metadata = sa.MetaData()
 STATE = sa.Table(
@@ -124,7 +124,7 @@ class SqlState:
     def sync_states(self, cms_ids: Sequence[str]) -> dict[str, WriteBack]:
         columns = [STATE.c.catalog_id, *(STATE.c[column] for column in WRITE_BACK_COLUMNS)]
         found: dict[str, WriteBack] = {}
-        for chunk in _chunks(list(cms_ids), ROWS_PER_STATEMENT):
+        for chunk in _chunks(list(cms_ids), IDS_PER_QUERY):
             query = sa.select(*columns).where(
                 STATE.c.namespace == self.namespace, STATE.c.catalog_id.in_(chunk)
             )
@@ -253,18 +253,20 @@ class SqlState:
     def _upsert(self, connection: Connection, rows: list[dict], columns: list[str]) -> int:
         """Insert the state rows, or set `columns` (and the batch, when given) of those that
         exist: never the other columns."""
-        for chunk in _chunks(rows, ROWS_PER_STATEMENT):
-            insert = self._insert(STATE).values(chunk)
-            connection.execute(
-                insert.on_conflict_do_update(
-                    index_elements=[STATE.c.namespace, STATE.c.catalog_id],
-                    set_={
-                        **{column: insert.excluded[column] for column in columns},
-                        "batch": sa.func.coalesce(insert.excluded.batch, STATE.c.batch),
-                    },
-                )
-            )
-        return len(_chunks(rows, ROWS_PER_STATEMENT))
+        insert = self._insert(STATE)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[STATE.c.namespace, STATE.c.catalog_id],
+            set_={
+                **{column: insert.excluded[column] for column in columns},
+                "batch": sa.func.coalesce(insert.excluded.batch, STATE.c.batch),
+            },
+        )
+        if not rows:
+            return 0
+        # One statement, its rows as parameter sets (compiled once; a VALUES list of 400 rows
+        # takes SQLAlchemy 50 ms to compile, this 7 ms in all).
+        connection.execute(upsert, rows)
+        return 1
 
     def _put(self, table: sa.Table, key: dict, values: dict) -> None:
         insert = self._insert(table).values(namespace=self.namespace, **key, **values)

@@ -110,10 +110,9 @@ def test_write_back_can_clear_values_and_record_a_failure(sql_sample):
     )
 
 
-def test_a_batch_beyond_the_bound_parameter_limit_takes_several_statements(sql_sample, monkeypatch):
-    monkeypatch.setattr("stripe_sync.catalog.sql.MAX_ROWS_PER_STATEMENT", 4)
+def test_a_write_back_of_many_rows_is_one_statement(sql_sample):
     results = [synced(id_, n) for n, id_ in enumerate(sql_sample.ids[:10])]
-    assert sql_sample.catalog.write_back(results) == 3
+    assert sql_sample.catalog.write_back(results) == 1
     rows = list(sql_sample.catalog.read_rows(None, sql_sample.ids[10]))
     assert [row["stripe_product_id"] for row in rows] == [f"prod_{n}" for n in range(10)]
 
