@@ -101,6 +101,9 @@ def test_a_migration_verifies_every_batch_and_verify_reads_each_product_once_by_
     assert {(e["method"], e["path"]) for e in reads} == {("GET", "/v1/products")}
     assert len(reads) == math.ceil(150 / 100) + math.ceil(100 / 100)
     assert not [e for e in emulator.requests() if "search" in e["path"]]
+    # The batches' reads share a page (ids 100-199); each request is reported once.
+    reported = latest_results(PRODUCTS_CHECK)
+    assert sum(reported[k].metadata["stripe_requests"].value for k in keys) == len(reads)
 
 
 def test_drift_in_stripe_is_reported_with_the_values_and_the_next_migration_repairs_it(

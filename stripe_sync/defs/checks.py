@@ -223,11 +223,10 @@ def stripe_matches_catalog(
             arrived = _Arrived(context, pages)
             for batch in batches:
                 if batch in saved:
-                    its_pages = arrived.holding(ids[batch])
+                    its_pages, requests = arrived.holding(ids[batch])
                     result = _compare(
                         context, batch, rows[batch], saved[batch], its_pages, source.state, mirror
                     )
-                    requests = sum(page.requests for page in its_pages)
                 else:
                     result, requests = _unverified("never synced", "run stripe-sync migrate"), 0
                 for spec, subject in (
@@ -262,10 +261,12 @@ class _Arrived:
         self._pages = pages
         self._read: list[Page] = []
         self._page_of: dict[str, int] = {}  # product id -> its page in `_read`
+        self._counted: set[int] = set()  # pages whose requests a batch has reported
 
-    def holding(self, product_ids: list[str]) -> list[Page]:
+    def holding(self, product_ids: list[str]) -> tuple[list[Page], int]:
         """The pages that read these products (one read holds up to 100, of one batch or
-        more), once they have all arrived."""
+        more), once they have all arrived; and their requests, less those of pages an
+        earlier batch shared and reported (each request is reported once)."""
         while any(product_id not in self._page_of for product_id in product_ids):
             page = next(self._pages)
             if page.failure is not None and page.failure.kind is ErrorKind.FATAL:
@@ -274,7 +275,10 @@ class _Arrived:
                 raise dg.Failure(message)
             self._page_of.update(dict.fromkeys(page.ids, len(self._read)))
             self._read.append(page)
-        return [self._read[index] for index in sorted({self._page_of[i] for i in product_ids})]
+        indexes = sorted({self._page_of[product_id] for product_id in product_ids})
+        requests = sum(self._read[i].requests for i in indexes if i not in self._counted)
+        self._counted.update(indexes)
+        return [self._read[i] for i in indexes], requests
 
 
 def _compare(
