@@ -17,10 +17,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import aiohttp
+
+from stripe_sync.testing import EmulatorControl
 
 HEADERS = {"Authorization": "Bearer sk_test_bench"}
 
@@ -32,7 +33,8 @@ def free_port() -> int:
 
 
 def start_emulator(port: int, *options: str) -> subprocess.Popen:
-    """`stripe-sync emulator` on `port` with more command-line options, once it answers."""
+    """`stripe-sync emulator` on `port` with more command-line options, once its control API
+    answers (whichever keys it takes: `--livemode` refuses test keys)."""
     executable = shutil.which("stripe-sync") or str(Path(sys.executable).parent / "stripe-sync")
     process = subprocess.Popen(
         [executable, "emulator", "--port", str(port), *options], stdout=subprocess.PIPE, text=True
@@ -40,10 +42,7 @@ def start_emulator(port: int, *options: str) -> subprocess.Popen:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(
-                urllib.request.Request(f"http://127.0.0.1:{port}/v1/account", headers=HEADERS),
-                timeout=1,
-            )
+            EmulatorControl(f"http://127.0.0.1:{port}").config()
             return process
         except OSError:
             time.sleep(0.1)

@@ -439,7 +439,7 @@ def command_scenario(
     home = work / f"dagster_home_{'live' if live else 'test'}"
     home.mkdir()
     port = free_port()
-    emulator = serve_emulator(
+    emulator = start_emulator(
         port,
         *("--latency-ms", str(args.command_latency_ms)),
         *("--rate-limit", str(STRIPE_LIVE_LIMIT if live else STRIPE_TEST_LIMIT)),
@@ -476,31 +476,6 @@ def command_scenario(
     finally:
         emulator.terminate()
         emulator.wait()
-
-
-def serve_emulator(port: int, *options: str) -> subprocess.Popen:
-    """`stripe-sync emulator` on `port`, once its control API answers (any key mode)."""
-    from stripe_sync.testing import EmulatorControl
-
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("stripe-sync")),
-            "emulator",
-            "--port",
-            str(port),
-            *options,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            EmulatorControl(f"http://127.0.0.1:{port}").config()
-            return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the emulator did not start")
 
 
 @dataclass
