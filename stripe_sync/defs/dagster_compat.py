@@ -8,10 +8,14 @@ fails there, by name, rather than in a run.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy
+import yaml
 
 # A partitioned asset check's result for one batch of a run over several batches must name
 # the materialization it is about; `dg.AssetCheckEvaluation` takes this type for that and
@@ -19,6 +23,13 @@ import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData as CheckTarget,
 )
+
+# The default SQLite event log makes a new engine and connection for every event it stores
+# (5-10 ms each, about 165 events a run); a subclass that keeps them is the only way to
+# change that, and it must override the private `_connect`.
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 
 # A run over a range of partitions is requested (and run in process) with these two tags:
 # `dg.RunRequest` and `execute_in_process` take one partition key, never a range.
@@ -28,15 +39,18 @@ from dagster._core.storage.tags import (
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG as PARTITION_RANGE_START_TAG,
 )
+from dagster._serdes import ConfigurableClassData
 
 # A write-back must run to its end when a stop arrives meanwhile: Dagster turns SIGINT,
 # SIGTERM and a run termination into an interrupt of the step, and only these defer it.
 from dagster._utils.interrupts import capture_interrupts, check_captured_interrupt
+from sqlalchemy.engine import Connection, Engine
 
 __all__ = [
     "PARTITION_RANGE_END_TAG",
     "PARTITION_RANGE_START_TAG",
     "CheckTarget",
+    "PooledSqliteEventLogStorage",
     "instance_at",
     "interrupts_deferred",
     "partition_range_tags",
@@ -62,8 +76,81 @@ def interrupts_deferred() -> Iterator[None]:
 
 def instance_at(home: Path) -> dg.DagsterInstance:
     """The Dagster instance whose home is `home`. The public `DagsterInstance.get()` finds the
-    home only through the DAGSTER_HOME environment variable, which nothing here writes."""
-    return dg.DagsterInstance.from_config(str(home))
+    home only through the DAGSTER_HOME environment variable, which nothing here writes.
+
+    On a home with Dagster's default SQLite storage, its event log keeps its connections
+    (`PooledSqliteEventLogStorage`): same files, so `dagster dev` on the home reads them."""
+    config_file = home / "dagster.yaml"
+    config = (yaml.safe_load(config_file.read_text()) if config_file.exists() else None) or {}
+    if config.keys() & {"storage", "event_log_storage", "run_storage", "schedule_storage"}:
+        return dg.DagsterInstance.from_config(str(home))
+    pooled = {
+        "module": __name__,
+        "class": PooledSqliteEventLogStorage.__name__,
+        "config": {"base_dir": str(home.absolute() / "history" / "runs")},
+    }
+    return dg.DagsterInstance.from_ref(
+        InstanceRef.from_dir(str(home), overrides={"event_log_storage": pooled})
+    )
+
+
+class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+    """Dagster's SQLite event log, keeping an engine (and its pooled connection) for the index
+    and the few latest runs' databases instead of making one per event, in write-ahead-log
+    mode (a commit without a journal file), and remembering which tables exist (Dagster asks
+    before each check event)."""
+
+    _KEPT_ENGINES = 4  # the index, the run being written, and runs being read
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+        self._engines: OrderedDict[str, Engine] = OrderedDict()  # the parent's __init__ connects
+        self._tables: set[str] = set()
+        super().__init__(base_dir, inst_data)
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping
+    ) -> PooledSqliteEventLogStorage:
+        return cls(inst_data=inst_data, **config_value)
+
+    @contextlib.contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        with self._db_lock:
+            engine = self._engines.pop(shard, None) or self._engine(shard)
+            self._engines[shard] = engine
+            while len(self._engines) > self._KEPT_ENGINES:
+                self._engines.popitem(last=False)[1].dispose()
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as connection, connection.begin():
+                yield connection
+
+    def has_table(self, table_name: str) -> bool:
+        if table_name not in self._tables and super().has_table(table_name):
+            self._tables.add(table_name)  # a table is never dropped (`wipe` empties them)
+        return table_name in self._tables
+
+    def _engine(self, shard: str) -> Engine:
+        engine = sqlalchemy.create_engine(
+            self.conn_string_for_shard(shard),
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+        )
+        sqlalchemy.event.listen(engine, "connect", _write_ahead_log)
+        return engine
+
+    def _dispose_engines(self) -> None:
+        with self._db_lock:
+            while self._engines:
+                self._engines.popitem()[1].dispose()
+
+    def wipe(self) -> None:
+        self._dispose_engines()  # it deletes the files under them
+        super().wipe()
+
+    def dispose(self) -> None:
+        self._dispose_engines()
+        super().dispose()
 
 
 def tag_run(instance: dg.DagsterInstance, run_id: str, tags: Mapping[str, str]) -> None:
@@ -83,3 +170,8 @@ def pool_limit_set(instance: dg.DagsterInstance, pool: str) -> None:
         return
     if pool not in {limit.name for limit in storage.get_pool_limits()}:
         storage.initialize_concurrency_limit_to_default(pool)
+
+
+def _write_ahead_log(connection: sqlite3.Connection, _record: object) -> None:
+    connection.execute("pragma journal_mode=wal")
+    connection.execute("pragma synchronous=normal")

@@ -2,6 +2,7 @@
 
 An upgrade of Dagster that moves or changes one fails here, naming it, instead of in a run."""
 
+import contextlib
 import os
 import signal
 
@@ -55,6 +56,53 @@ def test_an_instance_is_opened_at_a_home_without_the_environment(tmp_path):
 
     with compat.instance_at(tmp_path) as instance:
         assert instance.root_directory == str(tmp_path)
+
+
+def _materialize_runs(instance: dg.DagsterInstance, runs: int) -> None:
+    @dg.asset
+    def counted() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"n": 1})
+
+    @dg.asset_check(asset=counted)
+    def counted_is_fine() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    for _ in range(runs):
+        assert dg.materialize([counted, counted_is_fine], instance=instance).success
+
+
+def _open_database_files() -> list[str]:
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor, now closed
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return [link for link in links if link.endswith(".db")]
+
+
+def test_an_instance_on_default_storage_keeps_connections_that_plain_dagster_reads(tmp_path):
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+    with compat.instance_at(tmp_path) as pooled:
+        assert isinstance(pooled.event_log_storage, compat.PooledSqliteEventLogStorage)
+        _materialize_runs(pooled, 6)
+        # one engine a run would keep six run databases open
+        assert len(set(_open_database_files())) <= 4
+        with dg.DagsterInstance.from_config(str(tmp_path)) as plain:
+            _materialize_runs(plain, 1)  # written beside the pooled instance's connections
+            assert not isinstance(plain.event_log_storage, compat.PooledSqliteEventLogStorage)
+            assert len(plain.fetch_materializations(dg.AssetKey("counted"), limit=10).records) == 7
+        assert len(pooled.fetch_materializations(dg.AssetKey("counted"), limit=10).records) == 7
+        assert pooled.event_log_storage.supports_asset_checks
+
+
+def test_an_instance_with_storage_of_its_own_is_opened_as_configured(tmp_path):
+    storage = f"storage:\n  sqlite:\n    base_dir: {tmp_path / 'own'}\n"
+    (tmp_path / "dagster.yaml").write_text(storage)
+
+    with compat.instance_at(tmp_path) as instance:
+        _materialize_runs(instance, 1)
+        assert not isinstance(instance.event_log_storage, compat.PooledSqliteEventLogStorage)
+        assert (tmp_path / "own" / "history" / "runs" / "index.db").exists()
 
 
 def test_a_step_can_tag_its_own_run(tmp_path):
