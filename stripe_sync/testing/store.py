@@ -25,6 +25,13 @@ MAX_METADATA_KEY_LENGTH = 40
 MAX_METADATA_VALUE_LENGTH = 500
 MAX_LOOKUP_KEY_LENGTH = 200
 MAX_LOOKUP_KEYS_FILTER = 10
+PRICE_TYPES = ("one_time", "recurring")
+RECURRING_INTERVALS = ("day", "week", "month", "year")
+USAGE_TYPES = ("licensed", "metered")
+# `recurring[interval_count]`: "Maximum of three years interval allowed (3 years, 36 months,
+# or 156 weeks)" (the SDK's docstring). Days are not named there: three years of 365 days
+# is *unverified*.
+MAX_INTERVAL_COUNT = {"day": 3 * 365, "week": 156, "month": 36, "year": 3}
 _ID_ALPHABET = string.ascii_letters + string.digits
 _MAX_EXPAND_DEPTH = 4
 _EXPANDABLE = {"product": {"default_price": "price"}, "price": {"product": "product"}}
@@ -267,9 +274,15 @@ class StripeState:
         return price
 
     def list_prices(self, params: dict) -> dict:
+        if "type" in params:
+            _one_of(params["type"], PRICE_TYPES, param="type")
         filters = _attribute_filters(params, ("active", "currency", "product", "type"))
         if "recurring" in params:
             wanted = params["recurring"]
+            if "interval" in wanted:
+                _one_of(wanted["interval"], RECURRING_INTERVALS, param="recurring[interval]")
+            if "usage_type" in wanted:
+                _one_of(wanted["usage_type"], USAGE_TYPES, param="recurring[usage_type]")
             filters.append(
                 lambda p: (
                     p["recurring"] is not None
@@ -327,13 +340,7 @@ class StripeState:
                 unit_amount = int(unit_amount_decimal)
         recurring = params.get("recurring")
         if recurring is not None:
-            recurring = {
-                "interval": recurring["interval"],
-                "interval_count": recurring.get("interval_count", 1),
-                "meter": recurring.get("meter"),
-                "trial_period_days": recurring.get("trial_period_days"),
-                "usage_type": recurring.get("usage_type", "licensed"),
-            }
+            recurring = _recurring(recurring, param=param("recurring"))
         price_id = new_id("price_")
         lookup_key = params.get("lookup_key")
         if lookup_key is not None:
@@ -563,6 +570,48 @@ def _created_filter(created: int | dict) -> Callable[[dict], bool]:
         "lte": lambda c, v: c <= v,
     }
     return lambda obj: all(bounds[op](obj["created"], value) for op, value in created.items())
+
+
+def _one_of(value: str, allowed: tuple[str, ...], *, param: str) -> str:
+    """An enum parameter: the SDK types it `Literal[...] | str`, Stripe accepts only these."""
+    if value not in allowed:
+        raise invalid_request(
+            f"Invalid {param}: must be one of {', '.join(allowed[:-1])}"
+            f"{',' if len(allowed) > 2 else ''} or {allowed[-1]}",
+            param=param,
+        )
+    return value
+
+
+def _recurring(given: dict, *, param: str) -> dict:
+    """A price's `recurring` hash as Stripe stores it (API versions since 2025-03-31.basil:
+    no `aggregate_usage`), after Stripe's checks of interval, count and usage type."""
+    interval = _one_of(given["interval"], RECURRING_INTERVALS, param=f"{param}[interval]")
+    usage_type = _one_of(
+        given.get("usage_type", "licensed"), USAGE_TYPES, param=f"{param}[usage_type]"
+    )
+    interval_count = given.get("interval_count", 1)
+    if interval_count < 1:
+        raise invalid_request("Invalid positive integer", param=f"{param}[interval_count]")
+    if interval_count > MAX_INTERVAL_COUNT[interval]:
+        raise invalid_request(
+            "The maximum billing interval is three years (3 years, 36 months, 156 weeks or "
+            f"{MAX_INTERVAL_COUNT['day']} days); {interval_count} {interval}s is longer.",
+            param=f"{param}[interval_count]",
+        )
+    if usage_type == "metered" and not given.get("meter"):
+        # Since 2025-03-31.basil a metered price needs a billing meter (legacy usage-based
+        # billing was removed); the exact message and param are *unverified*.
+        raise invalid_request(
+            "A price with `usage_type=metered` requires a `meter`.", param=f"{param}[meter]"
+        )
+    return {
+        "interval": interval,
+        "interval_count": interval_count,
+        "meter": given.get("meter"),
+        "trial_period_days": given.get("trial_period_days"),
+        "usage_type": usage_type,
+    }
 
 
 def _images(images: list[str]) -> list[str]:

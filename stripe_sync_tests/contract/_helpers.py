@@ -11,6 +11,29 @@ import stripe
 
 T = TypeVar("T")
 
+# The Price object (docs.stripe.com/api/prices/object; STRIPE_FACTS.md "Objects").
+PRICE_FIELDS = {
+    "id",
+    "object",
+    "active",
+    "billing_scheme",
+    "created",
+    "currency",
+    "custom_unit_amount",
+    "livemode",
+    "lookup_key",
+    "metadata",
+    "nickname",
+    "product",
+    "recurring",
+    "tax_behavior",
+    "tiers_mode",
+    "transform_quantity",
+    "type",
+    "unit_amount",
+    "unit_amount_decimal",
+}
+
 
 def assert_stripe_error(
     exc: stripe.StripeError,

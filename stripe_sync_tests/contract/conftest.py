@@ -276,6 +276,12 @@ def make_price(
     return make
 
 
+@pytest.fixture
+def product(make_product) -> stripe.Product:
+    """A fresh product with a one-time default price (usd 1000)."""
+    return make_product(default_price_data={"currency": "usd", "unit_amount": 1000})
+
+
 @pytest.fixture(scope="session")
 def raw_http(stripe_target: StripeTarget) -> Callable[..., RawResponse]:
     """raw_http(method, path, form=None, headers=None, key=<target key>) -> RawResponse.

@@ -7,36 +7,9 @@ from decimal import Decimal
 import pytest
 import stripe
 
-from ._helpers import assert_stripe_error
-
-PRICE_FIELDS = {
-    "id",
-    "object",
-    "active",
-    "billing_scheme",
-    "created",
-    "currency",
-    "custom_unit_amount",
-    "livemode",
-    "lookup_key",
-    "metadata",
-    "nickname",
-    "product",
-    "recurring",
-    "tax_behavior",
-    "tiers_mode",
-    "transform_quantity",
-    "type",
-    "unit_amount",
-    "unit_amount_decimal",
-}
+from ._helpers import PRICE_FIELDS, assert_stripe_error
 
 LOOKUP_KEY_TAKEN_RE = r"A price \(`?price_[A-Za-z0-9_]+`?\) already uses that lookup key\."  # real Stripe may quote the id in backticks
-
-
-@pytest.fixture
-def product(make_product):
-    return make_product(default_price_data={"currency": "usd", "unit_amount": 1000})
 
 
 def test_a_price_has_the_documented_fields(make_price, product):
@@ -162,6 +135,35 @@ def test_updating_a_price_accepts_active_metadata_nickname_and_lookup_key(
     assert after.lookup_key == key
     assert after.metadata.to_dict() == {"contract_run": run_tag, "a": "1", "b": "2"}
     assert client.v1.prices.retrieve(price.id).to_dict() == after.to_dict()
+
+
+@pytest.mark.parametrize("recurring", [None, {"interval": "month"}])
+def test_a_nickname_is_kept_from_create_changed_and_cleared_with_an_empty_string(
+    client, make_price, product, recurring
+):
+    extra = {"recurring": recurring} if recurring else {}
+    price = make_price(product.id, nickname="Standard", **extra)
+    assert client.v1.prices.retrieve(price.id).nickname == "Standard"
+    untouched = client.v1.prices.update(price.id, params={"metadata": {"n": "1"}})
+    assert untouched.nickname == "Standard"
+    assert client.v1.prices.update(price.id, params={"nickname": "Plus"}).nickname == "Plus"
+    cleared = client.v1.prices.update(price.id, params={"nickname": ""})
+    assert cleared.nickname is None
+    assert client.v1.prices.retrieve(price.id).nickname is None
+
+
+def test_a_price_without_a_nickname_has_nickname_null(make_price, product):
+    assert make_price(product.id).nickname is None
+
+
+def test_default_price_data_carries_no_nickname(make_product):
+    with pytest.raises(stripe.InvalidRequestError) as ei:
+        make_product(
+            default_price_data={"currency": "usd", "unit_amount": 500, "nickname": "Standard"}
+        )
+    assert_stripe_error(
+        ei.value, status=400, code="parameter_unknown", param="default_price_data[nickname]"
+    )
 
 
 def test_updating_a_price_lookup_key_held_elsewhere_needs_transfer(
