@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
 
 from stripe_sync.core.throttle import (
@@ -27,6 +28,7 @@ from stripe_sync.core.throttle import (
     open_throttle,
     penalized,
 )
+from stripe_sync.core.throttle.stores.sql import MAX_CONNECTIONS
 from stripe_sync_tests.rate_windows import max_in_window
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -357,3 +359,29 @@ def test_a_skewed_store_clock_does_not_shift_the_sleeps(skew: float) -> None:
         throttle.acquire("POST /v1/prices")
     assert 5 * WINDOW / 50 - 0.005 <= time.monotonic() - began < 5 * WINDOW / 50 + 0.3
     assert throttle.rebooked < 3  # a wrong offset: every start late, 3 rebookings each
+
+
+def test_many_threads_share_a_few_connections_to_a_postgres_store(fresh_database_url) -> None:
+    application = f"throttle-{secrets.token_hex(4)}"  # to count its connections by
+    throttle = open_throttle(
+        f"{fresh_database_url}?application_name={application}",
+        mode="test",
+        namespace=f"test-{secrets.token_hex(8)}",
+        global_rate=1000,
+        endpoint_rate=1000,
+    )
+    threads = [threading.Thread(target=starts, args=(throttle, [f"E{i}"] * 5)) for i in range(32)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with psycopg.connect(fresh_database_url) as connection:
+            held = connection.execute(
+                "select count(*) from pg_stat_activity where application_name = %s", [application]
+            ).fetchone()[0]
+    finally:
+        throttle.close()
+
+    # One connection a thread would be 32: reservations take turns on a row lock anyway.
+    assert 1 <= held <= MAX_CONNECTIONS

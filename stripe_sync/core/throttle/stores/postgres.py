@@ -21,12 +21,12 @@ class PostgresStore(SqlStore):
 
         super().__init__()
         self.url = url
-        conn = self._conn()
-        with conn.cursor() as cur:
-            # Serialize the DDL: concurrent CREATE TABLE IF NOT EXISTS can still collide.
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext('stripe_sync_throttle_ddl'))")
-            self._create_tables(cur)
-        conn.commit()
+        with self._borrowed() as conn:
+            with conn.cursor() as cur:
+                # Serialize the DDL: concurrent CREATE TABLE IF NOT EXISTS can still collide.
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext('stripe_sync_throttle_ddl'))")
+                self._create_tables(cur)
+            conn.commit()
 
     def _connect(self) -> Any:
         import psycopg

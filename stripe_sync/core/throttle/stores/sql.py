@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from stripe_sync.core.throttle.policy import (
@@ -25,6 +26,8 @@ from stripe_sync.core.throttle.policy import (
     retention,
 )
 
+MAX_CONNECTIONS = 4  # a process's connections to the store
+
 
 class SqlStore:
     param = "?"
@@ -35,9 +38,13 @@ class SqlStore:
     real = "REAL"  # the column type of timestamps and levels
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        self._free: list[Any] = []  # open connections no thread is using
         self._all: list[Any] = []
         self._all_lock = threading.Lock()
+        self._pid = os.getpid()
+        # Reservations take turns on the namespace's row lock (SQLite: its write lock), so
+        # more connections would only wait; one per thread would hold dozens open.
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
     # --- per dialect
     def _connect(self) -> Any:
@@ -67,14 +74,36 @@ class SqlStore:
     def _cursor(conn: Any) -> contextlib.closing[Any]:
         return contextlib.closing(conn.cursor())  # sqlite3 cursors are no context managers
 
-    def _conn(self) -> Any:
-        # One connection per thread, and a fresh one in a forked child.
-        if getattr(self._local, "pid", None) != os.getpid():
-            self._local.conn = self._connect()
-            self._local.pid = os.getpid()
+    @contextlib.contextmanager
+    def _borrowed(self) -> Iterator[Any]:
+        """A connection of this process's few, for one transaction; a broken one (its
+        rollback failed) is dropped instead of kept."""
+        with self._slots:
             with self._all_lock:
-                self._all.append(self._local.conn)
-        return self._local.conn
+                if self._pid != os.getpid():  # a forked child: its parent's are not its own
+                    self._free, self._all, self._pid = [], [], os.getpid()
+                conn = self._free.pop() if self._free else None
+            if conn is None:
+                conn = self._connect()
+                with self._all_lock:
+                    self._all.append(conn)
+            keep = True
+            try:
+                yield conn
+            except BaseException:
+                try:
+                    conn.rollback()
+                except Exception:  # noqa: BLE001 - the connection is gone: drop it
+                    keep = False
+                raise
+            finally:
+                with self._all_lock:
+                    if keep:
+                        self._free.append(conn)
+                    else:
+                        self._all.remove(conn)
+                        with contextlib.suppress(Exception):
+                            conn.close()
 
     def _q(self, sql: str) -> str:
         return sql.replace("{p}", self.prefix).replace("{now}", self.clock).replace("?", self.param)
@@ -100,14 +129,10 @@ class SqlStore:
         )
 
     def _transaction(self, body) -> Any:
-        conn = self._conn()
-        try:
+        with self._borrowed() as conn:
             result = body(conn)
             conn.commit()
             return result
-        except BaseException:
-            conn.rollback()
-            raise
 
     def reserve(self, namespace: str, endpoint: str, policy: Policy) -> Reservation:
         # Every booked start book() could need, whatever the share: 2 gaps at the floor.
@@ -187,4 +212,4 @@ class SqlStore:
                 with contextlib.suppress(Exception):  # another thread's, maybe broken
                     conn.close()
             self._all.clear()
-        self._local = threading.local()
+            self._free.clear()

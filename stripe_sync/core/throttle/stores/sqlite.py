@@ -35,12 +35,12 @@ class SqliteStore(SqlStore):
             self._set_up()
 
     def _set_up(self) -> None:
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(self.begin)
-        with contextlib.closing(conn.cursor()) as cur:
-            self._create_tables(cur)
-        conn.commit()
+        with self._borrowed() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(self.begin)
+            with contextlib.closing(conn.cursor()) as cur:
+                self._create_tables(cur)
+            conn.commit()
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode, so `begin` is the only transaction control.
