@@ -4,7 +4,7 @@ the catalog side at a million rows. Prints one table.
     python benchmarks/migration.py [--products 2000] [--scale-rows 1000000]
                                    [--command-products 400] [--live-products 600]
                                    [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
-                                   [--scenarios 1,2,3,4,5,6,7]
+                                   [--prices-products 300] [--scenarios 1,2,3,4,5,6,7,8]
 
 Scenarios 1 to 5 run the migration in this process (`run_migration`, as `stripe-sync
 migrate` does after its pre-flight) against an emulator with 150 ms +/- 50 ms latency and
@@ -31,6 +31,10 @@ write, from the emulator's request log) against the whole command:
 7. Live-mode limits (100/s global, 25/s per endpoint; the emulator in live mode, a live key
    with STRIPE_ALLOW_LIVE_MODE=true): `--live-products` new products; 429s and an exact
    check of Stripe's state (every product once, with one active price, its default).
+
+8. Several prices per product (in process, scenarios 1-5's emulator settings):
+   `--prices-products` new products with 3 prices each from a prices table (one-time EUR,
+   the default, monthly EUR, yearly USD): requests per price.
 
 Every scenario's catalog has N/10 rows a batch: one run of 10 partitions, as migrate and
 backfills do. It makes databases (`--database-name`, default `stripe_sync_bench`, and the
@@ -90,12 +94,13 @@ def main() -> None:
     parser.add_argument("--scale-rows", type=int, default=1_000_000)
     parser.add_argument("--command-products", type=int, default=400, help="scenario 6")
     parser.add_argument("--live-products", type=int, default=600, help="scenario 7")
+    parser.add_argument("--prices-products", type=int, default=300, help="scenario 8")
     parser.add_argument(
         "--command-latency-ms", type=float, default=COMMAND_LATENCY_MS, help="scenarios 6, 7"
     )
     parser.add_argument(
         "--scenarios",
-        default="1,2,3,4,5,6,7",
+        default="1,2,3,4,5,6,7,8",
         help="which to run; 1, 2, 3 and 5 run together (each builds on the one before)",
     )
     parser.add_argument("--database-name", default=BENCH_DATABASE, help="made (dropped first)")
@@ -113,6 +118,8 @@ def main() -> None:
     figures = Figures()
     if chosen & {"1", "2", "3", "4", "5"}:
         in_process_scenarios(figures, args, chosen, work)
+    if "8" in chosen:
+        prices_scenario(figures, args, work)
     if "6" in chosen:
         command_scenario(figures, args, environment, work, live=False)
     if "7" in chosen:
@@ -416,6 +423,82 @@ def scale_scenario(
         "runs to backfill every batch",
         f"{math.ceil(len(keys) / BATCHES_PER_RUN)} ({BATCHES_PER_RUN} batches a run)",
     )
+
+
+# --- scenario 8: several prices per product ------------------------------------------
+
+PRICE_ROWS = """
+    insert into product_prices (price_key, product_id, amount_cents, currency, billing_interval)
+    select products.id || '-' || price.kind, products.id, price.amount, price.currency,
+           price.billing_interval
+    from products,
+         (values ('once', 1250, 'eur', null), ('monthly', 990, 'eur', 'month'),
+                 ('yearly', 10900, 'usd', 'year')) as price(kind, amount, currency, billing_interval)
+"""
+
+
+def prices_scenario(figures: Figures, args: argparse.Namespace, work: Path) -> None:
+    """An initial migration of `--prices-products` products with 3 prices each (one-time EUR,
+    the default; monthly EUR; yearly USD) from a prices table, in process, at test-mode
+    limits."""
+    name = f"8. {args.prices_products} new with 3 prices each"
+    print(name, flush=True)
+    database_url = fresh_database(args.database_url, f"{args.database_name}_prices")
+    port = free_port()
+    emulator = start_emulator(
+        port,
+        *("--latency-ms", str(LATENCY_MS), "--jitter-ms", str(JITTER_MS)),
+        *("--rate-limit", str(STRIPE_TEST_LIMIT)),
+        *("--endpoint-rate-limit", str(STRIPE_TEST_LIMIT)),
+    )
+    try:
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            make_table(connection, "products", args.prices_products)
+            connection.execute(
+                "create table product_prices (price_key text primary key, product_id text, "
+                "amount_cents integer, currency text, billing_interval text)"
+            )
+            connection.execute(PRICE_ROWS)
+        api_base = f"http://127.0.0.1:{port}"
+        set_environment(
+            work,
+            database_url,
+            api_base,
+            table="products",
+            batch_size=max(1, args.prices_products // 10),
+        )
+        os.environ.update(
+            STRIPE_SYNC_PRICES_TABLE="product_prices",
+            STRIPE_SYNC_PRICES_COLUMNS=json.dumps(
+                {"id": "price_key", "amount": "amount_cents", "interval": "billing_interval"}
+            ),
+            STRIPE_SYNC_PRICES_PRICE_UNIT="minor",
+            STRIPE_SYNC_CATALOG_COLUMNS=json.dumps({"price": None, "currency": None}),
+        )
+        from stripe_sync.testing import EmulatorControl
+
+        result, seconds = migrate(Path(os.environ["DAGSTER_HOME"]) / "bench.log")
+        log = EmulatorControl(api_base).requests()
+        prices = 3 * args.prices_products
+        # Not the sync's: the account read, verification's product and price reads.
+        sync = [e for e in log if e["method"] == "POST"]
+        figures.add(name, "wall time", f"{seconds:.1f} s")
+        figures.add(name, "sync requests per price", f"{len(sync) / prices:.2f}")
+        figures.add(
+            name, "all requests per price (with verification reads)", f"{len(log) / prices:.2f}"
+        )
+        figures.add(name, "requests", _by_endpoint(log))
+        figures.add(name, "report: prices", json.dumps(result.report["prices"]))
+    finally:
+        for variable in (
+            "STRIPE_SYNC_PRICES_TABLE",
+            "STRIPE_SYNC_PRICES_COLUMNS",
+            "STRIPE_SYNC_PRICES_PRICE_UNIT",
+            "STRIPE_SYNC_CATALOG_COLUMNS",
+        ):
+            os.environ.pop(variable, None)
+        emulator.terminate()
+        emulator.wait()
 
 
 # --- scenarios 6 and 7: the whole command --------------------------------------------

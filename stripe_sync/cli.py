@@ -385,7 +385,7 @@ def _print_plan(settings, options, *, as_json: bool = False, sample: int = 20) -
         summary = plan_migration(
             settings,
             options,
-            PlanSummary(sample=sample, every_row=as_json, mapping=settings.catalog.mapping()),
+            PlanSummary(sample=sample, every_row=as_json, mapping=settings.catalog_mapping()),
         )
     click.echo(json.dumps(summary.to_json(), indent=2) if as_json else summary.to_markdown())
 

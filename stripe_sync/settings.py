@@ -51,7 +51,14 @@ from sqlalchemy.exc import ArgumentError
 from stripe_sync.core.contract import SOURCE_COLUMNS
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.identity import reserved_metadata_keys
-from stripe_sync.core.mapping import FieldMapping, ValueRule, metadata_of
+from stripe_sync.core.mapping import (
+    PRICE_FIELDS,
+    FieldMapping,
+    PriceMapping,
+    PricesModel,
+    ValueRule,
+    metadata_of,
+)
 from stripe_sync.core.money import SUPPORTED_CURRENCIES
 
 PROJECT_FILE = "stripe_sync.yaml"
@@ -230,9 +237,10 @@ class CatalogSettings(_Section):
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    def mapping(self) -> FieldMapping:
-        """The field mapping these settings describe; a ConfigError names a key that doesn't
-        fit."""
+    def mapping(self, *, prices_elsewhere: bool = False) -> FieldMapping:
+        """The field mapping these settings describe (`prices_elsewhere`: a prices model
+        holds the prices); a ConfigError names a key that doesn't fit. Use
+        `Settings.catalog_mapping()`, which knows."""
         unknown = sorted(set(self.columns) - set(SOURCE_COLUMNS))
         if unknown:
             raise ConfigError(
@@ -268,9 +276,83 @@ class CatalogSettings(_Section):
                 skip=self.skip,
                 deleted=self.deleted,
                 metadata=metadata,
+                prices_elsewhere=prices_elsewhere,
             )
         except ValueError as error:
             raise ConfigError(f"catalog.columns: {error}.") from None
+
+
+class PricesSettings(_Section):
+    """Several prices per product: a prices table (or view, or query) of the catalog's
+    database. Without `table` or `query`, each product has the one price of its row."""
+
+    table: str | None = setting(
+        None,
+        "The prices table or view (`schema.table` works): one row per price, each naming its "
+        "product.",
+        "STRIPE_SYNC_PRICES_TABLE",
+    )
+    query: str | None = setting(
+        None,
+        "A SQL query as the prices model instead of the table; SQL catalogs only (on Supabase "
+        "make it a view).",
+        "STRIPE_SYNC_PRICES_QUERY",
+    )
+    where: str | None = setting(
+        None,
+        "Which price rows count: an SQL condition, or PostgREST filters on Supabase.",
+        "STRIPE_SYNC_PRICES_WHERE",
+    )
+    columns: dict[str, str | None] = setting(
+        {},
+        "Price field -> column (id, product_id, amount, currency; optional: interval, "
+        "interval_count, active, default, nickname); a required field left out is the column "
+        "of its name, an optional one has no column. JSON in the variable.",
+        "STRIPE_SYNC_PRICES_COLUMNS",
+    )
+    price_unit: Literal["major", "minor"] = setting(
+        "major",
+        "The unit of the amounts: major (12.50) or minor (1250; whole numbers only).",
+        "STRIPE_SYNC_PRICES_PRICE_UNIT",
+    )
+
+    @field_validator("price_unit", mode="before")
+    @classmethod
+    def _lowercase(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("table", "query", "where", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def configured(self) -> bool:
+        return self.table is not None or self.query is not None
+
+    def model(self) -> PricesModel | None:
+        """The prices model these settings describe (None: one price per product row); a
+        ConfigError names a key that doesn't fit."""
+        if not self.configured:
+            if self.columns or self.where:
+                raise ConfigError(
+                    "prices.columns or prices.where is set without prices.table or "
+                    "prices.query: name the prices table."
+                )
+            return None
+        if self.table is not None and self.query is not None:
+            raise ConfigError("prices.table and prices.query are both set: keep one.")
+        unknown = sorted(set(self.columns) - set(PRICE_FIELDS))
+        if unknown:
+            raise ConfigError(
+                f"prices.columns maps {unknown[0]!r}, which is not a price field: use "
+                f"{', '.join(PRICE_FIELDS)}{_suggestion(unknown[0], list(PRICE_FIELDS))}."
+            )
+        try:
+            mapping = PriceMapping(columns=self.columns, price_unit=self.price_unit)
+        except ValueError as error:
+            raise ConfigError(f"prices.columns: {error}.") from None
+        return PricesModel(mapping, table=self.table, query=self.query, where=self.where)
 
 
 class StateSettings(_Section):
@@ -476,6 +558,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     catalog: CatalogSettings = CatalogSettings()
+    prices: PricesSettings = PricesSettings()
     state: StateSettings = StateSettings()
     stripe: StripeSettings = StripeSettings()
     throttle: ThrottleSettings = ThrottleSettings()
@@ -489,8 +572,14 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _mapping_fits(self) -> Settings:
-        self.catalog.mapping()  # a ConfigError naming the key, before anything runs
+        self.catalog_mapping()  # a ConfigError naming the key, before anything runs
+        self.prices.model()
         return self
+
+    def catalog_mapping(self) -> FieldMapping:
+        """The catalog's field mapping: without a price of its own when a prices model holds
+        the prices."""
+        return self.catalog.mapping(prices_elsewhere=self.prices.configured)
 
     @property
     def dagster_home(self) -> Path:

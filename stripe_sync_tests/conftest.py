@@ -8,8 +8,10 @@ import secrets
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 
+import dagster as dg
 import psycopg
 import pytest
 from psycopg import sql
@@ -283,6 +285,26 @@ class PipelineEnv:
         return dict(os.environ)
 
 
+def kill_when(command: list[str], env: dict, output, landed) -> subprocess.Popen:
+    """Start `command` in a session of its own (its output in the file `output`) and
+    SIGKILL it as soon as `landed()` holds; fails if it ends first or never gets there."""
+    with open(output, "wb") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not landed():
+                assert process.poll() is None, pathlib.Path(output).read_text()
+                assert time.monotonic() < deadline, "the command never got going"
+                time.sleep(0.01)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    return process
+
+
 def stripe_sync_script() -> str:
     """The `stripe-sync` console script of this interpreter's environment."""
     return console_script("stripe-sync")
@@ -380,6 +402,23 @@ def stripe_state(
     products = [p.to_dict() for p in client.v1.products.list({"limit": 100}).auto_paging_iter()]
     prices = {p.id: p.to_dict() for p in client.v1.prices.list({"limit": 100}).auto_paging_iter()}
     return products, prices
+
+
+# The verification checks, as the Dagster instance records them.
+PRODUCTS_CHECK = dg.AssetCheckKey(dg.AssetKey("stripe_products"), "products_match_catalog")
+PRICES_CHECK = dg.AssetCheckKey(dg.AssetKey("stripe_prices"), "default_prices_match_catalog")
+
+
+def latest_results(check: dg.AssetCheckKey) -> dict[str, object]:
+    """The latest evaluation of a check per batch, as the Dagster instance recorded it."""
+    with dg.DagsterInstance.get() as instance:
+        records = instance.event_log_storage.get_asset_check_execution_history(check, limit=1_000)
+    latest = {}
+    for record in records:  # newest first
+        evaluation = record.event and record.event.dagster_event.event_specific_data
+        if isinstance(evaluation, dg.AssetCheckEvaluation):
+            latest.setdefault(record.partition, evaluation)
+    return latest
 
 
 def write_requests(log: list[dict]) -> list[dict]:
@@ -510,6 +549,29 @@ def own_schema(request, catalog_connection, fresh_database_url, tmp_path):
                         sql.Identifier(name.format(t=cms.name))
                     )
                 )
+
+
+@pytest.fixture
+def schema_cms(own_schema, tmp_path, pipeline_env):
+    """`make(backend, schema, use_query=False, mirror=False) -> Cms`: an `OwnSchema`'s
+    tables with their first rows (see `own_schema`), the pipeline pointed at them by
+    stripe_sync.yaml in the working directory."""
+    import yaml
+
+    def make(backend: str, schema, *, use_query: bool = False, mirror: bool = False):
+        cms = own_schema(backend, schema)
+        if cms.supabase is not None:
+            url, key = cms.supabase
+            pipeline_env.set(SUPABASE_URL=url, SUPABASE_SERVICE_ROLE_KEY=key)
+        else:
+            pipeline_env.set(CATALOG_DATABASE_URL=cms.database_url)
+        settings = schema.settings(cms.name, supabase=backend == "supabase", use_query=use_query)
+        if mirror:
+            settings["sync"] = {"mirror": True}
+        (tmp_path / "stripe_sync.yaml").write_text(yaml.safe_dump(settings))
+        return cms
+
+    return make
 
 
 # ---------------------------------------------------------------- catalog outages

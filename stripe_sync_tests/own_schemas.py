@@ -50,6 +50,7 @@ class OwnSchema:
     where_postgrest: str | None = None
     steps: tuple[Step, ...] = ()
     query: str | None = None  # SQL catalogs may read this query instead of the view
+    prices: dict | None = None  # the `prices:` section, `{t}` in its table for the name
 
     def settings(self, name: str, *, supabase: bool, use_query: bool = False) -> dict:
         catalog = {"table": name, **self.catalog}
@@ -58,7 +59,12 @@ class OwnSchema:
             catalog["where"] = where
         if use_query:
             catalog["query"] = self.query.format(t=name)
-        return {"catalog": catalog}
+        if self.prices is None:
+            return {"catalog": catalog}
+        return {
+            "catalog": catalog,
+            "prices": {**self.prices, "table": self.prices["table"].format(t=name)},
+        }
 
 
 # An e-commerce export: SKUs, prices in cents, a status column, a `kind` that is not all
@@ -321,6 +327,121 @@ STOREFRONT_VIEW = OwnSchema(
 )
 
 OWN_SCHEMAS = (SHOP_EXPORT, SUPABASE_STARTER, STOREFRONT_VIEW)
+
+# A SaaS's plans: each with monthly and yearly prices in EUR and USD, a default flag, labels,
+# a price row that no longer counts (inactive), one Stripe can't take (a fortnightly interval)
+# and one whose plan doesn't exist.
+PLANS = OwnSchema(
+    name="plans",
+    postgres_ddl=(
+        "create table {t} (slug text primary key, title text not null, blurb text)",
+        """create table {t}_prices (
+            price_key text primary key, plan_slug text not null, amount_cents integer not null,
+            currency text not null, billing_interval text, billing_every integer,
+            is_active boolean not null default true, is_default boolean not null default false,
+            label text)""",
+    ),
+    sqlite_ddl=(
+        "create table {t} (slug text primary key, title text not null, blurb text)",
+        """create table {t}_prices (
+            price_key text primary key, plan_slug text not null, amount_cents integer not null,
+            currency text not null, billing_interval text, billing_every integer,
+            is_active integer not null default 1, is_default integer not null default 0,
+            label text)""",
+    ),
+    rows=(
+        """insert into {t} (slug, title, blurb) values
+            ('basic', 'Basic', 'For one.'), ('team', 'Team', 'For ten.')""",
+        """insert into {t}_prices (price_key, plan_slug, amount_cents, currency,
+            billing_interval, billing_every, is_active, is_default, label) values
+            ('basic-m-eur', 'basic', 900, 'eur', 'month', NULL, true, true, 'Monthly'),
+            ('basic-m-usd', 'basic', 1000, 'usd', 'month', NULL, true, false, NULL),
+            ('basic-y-eur', 'basic', 9000, 'EUR', 'year', 1, true, false, 'Yearly'),
+            ('basic-y-usd', 'basic', 10000, 'usd', 'year', NULL, true, false, NULL),
+            ('ghost-m-eur', 'ghost', 100, 'eur', 'month', NULL, true, true, NULL),
+            ('team-2w-eur', 'team', 1400, 'eur', 'fortnight', NULL, true, false, NULL),
+            ('team-m-eur', 'team', 2900, 'eur', 'month', NULL, true, false, NULL),
+            ('team-old', 'team', 2500, 'eur', 'month', NULL, false, false, NULL),
+            ('team-q-eur', 'team', 7500, 'eur', 'month', 3, true, true, 'Quarterly')""",
+    ),
+    tables=("{t}", "{t}_prices"),
+    catalog={
+        "columns": {
+            "id": "slug",
+            "name": "title",
+            "description": "blurb",
+            "images": None,
+            "active": None,
+            "updated_at": None,
+        }
+    },
+    prices={
+        "table": "{t}_prices",
+        "columns": {
+            "id": "price_key",
+            "product_id": "plan_slug",
+            "amount": "amount_cents",
+            "interval": "billing_interval",
+            "interval_count": "billing_every",
+            "active": "is_active",
+            "default": "is_default",
+            "nickname": "label",
+        },
+        "price_unit": "minor",
+    },
+)
+
+# A shop with sizes at different prices, one-time, one currency, no default column: the first
+# price by id is the default.
+SIZES = OwnSchema(
+    name="sizes",
+    postgres_ddl=(
+        "create table {t} (id integer primary key, name text not null)",
+        """create table {t}_sizes (
+            id integer primary key, product_id integer not null, price numeric not null,
+            currency text not null)""",
+    ),
+    sqlite_ddl=(
+        "create table {t} (id integer primary key, name text not null)",
+        """create table {t}_sizes (
+            id integer primary key, product_id integer not null, price numeric not null,
+            currency text not null)""",
+    ),
+    rows=(
+        "insert into {t} (id, name) values (1, 'Tee'), (2, 'Hoodie'), (10, 'Cap')",
+        """insert into {t}_sizes (id, product_id, price, currency) values
+            (11, 1, 15.00, 'eur'), (12, 1, 15.00, 'eur'), (13, 1, 17.50, 'eur'),
+            (21, 2, 45.00, 'eur'), (22, 2, 49.00, 'eur'), (101, 10, 12.00, 'eur')""",
+    ),
+    tables=("{t}", "{t}_sizes"),
+    catalog={"columns": {"description": None, "images": None, "active": None, "updated_at": None}},
+    prices={"table": "{t}_sizes", "columns": {"amount": "price"}},
+)
+PRICES_SCHEMAS = (PLANS, SIZES)
+
+# Many plans (PostgreSQL only), three prices each: one-time EUR (the default), monthly EUR,
+# yearly USD.
+MANY_PLANS_COUNT = 30
+MANY_PLANS = OwnSchema(
+    name="many_plans",
+    postgres_ddl=(
+        "create table {t} (id text primary key, name text not null)",
+        """create table {t}_prices (id text primary key, product_id text not null,
+            amount integer not null, currency text not null, interval text)""",
+    ),
+    sqlite_ddl=(),
+    rows=(
+        f"""insert into {{t}} (id, name) select 'plan-' || lpad(n::text, 3, '0'), 'Plan ' || n
+            from generate_series(1, {MANY_PLANS_COUNT}) as n""",
+        """insert into {t}_prices (id, product_id, amount, currency, interval)
+            select id || '-' || kind, id, amount, currency, interval from {t},
+            (values ('a-once', 1250, 'eur', null), ('b-monthly', 990, 'eur', 'month'),
+                    ('c-yearly', 10900, 'usd', 'year')) as price(kind, amount, currency, interval)""",
+    ),
+    tables=("{t}", "{t}_prices"),
+    catalog={"columns": {"description": None, "images": None, "active": None, "updated_at": None}},
+    prices={"table": "{t}_prices", "price_unit": "minor"},
+)
 
 
 @dataclass

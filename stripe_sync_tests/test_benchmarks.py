@@ -22,7 +22,7 @@ def bench_database(postgres_url: str) -> Iterator[str]:
     name = f"bench_{secrets.token_hex(4)}"
     yield name
     with psycopg.connect(postgres_url, autocommit=True) as connection:
-        for database in (name, f"{name}_test", f"{name}_live"):
+        for database in (name, f"{name}_test", f"{name}_live", f"{name}_prices"):
             connection.execute(
                 sql.SQL("drop database if exists {}").format(sql.Identifier(database))
             )
@@ -37,6 +37,7 @@ def test_the_benchmark_prints_every_scenario_with_one_request_per_new_product(
             str(BENCHMARK),
             *("--products", "40", "--scale-rows", "3000"),
             *("--command-products", "40", "--live-products", "60", "--command-latency-ms", "50"),
+            *("--prices-products", "12"),
             *("--database-url", postgres_url, "--database-name", bench_database),
         ],
         check=False,
@@ -56,6 +57,9 @@ def test_the_benchmark_prints_every_scenario_with_one_request_per_new_product(
         "| 4. 3,000 rows | write-back and state of one 1,000-row batch | 3 statements in one "
         "transaction, " in table
     )
+    # A product with 3 prices: one request for it and its default, one a further price.
+    assert "| 8. 12 new with 3 prices each | sync requests per price | 1.00 |" in table
+    assert '| 8. 12 new with 3 prices each | report: prices | {"created": 36,' in table
     # The whole command, as a new user runs it: where its time goes, and what it sent.
     assert "| 6. test mode, 40 new | time: stripe_products: WRITE WINDOW |" in table
     assert "| 6. test mode, 40 new | whole command |" in table

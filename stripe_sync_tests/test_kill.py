@@ -9,16 +9,14 @@ test-mode limits and three at live-mode limits, where half the creates take two 
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
 import time
 from collections import Counter
 
 import pytest
 
-from stripe_sync_tests.conftest import minor_units, stripe_state, stripe_sync_script
+from stripe_sync_tests.conftest import kill_when, minor_units, stripe_state, stripe_sync_script
 from stripe_sync_tests.test_pipeline import expected_currency, sample_products
 
 PRODUCTS = 60
@@ -71,26 +69,13 @@ def test_a_migration_killed_midway_completes_on_the_next_run_without_duplicates(
     emulator.configure(latency_ms=30, latency_jitter_ms=10, seed=seed)
 
     started = time.monotonic()
-    with open(tmp_path / "killed.out", "wb") as out:
-        killed = subprocess.Popen(
-            migrate_command(BATCHES_PER_RUN),
-            env=pipeline_env.cli_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while created_products(emulator.requests()) < kill_after:
-                assert killed.poll() is None, (tmp_path / "killed.out").read_text()
-                assert time.monotonic() < deadline, "the migration never got going"
-                time.sleep(0.01)
-            os.killpg(killed.pid, signal.SIGKILL)
-            killed_after_s = time.monotonic() - started
-        finally:
-            if killed.poll() is None:
-                os.killpg(killed.pid, signal.SIGKILL)
-            killed.wait(timeout=30)
+    killed = kill_when(
+        migrate_command(BATCHES_PER_RUN),
+        pipeline_env.cli_env(),
+        tmp_path / "killed.out",
+        landed=lambda: created_products(emulator.requests()) >= kill_after,
+    )
+    killed_after_s = time.monotonic() - started
     assert killed.returncode == -signal.SIGKILL
     left_by_kill = stripe_state(emulator.base_url)[0]
     made_before_kill = {p["id"] for p in left_by_kill}

@@ -4,6 +4,7 @@ never written, reruns free."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -23,30 +24,14 @@ from stripe_sync_tests.own_schemas import (
     STOREFRONT_VIEW,
     SUPABASE_STARTER,
     Cms,
-    OwnSchema,
     Step,
 )
 
 
 @pytest.fixture
-def cms(own_schema, tmp_path, pipeline_env) -> Callable[..., Cms]:
-    """`make(backend, schema, use_query=False)`: the schema's tables filled with its first
-    rows, the pipeline pointed at them (stripe_sync.yaml in the working directory, mirror
-    mode) -> Cms."""
-
-    def make(backend: str, schema: OwnSchema, *, use_query: bool = False) -> Cms:
-        cms = own_schema(backend, schema)
-        if cms.supabase is not None:
-            url, key = cms.supabase
-            pipeline_env.set(SUPABASE_URL=url, SUPABASE_SERVICE_ROLE_KEY=key)
-        else:
-            pipeline_env.set(CATALOG_DATABASE_URL=cms.database_url)
-        settings = schema.settings(cms.name, supabase=backend == "supabase", use_query=use_query)
-        settings["sync"] = {"mirror": True}
-        (tmp_path / "stripe_sync.yaml").write_text(yaml.safe_dump(settings))
-        return cms
-
-    return make
+def cms(schema_cms) -> Callable[..., Cms]:
+    """`make(backend, schema, use_query=False)`: `schema_cms` in mirror mode."""
+    return functools.partial(schema_cms, mirror=True)
 
 
 CASES = [

@@ -113,7 +113,7 @@ def test_a_database_url_without_a_password_may_be_literal(tmp_path):
             "synk:\n  batch_size: 10\n",
             "synk.batch_size is not a setting (did you mean sync.batch_size?)",
         ),
-        ("synk: 10\n", "synk must be a section of settings such as catalog, state, stripe"),
+        ("synk: 10\n", "synk must be a section of settings such as catalog, prices, state, stripe"),
         (
             "sync:\n  batch_size: ten\n",
             "sync.batch_size in stripe_sync.yaml must be a whole number of at least 1, not 'ten'.",
@@ -144,6 +144,21 @@ def test_a_database_url_without_a_password_may_be_literal(tmp_path):
         (
             "catalog:\n  metadata: {cms_id: sku}\n",
             "catalog.metadata uses the key 'cms_id', which the pipeline owns",
+        ),
+        (
+            "prices:\n  table: p\n  columns: {amount_cents: a}\n",
+            "prices.columns maps 'amount_cents'",
+        ),
+        ("prices:\n  table: p\n  query: select 1\n", "prices.table and prices.query are both set"),
+        ("prices:\n  columns: {amount: a}\n", "prices.columns or prices.where is set without"),
+        (
+            "prices:\n  table: p\n  columns: {amount: null}\n",
+            "prices.columns: the field amount needs a column",
+        ),
+        ("prices:\n  table: p\n  price_unit: cents\n", "prices.price_unit"),
+        (
+            "prices:\n  table: p\ncatalog:\n  columns: {price: price_cents}\n",
+            "the field price of a row is unused: the prices come from the prices table",
         ),
     ],
 )

@@ -15,10 +15,12 @@ from psycopg import sql
 
 from stripe_sync.cli import main
 from stripe_sync.definitions import build_definitions
-from stripe_sync_tests.conftest import TEST_SECRET_KEY
-
-PRODUCTS_CHECK = dg.AssetCheckKey(dg.AssetKey("stripe_products"), "products_match_catalog")
-PRICES_CHECK = dg.AssetCheckKey(dg.AssetKey("stripe_prices"), "default_prices_match_catalog")
+from stripe_sync_tests.conftest import (
+    PRICES_CHECK,
+    PRODUCTS_CHECK,
+    TEST_SECRET_KEY,
+    latest_results,
+)
 
 
 def catalog_rows(count: int) -> list[dict]:
@@ -55,18 +57,6 @@ def table_rows(output: str) -> set[tuple[str, ...]]:
             _batch, severity, cms_id, _product, field, expected, actual, _note = cells
             rows.add((cms_id, field, expected, actual, severity))
     return rows
-
-
-def latest_results(check: dg.AssetCheckKey) -> dict[str, object]:
-    """The latest evaluation of a check per batch, as the Dagster instance recorded it."""
-    with dg.DagsterInstance.get() as instance:
-        records = instance.event_log_storage.get_asset_check_execution_history(check, limit=1_000)
-    latest = {}
-    for record in records:  # newest first
-        evaluation = record.event and record.event.dagster_event.event_specific_data
-        if isinstance(evaluation, dg.AssetCheckEvaluation):
-            latest.setdefault(record.partition, evaluation)
-    return latest
 
 
 def batch_keys() -> list[str]:

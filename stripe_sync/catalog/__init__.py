@@ -6,7 +6,7 @@ from __future__ import annotations
 from stripe_sync.catalog.database import NO_RETRY
 from stripe_sync.core.contract import Catalog
 from stripe_sync.core.errors import CatalogError
-from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping
+from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping, PricesModel
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 
 _NOTHING_CONFIGURED = (
@@ -24,12 +24,13 @@ def open_catalog(
     mapping: FieldMapping = DEFAULT_MAPPING,
     query: str | None = None,
     where: str | None = None,
+    prices: PricesModel | None = None,
     timeout_s: float = 30.0,
     retry: RetryPolicy = NO_RETRY,
     stats: RetryStats | None = None,
 ) -> Catalog:
     """The configured catalog model (`table`, or for SQL a `query`, narrowed by `where`, its
-    columns mapped by `mapping`): a database URL wins over Supabase's REST API. Its calls are
+    columns mapped by `mapping`; its prices in `prices`, if a model holds them): a database URL wins over Supabase's REST API. Its calls are
     retried by `retry`, counted in `stats`."""
     tuning = {"timeout_s": timeout_s, "retry": retry, "stats": stats}
     # Imported on use: supabase-py takes most of a second to import and SQL users
@@ -37,16 +38,25 @@ def open_catalog(
     if database_url:
         from stripe_sync.catalog.sql import SqlCatalog
 
-        return SqlCatalog(database_url, table, mapping, query=query, where=where, **tuning)
+        return SqlCatalog(
+            database_url, table, mapping, query=query, where=where, prices=prices, **tuning
+        )
     if supabase_url and supabase_key and query:
         raise CatalogError(
             "catalog.query needs a SQL catalog; PostgREST reads tables and views only: create "
             "a view with the query in Supabase and set catalog.table to it."
         )
+    if supabase_url and supabase_key and prices is not None and prices.query:
+        raise CatalogError(
+            "prices.query needs a SQL catalog; PostgREST reads tables and views only: create "
+            "a view with the query in Supabase and set prices.table to it."
+        )
     if supabase_url and supabase_key:
         from stripe_sync.catalog.supabase import SupabaseCatalog
 
-        return SupabaseCatalog(supabase_url, supabase_key, table, mapping, where=where, **tuning)
+        return SupabaseCatalog(
+            supabase_url, supabase_key, table, mapping, where=where, prices=prices, **tuning
+        )
     if supabase_url:
         raise CatalogError("SUPABASE_URL is set without a key: set SUPABASE_SERVICE_ROLE_KEY.")
     if supabase_key:

@@ -24,7 +24,13 @@ from stripe_sync.catalog.base import missing_columns_error
 from stripe_sync.catalog.database import NO_RETRY, Database
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import CatalogError, CatalogFailure
-from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping, ValueRule, read_as_text
+from stripe_sync.core.mapping import (
+    DEFAULT_MAPPING,
+    FieldMapping,
+    PricesModel,
+    ValueRule,
+    read_as_text,
+)
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 
 T = TypeVar("T")
@@ -53,15 +59,16 @@ class SqlCatalog:
         *,
         query: str | None = None,
         where: str | None = None,
+        prices: PricesModel | None = None,
         timeout_s: float = 30.0,
         retry: RetryPolicy = NO_RETRY,
         stats: RetryStats | None = None,
     ) -> None:
         self.table = table
         self.mapping = mapping
-        # A trailing `;` would end the subquery the query is read through.
-        self.query = query.strip().rstrip(";").strip() if query else None
+        self.query = _query(query)
         self.where = where
+        self.prices = prices
         self.database = Database(
             url,
             name="catalog",
@@ -79,7 +86,8 @@ class SqlCatalog:
 
     def describe(self) -> str:
         model = f"table {self.table}" if self.query is None else f"query (state as {self.table})"
-        return f"{self.location()}, {model}" + (f" where {self.where}" if self.where else "")
+        described = f"{self.location()}, {model}" + (f" where {self.where}" if self.where else "")
+        return described + (f"; prices: {self.prices.describe()}" if self.prices else "")
 
     def check(self) -> None:
         # No retries: a wrong URL or a database that is down fails the pre-flight at once.
@@ -98,15 +106,41 @@ class SqlCatalog:
             (f"catalog.{name}", self._kept_by(rule)) for name, rule in self.mapping.removal_rules()
         ]
         for key, condition in conditions:
-            probe = sa.select(self._id).select_from(self._source).where(condition).limit(0)
-            try:
-                self._read(lambda connection, q=probe: connection.execute(q).all(), retry=False)
-            except CatalogFailure as failure:
-                if failure.retryable:
-                    raise
-                raise CatalogError(
-                    f"{key} does not work on {self._model_name()}: {failure}"
-                ) from None
+            self._probe(self._source, condition, key, self._model_name())
+        if self.prices is not None:
+            self._check_prices(self.prices)
+
+    def _check_prices(self, prices: PricesModel) -> None:
+        if "_prices_source" not in self.__dict__:
+            self.__dict__["_prices_source"] = self._reflected(
+                prices.table, _query(prices.query), "prices", retry=False
+            )
+        self._prices_columns_present(prices)
+        if prices.where:
+            self._probe(
+                self._prices_source,
+                _sql_text(f"({prices.where})"),
+                "prices.where",
+                f"table {prices.table}" if prices.query is None else "prices.query",
+            )
+
+    def _prices_columns_present(self, prices: PricesModel) -> None:
+        present = set(self._prices_source.c.keys())
+        missing = [
+            (key, column) for key, column in prices.mapping.referenced() if column not in present
+        ]
+        if missing:
+            raise missing_columns_error(prices.table or "prices.query", missing)
+
+    def _probe(self, source, condition: sa.ColumnElement, key: str, model: str) -> None:
+        """Refuse a condition (a `where` setting, a removal rule) the model can't run."""
+        probe = sa.select(sa.literal(1)).select_from(source).where(condition).limit(0)
+        try:
+            self._read(lambda connection: connection.execute(probe).all(), retry=False)
+        except CatalogFailure as failure:
+            if failure.retryable:
+                raise
+            raise CatalogError(f"{key} does not work on {model}: {failure}") from None
 
     @cached_property
     def has_write_back_columns(self) -> bool:
@@ -130,6 +164,42 @@ class SqlCatalog:
     ) -> Iterator[dict]:
         for page in self._pages(self._select(*self._row_columns()), lower, upper, page_size):
             yield from (self.mapping.shaped(row._mapping) for row in page)
+
+    def read_prices(
+        self, lower: str | None, upper: str | None, page_size: int = 1_000
+    ) -> Iterator[dict]:
+        if self.prices is None:
+            return
+        self._prices_columns_present(self.prices)
+        mapping, source = self.prices.mapping, self._prices_source
+        product_id, price_id = (source.c[mapping.column(name)] for name in ("product_id", "id"))
+        columns = [
+            sa.cast(source.c[column], sa.Text).label(label)
+            if label in ("id", "product_id", "amount")
+            else source.c[column].label(label)
+            for label, column in mapping.read().items()
+        ]
+        query = sa.select(*columns).select_from(source)
+        if self.prices.where:
+            query = query.where(_sql_text(f"({self.prices.where})"))
+        if lower is not None:
+            query = query.where(product_id >= self._bound(lower, product_id))
+        if upper is not None:
+            query = query.where(product_id < self._bound(upper, product_id))
+        query = query.order_by(product_id, price_id).limit(page_size)
+        page_query = query
+        while True:
+            page = self._read(lambda connection, q=page_query: connection.execute(q).all())
+            yield from (mapping.shaped(row._mapping) for row in page)
+            if len(page) < page_size:
+                return
+            last = page[-1]._mapping
+            page_query = query.where(
+                sa.tuple_(product_id, price_id)
+                > sa.tuple_(
+                    self._bound(last["product_id"], product_id), self._bound(last["id"], price_id)
+                )
+            )
 
     def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
         if self.mapping.column("updated_at") is None:
@@ -181,11 +251,22 @@ class SqlCatalog:
     def _source(self) -> sa.Table | sa.Subquery:
         return self._model(retry=True)
 
+    @cached_property
+    def _prices_source(self) -> sa.Table | sa.Subquery:
+        assert self.prices is not None
+        return self._reflected(self.prices.table, _query(self.prices.query), "prices", retry=True)
+
     def _model(self, *, retry: bool) -> sa.Table | sa.Subquery:
+        return self._reflected(self.table, self.query, "catalog", retry=retry)
+
+    def _reflected(
+        self, table: str | None, query: str | None, setting: str, *, retry: bool
+    ) -> sa.Table | sa.Subquery:
         """The table or view, reflected; or the query as a subquery with its columns (untyped:
-        bounds are compared as the database casts them)."""
-        if self.query is not None:
-            text = _sql_text(self.query)
+        bounds are compared as the database casts them). `setting`: the settings section
+        that names it, for errors."""
+        if query is not None:
+            text = _sql_text(query)
             probe = sa.select(sa.text("*")).select_from(text.columns().subquery("model")).limit(0)
             try:
                 names = self._read(
@@ -194,9 +275,9 @@ class SqlCatalog:
             except CatalogFailure as failure:
                 if failure.retryable:
                     raise
-                raise CatalogError(f"catalog.query does not run: {failure}") from None
-            return text.columns(*map(sa.column, names)).subquery("model")
-        schema, _, name = self.table.rpartition(".")
+                raise CatalogError(f"{setting}.query does not run: {failure}") from None
+            return text.columns(*map(sa.column, names)).subquery(f"{setting}_model")
+        schema, _, name = table.rpartition(".")
 
         def reflect(connection: Connection) -> sa.Table:
             try:
@@ -205,8 +286,8 @@ class SqlCatalog:
                 )
             except sa.exc.NoSuchTableError:
                 raise CatalogError(
-                    f"Table {self.table} not found in {self.location()}: create it or set "
-                    "the table name."
+                    f"Table {table} not found in {self.location()}: create it or set "
+                    f"{setting}.table."
                 ) from None
 
         return self._read(reflect, retry=retry)
@@ -325,6 +406,11 @@ class SqlCatalog:
     def location(self) -> str:
         """Which database, e.g. "PostgreSQL 127.0.0.1:5432/cms"; never a password."""
         return self.database.location()
+
+
+def _query(query: str | None) -> str | None:
+    """A query of the settings as a subquery takes it: a trailing `;` would end it."""
+    return query.strip().rstrip(";").strip() if query else None
 
 
 def _sql_text(text: str) -> sa.TextClause:

@@ -40,6 +40,7 @@ from stripe_sync.core.errors import (
 from stripe_sync.core.mapping import (
     DEFAULT_MAPPING,
     FieldMapping,
+    PricesModel,
     ValueRule,
     read_as_text,
     value_text,
@@ -71,6 +72,7 @@ class SupabaseCatalog:
         mapping: FieldMapping = DEFAULT_MAPPING,
         *,
         where: str | None = None,
+        prices: PricesModel | None = None,
         timeout_s: float = 30.0,
         retry: RetryPolicy = NO_RETRY,
         stats: RetryStats | None = None,
@@ -79,6 +81,8 @@ class SupabaseCatalog:
         self.mapping = mapping
         self.where = where
         self._where = _parsed_where(where)
+        self.prices = prices
+        self._prices_where = _parsed_where(prices.where, "prices.where") if prices else ([], [])
         self.retry = retry
         self.stats = stats if stats is not None else RetryStats()
         self._timeout_s = timeout_s
@@ -116,9 +120,10 @@ class SupabaseCatalog:
         return f"SupabaseCatalog({self.describe()!r})"
 
     def describe(self) -> str:
-        return f"Supabase {self._url}, table {self.table}" + (
+        described = f"Supabase {self._url}, table {self.table}" + (
             f" where {self.where}" if self.where else ""
         )
+        return described + (f"; prices: {self.prices.describe()}" if self.prices else "")
 
     def check(self) -> None:
         role = _jwt_role(self._key)
@@ -165,6 +170,31 @@ class SupabaseCatalog:
                 raise missing_columns_error(self.table, [(key, column)]) from None
             except CatalogError as error:
                 raise CatalogError(f"{key} does not work on table {self.table}: {error}") from None
+        if self.prices is not None:
+            self._check_prices(self.prices)
+
+    def _check_prices(self, prices: PricesModel) -> None:
+        table = self._client.table(prices.table)
+        try:
+            self.execute(
+                _filtered(table.select(self._prices_selected), self._prices_where, []).limit(0),
+                retry=False,
+            )
+        except _ColumnMissing as error:
+            missing = [
+                (key, column)
+                for key, column in prices.mapping.referenced()
+                if not self._column_exists(column, table=prices.table)
+            ]
+            if not missing:  # the columns are there: a filter of prices.where names another
+                raise CatalogError(
+                    f"prices.where does not work on table {prices.table}: {error}"
+                ) from None
+            raise missing_columns_error(prices.table, missing) from None
+        except CatalogFailure as failure:
+            if failure.retryable:
+                raise
+            raise CatalogError(f"prices.table {prices.table} can't be read: {failure}") from None
 
     @property
     def has_write_back_columns(self) -> bool:
@@ -191,6 +221,43 @@ class SupabaseCatalog:
     ) -> Iterator[dict]:
         for page in self._pages(None, lower, upper, page_size):
             yield from map(self.mapping.shaped, page)
+
+    def read_prices(
+        self, lower: str | None, upper: str | None, page_size: int = 1_000
+    ) -> Iterator[dict]:
+        if self.prices is None:
+            return
+        mapping = self.prices.mapping
+        product_id, price_id = mapping.column("product_id"), mapping.column("id")
+        page_size = max(page_size, MIN_PAGE_SIZE)
+        last = None
+        while True:
+            query = self._client.table(self.prices.table).select(self._prices_selected)
+            terms = []
+            if last is not None:  # keyset over (product_id, id)
+                after = quoted(last["product_id"])
+                terms.append(
+                    f"or({product_id}.gt.{after},"
+                    f"and({product_id}.eq.{after},{price_id}.gt.{quoted(last['id'])}))"
+                )
+            elif lower is not None:
+                query = query.gte(product_id, lower)
+            if upper is not None:
+                query = query.lt(product_id, upper)
+            query = _filtered(query, self._prices_where, terms)
+            page = self.execute(query.order(product_id).order(price_id).limit(page_size)).data
+            yield from map(mapping.shaped, page)
+            if len(page) < page_size:
+                return
+            last = page[-1]
+
+    @property
+    def _prices_selected(self) -> str:
+        assert self.prices is not None
+        return ",".join(
+            _selected(label, column, as_text=label in ("id", "product_id", "amount"))
+            for label, column in self.prices.mapping.read().items()
+        )
 
     def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
         updated_at, id_ = self.mapping.column("updated_at"), self._id
@@ -285,9 +352,9 @@ class SupabaseCatalog:
                 return data
         return self.execute(query(self._source_selected)).data
 
-    def _column_exists(self, columns: str) -> bool:
+    def _column_exists(self, columns: str, *, table: str | None = None) -> bool:
         try:
-            self.execute(self._select(columns).limit(0))
+            self.execute(self._client.table(table or self.table).select(columns).limit(0))
         except _ColumnMissing:
             return False
         return True
@@ -371,7 +438,9 @@ class _ColumnMissing(CatalogError):
     """PostgREST does not know a selected column (42703)."""
 
 
-def _parsed_where(where: str | None) -> tuple[list[tuple[str, str]], list[str]]:
+def _parsed_where(
+    where: str | None, setting: str = "catalog.where"
+) -> tuple[list[tuple[str, str]], list[str]]:
     """`where` as PostgREST filters: (column filters as (column, `op.value`), logic trees as
     `or(...)`/`and(...)` terms); a CatalogError when it is no query string of filters."""
     if not where:
@@ -383,7 +452,7 @@ def _parsed_where(where: str | None) -> tuple[list[tuple[str, str]], list[str]]:
     malformed = [value for key, value in pairs if "." not in value and key not in ("or", "and")]
     if not pairs or malformed:
         raise CatalogError(
-            f"catalog.where must be PostgREST filters such as kind=eq.physical&stock=gt.0 on "
+            f"{setting} must be PostgREST filters such as kind=eq.physical&stock=gt.0 on "
             f"Supabase, not {where!r}."
         )
     filters = [(key, value) for key, value in pairs if key not in ("or", "and")]

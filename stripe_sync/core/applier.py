@@ -34,7 +34,13 @@ from typing import TypeVar
 
 from stripe_sync.core.compare import field_differs, is_desired_price
 from stripe_sync.core.errors import ErrorKind, StripeFailure
-from stripe_sync.core.identity import PRODUCT_FIELDS, DesiredProduct, idempotency_key
+from stripe_sync.core.identity import (
+    MANAGED_BY,
+    PRODUCT_FIELDS,
+    DesiredPrice,
+    DesiredProduct,
+    idempotency_key,
+)
 from stripe_sync.core.planner import Action, ActionKind
 from stripe_sync.core.stripe_api import StripeApi
 
@@ -63,6 +69,13 @@ class Outcome:
     sync_hash: str | None = None
     error: str | None = None
     price_pending: bool = False  # the prices phase still has to give it a new default price
+    # (with a prices model: bring all its prices in line)
+    # Made by this run's request: Stripe has its default price and no other.
+    made_here: bool = False
+    # With a prices model: the product's prices this row made, archived, or found as wanted.
+    prices_created: int = 0
+    prices_archived: int = 0
+    prices_unchanged: int = 0
     requests: int = 0  # Stripe HTTP requests this row cost in this phase, retries included
 
     @property
@@ -208,6 +221,9 @@ class Applier:
             desired.stripe_id,
             product["default_price"],
             desired.sync_hash,
+            price_pending=_more_price_work(desired),
+            made_here=True,
+            prices_created=1 if desired.prices else 0,
         )
 
     def _takes_two_requests(self) -> bool:
@@ -248,7 +264,15 @@ class Applier:
             "metadata": {"sync_hash": sync_hash},
         }
         made = Outcome(
-            action.cms_id, action.kind, Result.CREATED, desired.stripe_id, price["id"], sync_hash
+            action.cms_id,
+            action.kind,
+            Result.CREATED,
+            desired.stripe_id,
+            price["id"],
+            sync_hash,
+            price_pending=_more_price_work(desired),
+            made_here=True,
+            prices_created=1 if desired.prices else 0,
         )
         try:
             self._stripe.update_product(
@@ -286,7 +310,8 @@ class Applier:
             if name in action.fields or field_differs(name, product, wanted)
         )
         default_price = product.get("default_price") or {}
-        if not is_desired_price(default_price, desired):
+        # With a prices model, the prices phase reads all the product's prices.
+        if desired.prices or not is_desired_price(default_price, desired):
             changes += ("price",)
         return self._write_fields(replace(action, fields=changes), default_price.get("id"))
 
@@ -344,12 +369,15 @@ class Applier:
             current_price_id,
             desired.sync_hash,
             price_pending=action.reprice,
+            prices_unchanged=0 if action.reprice else len(desired.prices),
         )
 
     # --- prices -------------------------------------------------------------------------
 
     def _reprice(self, item: tuple[Outcome, DesiredProduct]) -> Outcome:
         outcome, desired = item
+        if desired.prices:
+            return self._settle_prices(outcome, desired)
         try:
             new_price = self._ensure_price(desired)
             params = {"default_price": new_price, "metadata": {"sync_hash": desired.sync_hash}}
@@ -393,6 +421,90 @@ class Applier:
                 self._key("reactivate-price", price["id"], reactivate),
             )
         return price["id"]
+
+    def _settle_prices(self, outcome: Outcome, desired: DesiredProduct) -> Outcome:
+        """With a prices model: every desired price active (found, reactivated or made), the
+        default the product's (with the new content hash), then every other price of the
+        pipeline's archived, except those of quarantined rows. A product this run made has
+        its default price only: it takes one request per further price and no read."""
+        product_id = desired.stripe_id
+        try:
+            if outcome.made_here:
+                for price in desired.prices[1:]:
+                    self._price_of(desired, price, [])
+                if desired.prices[0].nickname:
+                    self._set_nickname(outcome.stripe_price_id, desired.prices[0].nickname)
+                return replace(
+                    outcome,
+                    price_pending=False,
+                    prices_created=outcome.prices_created + len(desired.prices) - 1,
+                )
+            current = self._stripe.prices_of(product_id)
+            found = [self._price_of(desired, price, current) for price in desired.prices]
+            ids = [price_id for price_id, _ in found]
+            params = {"default_price": ids[0], "metadata": {"sync_hash": desired.sync_hash}}
+            self._stripe.update_product(
+                product_id, params, self._key("update-product", product_id, params)
+            )
+            archived = 0
+            for price in current:
+                if price["active"] and price["id"] not in ids and _retired(price, desired):
+                    archive = {"active": False}
+                    self._stripe.update_price(
+                        price["id"], archive, self._key("archive-price", price["id"], archive)
+                    )
+                    archived += 1
+        except StripeFailure as failure:
+            if failure.kind is ErrorKind.FATAL:
+                raise
+            return replace(
+                outcome, result=Result.FAILED, error=failure.message, price_pending=False
+            )
+        made = sum(created for _, created in found)
+        return replace(
+            outcome,
+            result=outcome.result if outcome.result == Result.CREATED else Result.UPDATED,
+            stripe_price_id=ids[0],
+            price_pending=False,
+            prices_created=outcome.prices_created + made,
+            prices_archived=archived,
+            prices_unchanged=len(found) - made,
+        )
+
+    def _price_of(
+        self, desired: DesiredProduct, price: DesiredPrice, current: list[dict]
+    ) -> tuple[str, bool]:
+        """The id of the product's active price for a desired one, found among `current`
+        (reactivated, its nickname set, if need be) or made; and whether it was made."""
+        # An active one first: an archived copy of it may exist too.
+        found = next(
+            (p for p in sorted(current, key=lambda p: not p["active"]) if price.matches(p)), None
+        )
+        if found is None:
+            params = desired.further_price_fields(price)
+            try:
+                made = self._stripe.create_price(
+                    params, self._key("create-price", desired.stripe_id, params)
+                )
+                return made["id"], True
+            except StripeFailure as failure:
+                if not _lookup_key_taken(failure):
+                    raise
+            found = self._stripe.price_by_lookup_key(params["lookup_key"])
+        changes: dict[str, object] = {}
+        if not found["active"]:
+            changes["active"] = True
+        if (found.get("nickname") or None) != price.nickname:
+            changes["nickname"] = price.nickname or ""
+        if changes:
+            self._stripe.update_price(
+                found["id"], changes, self._key("update-price", found["id"], changes)
+            )
+        return found["id"], False
+
+    def _set_nickname(self, price_id: str, nickname: str) -> None:
+        params = {"nickname": nickname}
+        self._stripe.update_price(price_id, params, self._key("update-price", price_id, params))
 
     # --- running ------------------------------------------------------------------------
 
@@ -450,6 +562,22 @@ class Applier:
         return outcomes
 
 
+def _more_price_work(desired: DesiredProduct) -> bool:
+    """Whether a product just made with its default price needs more (with a prices model:
+    its further prices, or its default's nickname, which `default_price_data` can't carry)."""
+    return len(desired.prices) > 1 or bool(desired.prices and desired.prices[0].nickname)
+
+
+def _retired(price: dict, desired: DesiredProduct) -> bool:
+    """Whether a price of the product is the pipeline's and no longer wanted: not a
+    quarantined row's (left alone) and not made by hand."""
+    metadata = price.get("metadata") or {}
+    return (
+        metadata.get("managed_by") == MANAGED_BY
+        and metadata.get("cms_price_id") not in desired.held_prices
+    )
+
+
 def _without_request(action: Action) -> Outcome | None:
     """The outcome of an action that needs no Stripe request; None for one that does."""
     state = action.state
@@ -468,6 +596,7 @@ def _without_request(action: Action) -> Outcome | None:
         state.stripe_product_id,
         state.stripe_price_id,
         state.sync_hash,
+        prices_unchanged=len(action.desired.prices) if action.desired else 0,
     )
 
 

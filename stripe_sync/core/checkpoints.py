@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from stripe_sync.core.identity import DesiredProduct
+from stripe_sync.core.identity import DesiredPrice, DesiredProduct
 
 
 @dataclass(frozen=True)
@@ -34,4 +34,6 @@ class Checkpoint:
         values = dict(self.synced)
         values["images"] = tuple(values["images"])
         values["extra_metadata"] = tuple(tuple(pair) for pair in values["extra_metadata"])
+        values["prices"] = tuple(DesiredPrice(**price) for price in values.get("prices", ()))
+        values["held_prices"] = tuple(values.get("held_prices", ()))
         return DesiredProduct(**values)

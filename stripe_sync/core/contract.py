@@ -7,12 +7,15 @@ state of `WRITE_BACK_COLUMNS`, and takes `WriteBack`s. The SQL and Supabase cata
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
+
+if TYPE_CHECKING:  # the mapping module builds on this one
+    from stripe_sync.core.mapping import PricesModel
 
 SOURCE_COLUMNS = (
     "id",
@@ -68,6 +71,7 @@ class CatalogWriter(Protocol):
 
 class Catalog(CatalogWriter, Protocol):
     table: str
+    prices: PricesModel | None  # where the prices are, when a prices model holds them
 
     @property
     def has_write_back_columns(self) -> bool:
@@ -96,6 +100,14 @@ class Catalog(CatalogWriter, Protocol):
         holds exactly SOURCE_COLUMNS (+ WRITE_BACK_COLUMNS where the table has them), `id` as
         text."""
 
+    def read_prices(
+        self, lower: str | None, upper: str | None, page_size: int = 1_000
+    ) -> Iterator[dict]:
+        """With a prices model: its rows whose product_id is in lower <= product_id < upper
+        (None: open bound), in (product_id, id) order, keyset-paged; each holds the price
+        fields (`core.mapping.PRICE_FIELDS`), id, product_id and amount as text. Without
+        one: nothing."""
+
     def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
         """At most `limit` rows (shaped as `read_rows` makes them) whose (updated_at, id) comes
         after `after` (None: from the start), ordered by updated_at, then id; rows without
@@ -112,6 +124,19 @@ def change_cursor(row: dict) -> tuple[str, str]:
         updated_at.isoformat() if isinstance(updated_at, datetime) else str(updated_at),
         str(row["id"]),
     )
+
+
+def with_prices(rows: list[dict], prices: Iterable[dict]) -> list[dict]:
+    """Each row with its product's price rows under `prices` (in the order read); the price
+    rows of no row in `rows` are returned."""
+    by_product: dict[str, list[dict]] = {row["id"]: [] for row in rows}
+    orphans = []
+    for price in prices:
+        found = by_product.get(price["product_id"])
+        (orphans if found is None else found).append(price)
+    for row in rows:
+        row["prices"] = by_product[row["id"]]
+    return orphans
 
 
 def catalog_frame(rows: list[dict]) -> pd.DataFrame:

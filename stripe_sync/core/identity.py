@@ -17,6 +17,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from stripe_sync.core.money import price_text
+
 MANAGED_BY = "stripe_sync"
 # How the catalog hands over columns mapped to metadata: "metadata.<column>".
 METADATA_PREFIX = "metadata."
@@ -43,6 +45,50 @@ def _digest(value: object) -> str:
 
 
 @dataclass(frozen=True)
+class DesiredPrice:
+    """A price row as it must be in Stripe (with a prices model): one active price of its
+    product, known by the row's id (`metadata.cms_price_id`)."""
+
+    key: str  # the price row's id in the catalog
+    currency: str
+    unit_amount: int
+    interval: str | None = None  # None: one-time; day, week, month or year: recurring
+    interval_count: int = 1
+    nickname: str | None = None
+
+    def content(self) -> list[object]:
+        """What a Stripe price can't change: a new content is a new price."""
+        return [self.currency, self.unit_amount, self.interval, self.interval_count]
+
+    def recurring(self) -> dict[str, object] | None:
+        if self.interval is None:
+            return None
+        return {"interval": self.interval, "interval_count": self.interval_count}
+
+    def matches(self, price: dict) -> bool:
+        """Whether a Stripe price is this one: its row's id and the same content."""
+        recurring = price.get("recurring") or {}
+        return (price.get("metadata") or {}).get("cms_price_id") == self.key and [
+            price.get("currency"),
+            price.get("unit_amount"),
+            recurring.get("interval"),
+            recurring.get("interval_count", 1),
+        ] == self.content()
+
+    def describe(self) -> str:
+        """E.g. `m1: 9.90 EUR every 1 month "Monthly"`."""
+        every = f" every {self.interval_count} {self.interval}" if self.interval else ""
+        named = f" {self.nickname!r}" if self.nickname else ""
+        return f"{self.key}: {price_text(self.unit_amount, self.currency)}{every}{named}"
+
+    def lookup_key(self, product_id: str) -> str:
+        """Unique per product, price row and content: a price made twice is found, not made
+        again (at most 200 characters: a long row id is hashed)."""
+        key = self.key if _SAFE_ID.fullmatch(self.key) else _digest(self.key)
+        return f"{MANAGED_BY}:{product_id}:{key}:{_digest(self.content())}"
+
+
+@dataclass(frozen=True)
 class DesiredProduct:
     """A catalog row as it must be in Stripe: exactly what the pipeline sends."""
 
@@ -54,6 +100,10 @@ class DesiredProduct:
     currency: str
     unit_amount: int
     extra_metadata: tuple[tuple[str, str], ...] = field(default=())
+    # With a prices model: every active valid price, the default first (its currency and
+    # amount are the product's own), and the row ids of quarantined prices (left alone).
+    prices: tuple[DesiredPrice, ...] = ()
+    held_prices: tuple[str, ...] = ()
 
     @property
     def stripe_id(self) -> str:
@@ -72,7 +122,13 @@ class DesiredProduct:
             "metadata": _digest(self.managed_metadata()),
             "active": _digest(self.active),
             "price": _digest([self.currency, self.unit_amount]),
-        }
+        } | ({"prices": self.prices_digest()} if self.prices else {})
+
+    def prices_digest(self) -> str:
+        return _digest(
+            [[price.key, *price.content(), price.nickname] for price in self.prices]
+            + [sorted(self.held_prices)]
+        )
 
     @property
     def sync_hash(self) -> str:
@@ -93,11 +149,33 @@ class DesiredProduct:
         return fields
 
     def price_fields(self) -> dict[str, object]:
-        return {
+        """The default price as `default_price_data` (and a price create) take it."""
+        fields: dict[str, object] = {
             "currency": self.currency,
             "unit_amount": self.unit_amount,
             "metadata": self.managed_metadata(),
         }
+        if self.prices:
+            default = self.prices[0]
+            fields["metadata"] = {**self.managed_metadata(), "cms_price_id": default.key}
+            if default.recurring():
+                fields["recurring"] = default.recurring()
+        return fields
+
+    def further_price_fields(self, price: DesiredPrice) -> dict[str, object]:
+        """A price of the prices model as `POST /v1/prices` takes it."""
+        fields: dict[str, object] = {
+            "product": self.stripe_id,
+            "currency": price.currency,
+            "unit_amount": price.unit_amount,
+            "metadata": {**self.managed_metadata(), "cms_price_id": price.key},
+            "lookup_key": price.lookup_key(self.stripe_id),
+        }
+        if price.recurring():
+            fields["recurring"] = price.recurring()
+        if price.nickname:
+            fields["nickname"] = price.nickname
+        return fields
 
     def price_lookup_key(self) -> str:
         """Unique per product, currency and amount: a price made twice is found, not duplicated."""

@@ -22,6 +22,7 @@ from stripe_sync.core.identity import METADATA_PREFIX
 # sensor then sees no edits, only deletions).
 OPTIONAL_FIELDS = ("description", "currency", "images", "active", "updated_at")
 PriceUnit = Literal["major", "minor"]
+_PRICE_OF_ROW = ("price", "currency")  # a row's own price: none with a prices model
 # How the catalog hands over metadata columns: "metadata.<position>" (a PostgREST alias
 # takes only letters, digits and _), renamed to "metadata.<key>" by `shaped`.
 _METADATA_LABEL = "metadata__{}"
@@ -59,6 +60,8 @@ class FieldMapping:
     skip: ValueRule | None = None  # rows that must not be in Stripe (yet)
     deleted: ValueRule | None = None  # soft deletes: a set column (or one of its values)
     metadata: Mapping[str, str] = field(default_factory=dict)  # Stripe key -> column
+    # The prices come from a prices model (`PricesModel`): a row has no price or currency.
+    prices_elsewhere: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.columns) - set(SOURCE_COLUMNS))
@@ -66,13 +69,26 @@ class FieldMapping:
             raise ValueError(f"{', '.join(unknown)} is not a field of the catalog")
         if self.price_unit not in ("major", "minor"):
             raise ValueError(f"price_unit must be major or minor, not {self.price_unit!r}")
-        columns = {name: self.columns.get(name, name) for name in SOURCE_COLUMNS}
+        if self.prices_elsewhere:
+            mapped = [name for name in _PRICE_OF_ROW if self.columns.get(name)]
+            if mapped or self.currency is not None:
+                raise ValueError(
+                    f"the field {(mapped or ['currency'])[0]} of a row is unused: the prices "
+                    "come from the prices table"
+                )
+        columns = {
+            name: self.columns.get(
+                name, None if self.prices_elsewhere and name in _PRICE_OF_ROW else name
+            )
+            for name in SOURCE_COLUMNS
+        }
         if self.active is not None:
             columns["active"] = self.active.column
         if self.currency is not None:
             columns["currency"] = None
         required = [name for name in SOURCE_COLUMNS if not columns[name]]
-        required = [name for name in required if name not in OPTIONAL_FIELDS]
+        optional = OPTIONAL_FIELDS + (_PRICE_OF_ROW if self.prices_elsewhere else ())
+        required = [name for name in required if name not in optional]
         if required:
             raise ValueError(f"the field {required[0]} needs a column")
         object.__setattr__(self, "columns", MappingProxyType(columns))
@@ -133,6 +149,8 @@ class FieldMapping:
         """The mapping in effect, a line a field, e.g. `price <- price_cents (minor units)`."""
         lines = []
         for name, column in self.columns.items():
+            if self.prices_elsewhere and name in _PRICE_OF_ROW:
+                continue
             if name == "price":
                 lines.append(f"price <- {column} ({self.price_unit} units)")
             elif name == "currency" and column is None:
@@ -167,3 +185,81 @@ def metadata_of(columns: Iterable[str], keyed: Mapping[str, str]) -> dict[str, s
 def value_text(value: Any) -> str:
     """A rule's value as text, as SQL and PostgREST spell it (true, not True)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# A price row's fields (`prices:` in the settings): its id, the catalog id of its product,
+# its amount and currency; the rest optional (no column: one-time, every 1, active, the
+# product's first price by id is its default, no nickname).
+PRICE_FIELDS = (
+    "id",
+    "product_id",
+    "amount",
+    "currency",
+    "interval",
+    "interval_count",
+    "active",
+    "default",
+    "nickname",
+)
+REQUIRED_PRICE_FIELDS = ("id", "product_id", "amount", "currency")
+
+
+@dataclass(frozen=True)
+class PriceMapping:
+    """Which column of the prices model holds each price field (None: no column) and the
+    unit of its amounts."""
+
+    columns: Mapping[str, str | None] = field(default_factory=dict)
+    price_unit: PriceUnit = "major"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.columns) - set(PRICE_FIELDS))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} is not a field of a price")
+        if self.price_unit not in ("major", "minor"):
+            raise ValueError(f"price_unit must be major or minor, not {self.price_unit!r}")
+        columns = {
+            name: self.columns.get(name, name if name in REQUIRED_PRICE_FIELDS else None)
+            for name in PRICE_FIELDS
+        }
+        required = [name for name in REQUIRED_PRICE_FIELDS if not columns[name]]
+        if required:
+            raise ValueError(f"the field {required[0]} needs a column")
+        object.__setattr__(self, "columns", MappingProxyType(columns))
+
+    def column(self, name: str) -> str | None:
+        return self.columns[name]
+
+    def read(self) -> dict[str, str]:
+        """What a read selects: field -> column, the fields with a column."""
+        return {name: column for name, column in self.columns.items() if column}
+
+    def referenced(self) -> list[tuple[str, str]]:
+        """Every column the mapping reads, with the setting that names it."""
+        return [(f"prices.columns.{name}", column) for name, column in self.read().items()]
+
+    def shaped(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A price row as read: every field (None without a column)."""
+        return {name: row.get(name) for name in PRICE_FIELDS}
+
+    def describe(self) -> list[str]:
+        return [
+            f"price {name} <- {column}"
+            + (f" ({self.price_unit} units)" if name == "amount" else "")
+            for name, column in self.read().items()
+        ]
+
+
+@dataclass(frozen=True)
+class PricesModel:
+    """Where a catalog's prices are: a table or view (or, for SQL catalogs, a query) of its
+    database, narrowed by `where`, its columns mapped by `mapping`."""
+
+    mapping: PriceMapping
+    table: str | None = None
+    query: str | None = None
+    where: str | None = None
+
+    def describe(self) -> str:
+        model = f"table {self.table}" if self.query is None else "prices.query"
+        return model + (f" where {self.where}" if self.where else "")

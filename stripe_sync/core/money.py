@@ -28,6 +28,12 @@ THREE_DECIMAL_CURRENCIES = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 # krónur (divisible by 100): docs.stripe.com/currencies#special-cases.
 WHOLE_MAJOR_UNIT_CURRENCIES = frozenset({"isk"})
 
+# A recurring price's billing intervals, and the longest count of each: "Maximum of three
+# years interval allowed (3 years, 36 months, or 156 weeks)" (the SDK's docstring of
+# `interval_count`; three years of days is *unverified*).
+RECURRING_INTERVALS = ("day", "week", "month", "year")
+MAX_INTERVAL_COUNT = {"day": 3 * 365, "week": 156, "month": 36, "year": 3}
+
 # Stripe's minimum charge amounts in major units (a business rule: a price below them can
 # exist, but can't be charged alone). Other currencies have no minimum here.
 MINIMUM_CHARGE = {

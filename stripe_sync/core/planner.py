@@ -76,7 +76,7 @@ class Action:
 
     @property
     def reprice(self) -> bool:
-        return "price" in self.fields
+        return "price" in self.fields or "prices" in self.fields
 
     @property
     def change(self) -> str:
@@ -180,4 +180,4 @@ def _values(product: DesiredProduct) -> dict[str, object]:
         "metadata": dict(product.extra_metadata),
         "active": product.active,
         "price": price_text(product.unit_amount, product.currency),
-    }
+    } | ({"prices": [price.describe() for price in product.prices]} if product.prices else {})

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = ("created", "updated", "unchanged", "archived", "orphaned", "invalid", "failed")
+PRICE_RESULTS = ("created", "archived", "unchanged")
 _REMOVED = {
     "archived": "deleted from the catalog: archived in Stripe",
     "orphaned": "deleted from the catalog, still live in Stripe (mirror mode archives it)",
@@ -29,6 +30,8 @@ class Report:
     invalid: list[dict] = field(default_factory=list)
     removed: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
+    # With a prices model: the products' prices created, archived and found as wanted.
+    prices: dict[str, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -54,6 +57,13 @@ class Report:
                 f"rate {self.rate:.1f} products/s."
             ),
         ]
+        if any(self.prices.values()):
+            lines += [
+                "",
+                "Prices: "
+                + ", ".join(f"{count} {name}" for name, count in self.prices.items())
+                + ".",
+            ]
         if self.catalog_retries:
             lines += [
                 "",
@@ -94,10 +104,13 @@ def table_cell(value: object) -> str:
 def build_report(mode: str, batch_records: list[dict]) -> Report:
     """A report from each batch's final ledger record (`outcomes`, `requests`, `seconds`)."""
     counts: Counter[str] = Counter()
+    prices: Counter[str] = Counter()
     failures, invalid, removed = [], [], []
     for record in batch_records:
         for outcome in record["outcomes"]:
             counts[outcome["result"]] += 1
+            for name in PRICE_RESULTS:
+                prices[name] += outcome.get(f"prices_{name}", 0)
             row = {"cms_id": outcome["cms_id"], "batch": record["batch"], "error": outcome["error"]}
             if outcome["result"] == "failed":
                 failures.append(row)
@@ -124,6 +137,7 @@ def build_report(mode: str, batch_records: list[dict]) -> Report:
             for record in batch_records
             for w in record.get("warnings", [])
         ],
+        prices={name: prices[name] for name in PRICE_RESULTS},
     )
 
 

@@ -48,6 +48,11 @@ class CatalogRows(pa.DataFrameModel):
     sync_hash: Series[object] = pa.Field(
         nullable=True, description="Write-back: content hash last synced."
     )
+    prices: Series[object] | None = pa.Field(
+        nullable=False,
+        description="With a prices model: the product's price rows (id, product_id, amount, "
+        "currency, interval, interval_count, active, default, nickname), values still raw.",
+    )
     mapped_metadata: Series[object] | None = pa.Field(
         alias=r"^metadata\..+$",
         regex=True,
@@ -79,6 +84,17 @@ class ValidatedProducts(pa.DataFrameModel):
         nullable=True, description="Price in the currency's minor unit."
     )
     metadata: Series[object] = pa.Field(description="Mapped catalog columns as (key, value) pairs.")
+    prices: Series[object] = pa.Field(
+        description="With a prices model: every valid active price (`DesiredPrice`), the "
+        "default first; empty otherwise."
+    )
+    held_prices: Series[object] = pa.Field(
+        description="Ids of the product's quarantined price rows: their Stripe prices are left "
+        "alone."
+    )
+    price_reasons: Series[object] = pa.Field(
+        description="Why each quarantined price row is invalid (`price <id>: code: message`)."
+    )
     stripe_product_id: Series[object] = pa.Field(
         nullable=True, description="Last synced Stripe product id."
     )

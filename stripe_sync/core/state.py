@@ -19,8 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from stripe_sync.core.backups import Backup
+from stripe_sync.core.batches import Batch
 from stripe_sync.core.checkpoints import Checkpoint
-from stripe_sync.core.contract import WRITE_BACK_COLUMNS, Catalog, WriteBack
+from stripe_sync.core.contract import WRITE_BACK_COLUMNS, Catalog, WriteBack, with_prices
 from stripe_sync.core.retry import RetryStats
 
 # batch -> catalog id -> the new checkpoint (None: forget it)
@@ -119,6 +120,14 @@ class TrackedCatalog:
                 yield from self._with_state(page)
                 page = []
         yield from self._with_state(page)
+
+    def read_batch(self, batch: Batch) -> tuple[list[dict], list[dict]]:
+        """The batch's rows (each with its `batch` and, with a prices model, its `prices`),
+        and the price rows in its range whose product is not among them."""
+        rows = [{"batch": batch.key, **row} for row in self.read_rows(batch.lower, batch.upper)]
+        if not self.catalog.prices:
+            return rows, []
+        return rows, with_prices(rows, self.catalog.read_prices(batch.lower, batch.upper))
 
     def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
         return list(self._with_state(self.catalog.changed_since(after, limit)))

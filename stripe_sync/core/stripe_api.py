@@ -173,6 +173,19 @@ class StripeApi:
             options=_key(idempotency_key),
         )
 
+    def prices_of(self, product_id: str) -> list[dict]:
+        """Every price of a product, archived ones too: one request per 100."""
+        prices, after = [], None
+        while True:
+            params: dict[str, Any] = {"product": product_id, "limit": LIST_PAGE_SIZE}
+            if after is not None:
+                params["starting_after"] = after
+            page = self._call("GET /v1/prices", self._client.v1.prices.list, params=params)
+            prices += page["data"]
+            if not page["has_more"]:
+                return prices
+            after = page["data"][-1]["id"]
+
     def price_by_lookup_key(self, lookup_key: str) -> dict | None:
         found = self._call(
             "GET /v1/prices",

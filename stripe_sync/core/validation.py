@@ -11,16 +11,23 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 import pandas as pd
 
-from stripe_sync.core.identity import METADATA_PREFIX, DesiredProduct, reserved_metadata_keys
+from stripe_sync.core.identity import (
+    METADATA_PREFIX,
+    DesiredPrice,
+    DesiredProduct,
+    reserved_metadata_keys,
+)
 from stripe_sync.core.money import (
+    MAX_INTERVAL_COUNT,
     MINIMUM_CHARGE,
+    RECURRING_INTERVALS,
     SUPPORTED_CURRENCIES,
     UNITS_PER_EUR,
     AmountError,
@@ -49,7 +56,7 @@ _CONTROL_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 VALIDATED_COLUMNS = (
     "batch", "cms_id", "reasons", "warnings", "name", "description", "images", "active", "currency",
-    "unit_amount", "metadata", "stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "synced_at", "sync_hash",
+    "unit_amount", "metadata", "prices", "held_prices", "price_reasons", "stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "synced_at", "sync_hash",
 )  # fmt: skip
 _STATE_COLUMNS = (
     "stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "synced_at", "sync_hash",
@@ -60,6 +67,7 @@ _STATE_COLUMNS = (
 class ValidationRules:
     default_currency: str = "eur"
     price_unit: str = "major"  # of the catalog's prices: major (12.50) or minor (1250)
+    prices_unit: str = "major"  # of the prices model's amounts
     round_prices: bool = False
     allow_free_products: bool = False
     skip_validation: bool = False  # skips the business rules only
@@ -124,8 +132,15 @@ def _validate_row(
             "description_too_long",
             f"the description has {len(description)} characters; at most {MAX_DESCRIPTION_LENGTH}",
         )
-    currency = _currency(raw.get("currency"), rules, row)
-    unit_amount = _unit_amount(raw.get("price"), currency, rules, row)
+    if "prices" in raw:  # a prices model: the default price is the product's own
+        prices, held, price_reasons = _prices(raw["prices"], rules, row)
+        currency, unit_amount = (
+            (prices[0].currency, prices[0].unit_amount) if prices else ("", None)
+        )
+    else:
+        prices, held, price_reasons = (), (), ()
+        currency = _currency(raw.get("currency"), rules, row)
+        unit_amount = _unit_amount(raw.get("price"), currency, rules, row)
     metadata = _metadata(raw, row)
     images = tuple(_images(raw.get("images"), row))
     return {
@@ -140,11 +155,92 @@ def _validate_row(
         "currency": currency,
         "unit_amount": unit_amount,
         "metadata": metadata,
+        "prices": prices,
+        "held_prices": held,
+        "price_reasons": price_reasons,
         **{
             column: None if _missing(raw.get(column)) else raw.get(column)
             for column in _STATE_COLUMNS
         },
     }
+
+
+def _prices(
+    raw_prices: Sequence[dict[str, Any]], rules: ValidationRules, product: _Row
+) -> tuple[tuple[DesiredPrice, ...], tuple[str, ...], tuple[str, ...]]:
+    """A product's price rows: the valid active ones as Stripe must have them (the default
+    first), the ids of the invalid ones (quarantined: their Stripe prices are left alone)
+    and why each is invalid (`price <id>: code: message`). A product with no valid active
+    price is invalid itself."""
+    counts = Counter(_text(raw["id"]) for raw in raw_prices)
+    valid, held, reasons = [], [], []
+    for position, raw in enumerate(raw_prices):  # in the model's order: by id
+        key = _text(raw["id"])
+        price = _Row()
+        if not key.strip():
+            price.invalid("price_id_missing", "the price row has no id")
+        elif counts[key] > 1:
+            price.invalid("price_id_duplicate", f"another price row has the id {key!r}")
+        currency = _currency(raw.get("currency"), rules, price)
+        unit_amount = _unit_amount(
+            raw.get("amount"), currency, replace(rules, price_unit=rules.prices_unit), price
+        )
+        interval, interval_count = _interval(raw.get("interval"), raw.get("interval_count"), price)
+        if price.reasons:
+            held.append(key)
+            reasons += [f"price {key}: {reason}" for reason in price.reasons]
+            continue
+        if not _flag(raw.get("active"), default=True):
+            continue  # an inactive row: its Stripe price is archived
+        nickname = _clean(raw.get("nickname"), _CONTROL) or None
+        desired = DesiredPrice(key, currency, unit_amount, interval, interval_count, nickname)
+        valid.append((not _flag(raw.get("default"), default=False), position, desired))
+    if not valid:
+        product.invalid("prices_missing", "the product has no valid active price")
+        return (), tuple(held), tuple(reasons)
+    # The default first (the first flagged, else the first by id), then the rest by id.
+    default = min(valid, key=lambda item: item[:2])
+    rest = [desired for _, _, desired in valid if desired is not default[2]]
+    return (default[2], *rest), tuple(held), tuple(reasons)
+
+
+def _interval(interval: Any, count: Any, row: _Row) -> tuple[str | None, int]:
+    """A price's billing interval (None: one-time) and its count, as Stripe allows them."""
+    interval = _text(interval).strip().lower() or None
+    if interval is not None and interval not in RECURRING_INTERVALS:
+        row.invalid(
+            "price_interval_invalid",
+            f"{interval!r} is no billing interval: use day, week, month or year (empty: one-time)",
+        )
+        return None, 1
+    if _missing(count) or _text(count).strip() == "":
+        return interval, 1
+    try:
+        number = Decimal(_text(count).strip())
+    except ArithmeticError:
+        number = Decimal(0)
+    longest = MAX_INTERVAL_COUNT.get(interval or "", 1)
+    if number != number.to_integral_value() or not 1 <= number <= longest:
+        row.invalid(
+            "price_interval_count_invalid",
+            f"{_text(count)!r} is no interval count"
+            + (
+                f" for {interval}: a whole number from 1 to {longest}"
+                if interval
+                else ": a one-time price has none"
+            ),
+        )
+        return interval, 1
+    return interval, int(number)
+
+
+def _flag(value: Any, *, default: bool) -> bool:
+    """A boolean cell: true, 1, yes, t (any case) is true; empty is the default."""
+    if _missing(value) or _text(value).strip() == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    return _text(value).strip().lower() in ("true", "t", "1", "yes", "y")
 
 
 def _missing(value: Any) -> bool:
@@ -314,6 +410,8 @@ def planning_inputs(
                 currency=row["currency"],
                 unit_amount=row["unit_amount"],
                 extra_metadata=tuple(row["metadata"]),
+                prices=tuple(row["prices"]),
+                held_prices=tuple(row["held_prices"]),
             )
         state = SyncState(
             row["stripe_product_id"], row["stripe_price_id"], row["sync_status"], row["sync_hash"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.compare import field_differs, is_desired_price
-from stripe_sync.core.identity import PRODUCT_FIELDS, DesiredProduct, stripe_product_id
+from stripe_sync.core.identity import MANAGED_BY, PRODUCT_FIELDS, DesiredProduct, stripe_product_id
 from stripe_sync.core.money import price_text
 from stripe_sync.core.planner import SyncState
 
@@ -91,9 +91,11 @@ def verify_batch(
     products: Mapping[str, dict],
     *,
     mirror: bool,
+    prices: Mapping[str, list[dict]] | None = None,
 ) -> BatchVerification:
     """Compare a batch's rows and checkpoints with its Stripe products (by id, default
-    prices expanded; a product missing from `products` does not exist)."""
+    prices expanded; a product missing from `products` does not exist) and, with a prices
+    model, every price of each (`prices`, by product id)."""
     mismatches: list[Mismatch] = []
     repairs: dict[str, Checkpoint | None] = {}
     present: set[str] = set()
@@ -103,7 +105,13 @@ def verify_batch(
         present.add(cms_id)
         checkpoint = checkpoints.get(cms_id)
         if desired is not None:
-            found = _valid_row(desired, state, checkpoint, products.get(desired.stripe_id))
+            found = _valid_row(
+                desired,
+                state,
+                checkpoint,
+                products.get(desired.stripe_id),
+                (prices or {}).get(desired.stripe_id, []),
+            )
             if checkpoint is not None and any(m.severity == ERROR for m in found):
                 repairs[cms_id] = None
         else:
@@ -138,6 +146,7 @@ def _valid_row(
     state: SyncState,
     checkpoint: Checkpoint | None,
     product: dict | None,
+    prices: list[dict],
 ) -> list[Mismatch]:
     def mismatch(subject: str, name: str, expected: object, actual: object, note: str = ""):
         return Mismatch(
@@ -161,6 +170,11 @@ def _valid_row(
     price = product.get("default_price") or {}
     if not isinstance(price, dict):  # not expanded: only its id is known
         price = {"id": price}
+    if desired.prices:
+        return found + [
+            mismatch(PRICE, *difference)
+            for difference in _price_differences(desired, price, prices)
+        ]
     if not is_desired_price(price, desired):
         actual = price_text(price.get("unit_amount"), price.get("currency")) if price else None
         if price and not price.get("active", False):
@@ -168,6 +182,33 @@ def _valid_row(
         expected = price_text(desired.unit_amount, desired.currency)
         found.append(mismatch(PRICE, "default_price", expected, actual))
     return found
+
+
+def _price_differences(
+    desired: DesiredProduct, default: dict, prices: list[dict]
+) -> list[tuple[str, object, object]]:
+    """(what, expected, actual) for each way the product's prices differ from its price
+    rows: each row's one active price (content, nickname), the default, no other active
+    price of the pipeline's (a quarantined row's is left alone)."""
+    differences = []
+    for price in desired.prices:
+        active = [p for p in prices if p.get("active") and price.matches(p)]
+        if len(active) != 1:
+            differences.append((f"price {price.key}", price.describe(), f"{len(active)} active"))
+        elif (active[0].get("nickname") or None) != price.nickname:
+            differences.append(
+                (f"price {price.key} nickname", price.nickname, active[0].get("nickname"))
+            )
+    if not desired.prices[0].matches(default) or not default.get("active", False):
+        actual = (default.get("metadata") or {}).get("cms_price_id") if default else None
+        differences.append(("default_price", desired.prices[0].key, actual))
+    wanted = {price.key for price in desired.prices} | set(desired.held_prices)
+    for price in prices:
+        key = (price.get("metadata") or {}).get("cms_price_id")
+        managed = (price.get("metadata") or {}).get("managed_by") == MANAGED_BY
+        if price.get("active") and managed and key not in wanted:
+            differences.append((f"price {key or price['id']}", "archived", "active"))
+    return differences
 
 
 def _invalid_row(

@@ -64,7 +64,7 @@ with warnings.catch_warnings():  # dagster-pandera's converter is marked beta
 )
 def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResource) -> pd.DataFrame:
     """The batch's catalog rows as read: the CMS's columns and the sync state written back."""
-    rows, read = [], []
+    rows, read, unknown = [], [], []
     with step_outcome(context), catalog.opened() as source:
         undelivered = InstanceUndelivered(context)
         if delivered := deliver_kept(source.state, undelivered, context.partition_keys):
@@ -73,11 +73,15 @@ def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResourc
                 "catalog outage"
             )
         for batch in batches_for(context.instance, context.partition_keys):
-            batch_rows = [
-                {"batch": batch.key, **row} for row in source.read_rows(batch.lower, batch.upper)
-            ]
+            batch_rows, orphans = source.read_batch(batch)
             rows += batch_rows
+            unknown += orphans
             read.append(f"batch {batch.key}: {len(batch_rows)} rows, {batch.describe()}")
+    if unknown:
+        read.append(
+            f"{len(unknown)} price rows name a product that is not in the catalog (left "
+            f"out): {', '.join(str(price['id']) for price in unknown[:20])}"
+        )
     # One message for the run's batches: each message is a write to the run's event log.
     context.log.info("\n".join(read))
     raw = catalog_frame(rows)
@@ -86,9 +90,19 @@ def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResourc
             "dagster/row_count": len(raw),
             "catalog": source.describe(),
             **source.retries.as_metadata("catalog"),
+            **({"prices without a product": _price_table(unknown)} if unknown else {}),
         }
     )
     return raw
+
+
+def _price_table(prices: list[dict]) -> dg.MetadataValue:
+    return dg.MetadataValue.md(
+        "\n".join(
+            ["| price id | product id |", "| --- | --- |"]
+            + [f"| {price['id']} | {price['product_id']} |" for price in prices[:50]]
+        )
+    )
 
 
 class ValidationRunConfig(dg.Config):
@@ -118,11 +132,20 @@ def validated_products(
     rules = settings.validation_rules(skip_validation=config.skip_validation)
     validated = validate_batch(supabase_products, rules)
     invalid = validated[validated["reasons"].map(len) > 0]
+    price_reasons = [reason for reasons in validated["price_reasons"] for reason in reasons]
     context.add_output_metadata(
         {
             "dagster/row_count": len(validated),
             "valid": len(validated) - len(invalid),
             "invalid": len(invalid),
+            **(
+                {
+                    "invalid prices": len(price_reasons),
+                    "quarantined prices": dg.MetadataValue.md("\n".join(price_reasons[:50])),
+                }
+                if price_reasons
+                else {}
+            ),
             "quarantined": dg.MetadataValue.md(
                 "\n".join(
                     ["| catalog id | reasons |", "| --- | --- |"]
@@ -190,7 +213,7 @@ def stripe_products(
     options = config.plan_options(settings)
     if config.dry_run:
         with catalog.opened() as source:
-            mapping = catalog.mapping.field_mapping()
+            mapping = catalog.field_mapping()
             _observe_plan(context, validated_products, source.state, options, mapping)
         return
     with step_outcome(context), catalog.opened() as source, stripe.opened() as api:
@@ -270,6 +293,11 @@ def report_metadata(
     return {
         "dagster/row_count": report.products,
         **report.counts,
+        **(
+            {f"prices_{name}": count for name, count in report.prices.items()}
+            if any(report.prices.values())
+            else {}
+        ),
         "stripe_requests": report.stripe_requests,
         "report": dg.MetadataValue.md(report.to_markdown()),
         "json": dg.MetadataValue.path(str(json_path)),

@@ -3,15 +3,15 @@ Stripe holds what the batch's latest sync made (verification)."""
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
 from stripe_sync.core.checkpoints import Checkpoint
-from stripe_sync.core.errors import ConfigError, ErrorKind
-from stripe_sync.core.product_reads import Page, read_pages
+from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
+from stripe_sync.core.product_reads import Page, read_pages, read_prices_of
 from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.core.validation import planning_inputs
@@ -169,7 +169,9 @@ default_prices_match_catalog = dg.AssetCheckSpec(
     "default_prices_match_catalog",
     asset=stripe_prices,
     partitions_def=batch_partitions,
-    description="Every product's default price is active, with the catalog's amount and currency.",
+    description="Every product's default price is active, with the catalog's amount and currency; "
+    "with a prices model, every price of every product (amount, currency, interval, nickname, "
+    "active, default).",
 )
 
 
@@ -224,8 +226,16 @@ def stripe_matches_catalog(
             for batch in batches:
                 if batch in saved:
                     its_pages, requests = arrived.holding(ids[batch])
-                    result = _compare(
-                        context, batch, rows[batch], saved[batch], its_pages, source.state, mirror
+                    result, requests = _compare(
+                        context,
+                        batch,
+                        rows[batch],
+                        saved[batch],
+                        its_pages,
+                        source.state,
+                        mirror,
+                        prices_of=lambda ids: read_prices_of(api, ids, max_in_flight=in_flight),
+                        requests=requests,
                     )
                 else:
                     result, requests = _unverified("never synced", "run stripe-sync migrate"), 0
@@ -289,19 +299,33 @@ def _compare(
     pages: list[Page],
     store: StateStore,
     mirror: bool,
-) -> BatchVerification:
-    """The comparison of a batch's rows and checkpoints with its products, the repairs."""
+    *,
+    prices_of: Callable[[list[str]], tuple[dict[str, list[dict]], int, StripeFailure | None]],
+    requests: int,
+) -> tuple[BatchVerification, int]:
+    """The comparison of a batch's rows and checkpoints with its products (and, with a
+    prices model, each existing product's prices: one read a product), the repairs; and
+    the requests, `requests` (the product pages') and the price reads."""
     failed = [page.failure for page in pages if page.failure is not None]
     if failed:
-        return _unverified("not verified", f"could not read Stripe: {failed[0]}")
+        return _unverified("not verified", f"could not read Stripe: {failed[0]}"), requests
     products = {product["id"]: product for page in pages for product in page.products}
-    result = verify_batch(rows, saved, products, mirror=mirror)
+    priced = [
+        desired.stripe_id
+        for _, desired, _, _ in rows
+        if desired is not None and desired.prices and desired.stripe_id in products
+    ]
+    prices, price_requests, failure = prices_of(list(dict.fromkeys(priced)))
+    requests += price_requests
+    if failure is not None:
+        return _unverified("not verified", f"could not read Stripe: {failure}"), requests
+    result = verify_batch(rows, saved, products, mirror=mirror, prices=prices)
     if result.repairs:
         store.record([], {batch: result.repairs})
         context.log.warning(
             f"batch {batch}: {len(result.repairs)} drifted rows; the next sync reconciles them"
         )
-    return result
+    return result, requests
 
 
 def _unverified(actual: str, note: str) -> BatchVerification:

@@ -21,7 +21,7 @@ from pydantic import Field, PrivateAttr
 
 from stripe_sync.catalog import Catalog, open_catalog
 from stripe_sync.core.errors import ConfigError
-from stripe_sync.core.mapping import FieldMapping, ValueRule
+from stripe_sync.core.mapping import FieldMapping, PriceMapping, PricesModel, ValueRule
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 from stripe_sync.core.state import TrackedCatalog
 from stripe_sync.core.stripe_api import StripeApi, key_mode
@@ -69,7 +69,7 @@ class CatalogMapping(dg.Config):
             **rule("deleted"),
         )
 
-    def field_mapping(self) -> FieldMapping:
+    def field_mapping(self, *, prices_elsewhere: bool = False) -> FieldMapping:
         def rule(name: str) -> ValueRule | None:
             column = getattr(self, f"{name}_column")
             return ValueRule(column, tuple(getattr(self, f"{name}_values"))) if column else None
@@ -83,9 +83,49 @@ class CatalogMapping(dg.Config):
                 skip=rule("skip"),
                 deleted=rule("deleted"),
                 metadata=self.metadata,
+                prices_elsewhere=prices_elsewhere,
             )
         except ValueError as error:
             raise ConfigError(f"catalog.columns: {error}.") from None
+
+
+class PricesConfig(dg.Config):
+    """Where the prices are when a product has several (settings `prices`): a table or view,
+    or a SQL query, of the catalog's database; empty: one price per product row."""
+
+    table: str = ""
+    query: str = ""
+    where: str = ""
+    columns: dict[str, str] = Field(
+        default_factory=dict, description='Price field -> column; "" for no column.'
+    )
+    price_unit: str = "major"
+
+    @classmethod
+    def of(cls, model: PricesModel | None) -> PricesConfig:
+        if model is None:
+            return cls()
+        return cls(
+            table=model.table or "",
+            query=model.query or "",
+            where=model.where or "",
+            columns={name: column or "" for name, column in model.mapping.columns.items()},
+            price_unit=model.mapping.price_unit,
+        )
+
+    def model(self) -> PricesModel | None:
+        if not (self.table or self.query):
+            return None
+        try:
+            mapping = PriceMapping(
+                columns={name: column or None for name, column in self.columns.items()},
+                price_unit=self.price_unit,
+            )
+        except ValueError as error:
+            raise ConfigError(f"prices.columns: {error}.") from None
+        return PricesModel(
+            mapping, table=self.table or None, query=self.query or None, where=self.where or None
+        )
 
 
 class CatalogResource(dg.ConfigurableResource):
@@ -100,6 +140,7 @@ class CatalogResource(dg.ConfigurableResource):
     query: str = Field(default="", description="A SQL query as the catalog, instead of the table.")
     where: str = Field(default="", description="Which rows are part of the catalog.")
     mapping: CatalogMapping = Field(default_factory=CatalogMapping)
+    prices: PricesConfig = Field(default_factory=PricesConfig)
     state_url: str = Field(
         default="",
         repr=False,
@@ -137,13 +178,18 @@ class CatalogResource(dg.ConfigurableResource):
             supabase_url=self.supabase_url or None,
             supabase_key=self.supabase_service_role_key or None,
             table=self.table,
-            mapping=self.mapping.field_mapping(),
+            mapping=self.field_mapping(),
+            prices=self.prices.model(),
             query=self.query or None,
             where=self.where or None,
             timeout_s=self.timeout_s,
             retry=retry,
             stats=stats,
         )
+
+    def field_mapping(self) -> FieldMapping:
+        """The catalog's field mapping (without a price of its own with a prices model)."""
+        return self.mapping.field_mapping(prices_elsewhere=self.prices.model() is not None)
 
     @contextlib.contextmanager
     def opened(self, *, deadline_s: float | None = None) -> Iterator[TrackedCatalog]:
@@ -211,6 +257,7 @@ class PipelineSettings(dg.ConfigurableResource):
     batch_size: int = 1_000
     default_currency: str = "eur"
     price_unit: str = "major"  # of the catalog's prices: major (12.50) or minor (1250)
+    prices_unit: str = "major"  # of the prices model's amounts
     reports_dir: str = "reports"
     round_prices: bool = False
     allow_free_products: bool = False
@@ -225,6 +272,7 @@ class PipelineSettings(dg.ConfigurableResource):
         return ValidationRules(
             default_currency=self.default_currency,
             price_unit=self.price_unit,
+            prices_unit=self.prices_unit,
             round_prices=self.round_prices,
             allow_free_products=self.allow_free_products,
             skip_validation=self.skip_validation if skip_validation is None else skip_validation,
@@ -317,7 +365,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         table=settings.catalog.table,
         query=settings.catalog.query or "",
         where=settings.catalog.where or "",
-        mapping=CatalogMapping.of(settings.catalog.mapping()),
+        mapping=CatalogMapping.of(settings.catalog_mapping()),
+        prices=PricesConfig.of(settings.prices.model()),
         state_url=secret(settings.state.url),
         timeout_s=settings.catalog.timeout_s,
         retry_attempts=settings.catalog.retry_attempts,
@@ -345,6 +394,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             # The catalog's one currency, when it has no currency column.
             default_currency=settings.catalog.currency or settings.validation.default_currency,
             price_unit=settings.catalog.price_unit,
+            prices_unit=settings.prices.price_unit,
             round_prices=settings.validation.round_prices,
             allow_free_products=settings.validation.allow_free_products,
             skip_validation=settings.validation.skip_validation,

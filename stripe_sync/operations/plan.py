@@ -23,10 +23,7 @@ def plan(settings: Settings, options: RunOptions, summary: PlanSummary) -> PlanS
             registered = instance.get_dynamic_partitions(batch_partitions.name)
             keys = [*registered, *keys_to_register(source, registered, settings.sync.batch_size)]
             for batch in batches(keys):
-                rows = [
-                    {"batch": batch.key, **row}
-                    for row in source.read_rows(batch.lower, batch.upper)
-                ]
+                rows, _unknown_prices = source.read_batch(batch)
                 validated = validate_batch(catalog_frame(rows), rules)
                 planned = plan_frame(validated, [batch.key], source.state, plan_options)
                 summary.add(batch.key, planned[batch.key])

@@ -72,7 +72,12 @@ def preflight(settings: Settings, instance: dg.DagsterInstance | None = None) ->
 
 
 def _mapping_lines(settings: Settings) -> list[str]:
-    mapping = settings.catalog.mapping()
-    if mapping.is_default:
-        return [f"none: each field in the column of its name ({', '.join(mapping.columns)})"]
-    return mapping.describe()
+    mapping, prices = settings.catalog_mapping(), settings.prices.model()
+    lines = (
+        [f"none: each field in the column of its name ({', '.join(mapping.columns)})"]
+        if mapping.is_default
+        else mapping.describe()
+    )
+    if prices is not None:
+        lines += [f"prices from {prices.describe()}", *prices.mapping.describe()]
+    return lines

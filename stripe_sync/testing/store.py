@@ -15,7 +15,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from stripe_sync.core.money import SUPPORTED_CURRENCIES
+from stripe_sync.core.money import MAX_INTERVAL_COUNT, RECURRING_INTERVALS, SUPPORTED_CURRENCIES
 from stripe_sync.testing.errors import StripeApiError, invalid_request, resource_missing
 from stripe_sync.testing.search import SearchIndex, parse_query
 
@@ -26,12 +26,7 @@ MAX_METADATA_VALUE_LENGTH = 500
 MAX_LOOKUP_KEY_LENGTH = 200
 MAX_LOOKUP_KEYS_FILTER = 10
 PRICE_TYPES = ("one_time", "recurring")
-RECURRING_INTERVALS = ("day", "week", "month", "year")
 USAGE_TYPES = ("licensed", "metered")
-# `recurring[interval_count]`: "Maximum of three years interval allowed (3 years, 36 months,
-# or 156 weeks)" (the SDK's docstring). Days are not named there: three years of 365 days
-# is *unverified*.
-MAX_INTERVAL_COUNT = {"day": 3 * 365, "week": 156, "month": 36, "year": 3}
 _ID_ALPHABET = string.ascii_letters + string.digits
 _MAX_EXPAND_DEPTH = 4
 _EXPANDABLE = {"product": {"default_price": "price"}, "price": {"product": "product"}}

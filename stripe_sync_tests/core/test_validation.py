@@ -191,3 +191,82 @@ def test_prices_in_minor_units_are_whole_numbers_of_the_currencys_minor_unit(
 
     assert codes(frame) == [reasons]
     assert frame["unit_amount"][0] == unit_amount
+
+
+# --- price rows of a prices model -------------------------------------------------------
+
+
+def price_row(key: str, amount: object = "1250", **fields: object) -> dict:
+    return {"id": key, "product_id": "0", "amount": amount, "currency": "eur", **fields}
+
+
+def validate_prices(*prices: dict, unit: str = "minor") -> dict:
+    [row] = records_of(
+        validate({"name": "Plan", "prices": list(prices)}, rules=ValidationRules(prices_unit=unit))
+    )
+    return row
+
+
+def records_of(frame: pd.DataFrame) -> list[dict]:
+    return frame.to_dict("records")
+
+
+@pytest.mark.parametrize(
+    ("price", "code"),
+    [
+        (price_row(" "), "price_id_missing"),
+        (price_row("a", "12.5"), "price_not_a_number"),
+        (price_row("a", "12,50"), "price_ambiguous"),
+        (price_row("a", None), "price_missing"),
+        (price_row("a", currency="euro"), "currency_unsupported"),
+        (price_row("a", "30"), "price_below_minimum"),
+        (price_row("a", interval="fortnight"), "price_interval_invalid"),
+        (price_row("a", interval="month", interval_count=37), "price_interval_count_invalid"),
+        (price_row("a", interval="week", interval_count="1.5"), "price_interval_count_invalid"),
+        (price_row("a", interval="year", interval_count=0), "price_interval_count_invalid"),
+        (price_row("a", interval_count=2), "price_interval_count_invalid"),
+    ],
+)
+def test_a_bad_price_row_is_quarantined_with_its_reason_and_the_product_keeps_its_others(
+    price, code
+):
+    row = validate_prices(price, price_row("ok"))
+
+    assert row["reasons"] == ()
+    assert [reason.split(": ")[1] for reason in row["price_reasons"]] == [code]
+    assert row["held_prices"] == (price["id"],)
+    assert [price.key for price in row["prices"]] == ["ok"]
+
+
+def test_a_product_without_a_valid_active_price_is_invalid():
+    row = validate_prices(price_row("off", active=False), price_row("bad", "x"))
+
+    assert [reason.split(":")[0] for reason in row["reasons"]] == ["prices_missing"]
+
+
+def test_recurring_prices_take_interval_and_count_and_the_flagged_default_comes_first():
+    row = validate_prices(
+        price_row("m", "900", interval="Month", nickname="Monthly"),
+        price_row("q", "2500", interval="month", interval_count="3", default=True),
+        price_row("y", "9000", interval="year", interval_count=None, default="false"),
+        price_row("old", "800", interval="month", active="false"),
+    )
+
+    assert [price.describe() for price in row["prices"]] == [
+        "q: 25.00 EUR every 3 month",
+        "m: 9.00 EUR every 1 month 'Monthly'",
+        "y: 90.00 EUR every 1 year",
+    ]
+    assert (row["currency"], row["unit_amount"]) == ("eur", 2500)  # the default's
+
+
+def test_without_a_default_flag_the_first_price_by_id_is_the_default():
+    row = validate_prices(price_row("a", "1500"), price_row("b", "1750"))
+
+    assert [price.key for price in row["prices"]] == ["a", "b"]
+
+
+def test_price_amounts_in_major_units_follow_the_prices_unit():
+    row = validate_prices(price_row("a", "12.50"), unit="major")
+
+    assert row["prices"][0].unit_amount == 1250
