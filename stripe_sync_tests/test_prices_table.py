@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 import stripe
 from click.testing import CliRunner
 
 from stripe_sync.cli import main
+from stripe_sync.core.plan_output import PlanSummary
+from stripe_sync.operations.options import RunOptions
+from stripe_sync.operations.plan import plan
+from stripe_sync.settings import load_settings
 from stripe_sync.testing.knobs import FAULT_KINDS
 from stripe_sync_tests.conftest import (
     PRICES_CHECK,
@@ -267,3 +272,39 @@ def test_with_a_fifth_of_requests_faulted_several_prices_converge_without_a_dupl
     emulator.configure(fault_rate=0.0)
     assert_many_plans_exact(emulator.base_url)
     assert results[-1].report["counts"]["failed"] == 0
+
+
+def test_rollback_brings_every_price_back_as_active_as_it_was_and_a_second_finds_nothing(
+    schema_cms, pipeline_env, emulator
+):
+    cms = schema_cms("postgres", PLANS)
+    assert pipeline_env.migrate().succeeded
+    second_run_started = datetime.now(UTC).isoformat()
+    cms.execute(*PLANS_EDITS)
+    assert pipeline_env.migrate().succeeded
+    assert stripe_prices_by_product(emulator.base_url) == PLANS_SECOND
+
+    rolled_back = CliRunner().invoke(main, ["rollback", "--yes", "--since", second_run_started])
+
+    assert rolled_back.exit_code == 0, rolled_back.output
+    assert stripe_prices_by_product(emulator.base_url) == PLANS_FIRST, rolled_back.output
+    seen = len(emulator.requests())
+    again = CliRunner().invoke(main, ["rollback", "--yes", "--since", second_run_started])
+    assert "Nothing to roll back." in again.output
+    assert write_requests(emulator.requests()[seen:]) == []
+
+
+def test_the_plan_shows_each_products_prices(schema_cms, pipeline_env, emulator):
+    schema_cms("postgres", PLANS)
+    settings = load_settings()
+
+    summary = plan(settings, RunOptions(), PlanSummary(every_row=True))
+    markdown = summary.to_markdown()
+
+    assert summary.changes["create"] == 2
+    assert (
+        "prices: [\"basic-m-eur: 9.00 EUR every 1 month 'Monthly'\", 'basic-m-usd: 10.00 USD "
+        "every 1 month', \"basic-y-eur: 90.00 EUR every 1 year 'Yearly'\", 'basic-y-usd: "
+        "100.00 USD every 1 year']" in markdown
+    )
+    assert emulator.requests() == []

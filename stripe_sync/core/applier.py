@@ -27,7 +27,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -154,6 +154,7 @@ class Applier:
             else two_request_share
         )
         self._creates = itertools.count()
+        self._prices_before: Mapping[str, list[dict]] = {}
 
     def apply_products(self, actions: Iterable[Action]) -> list[Outcome]:
         """Phase one: every action's product; outcomes for the rows it got to.
@@ -174,8 +175,15 @@ class Applier:
             stopped.finished[:0] = immediate
             raise
 
-    def apply_prices(self, pending: Iterable[tuple[Outcome, DesiredProduct]]) -> list[Outcome]:
-        """Phase two: a new default price for each outcome left `price_pending`."""
+    def apply_prices(
+        self,
+        pending: Iterable[tuple[Outcome, DesiredProduct]],
+        prices_before: Mapping[str, list[dict]] | None = None,
+    ) -> list[Outcome]:
+        """Phase two: a new default price for each outcome left `price_pending` (with a prices
+        model: all its prices in line; `prices_before`: each product's prices as already read,
+        by product id, so they are not read again)."""
+        self._prices_before = prices_before or {}
         return self._run(list(pending), self._reprice)
 
     def _key(self, operation: str, object_id: str, params: dict) -> str:
@@ -439,7 +447,9 @@ class Applier:
                     price_pending=False,
                     prices_created=outcome.prices_created + len(desired.prices) - 1,
                 )
-            current = self._stripe.prices_of(product_id)
+            current = self._prices_before.get(product_id)
+            if current is None:
+                current = self._stripe.prices_of(product_id)
             found = [self._price_of(desired, price, current) for price in desired.prices]
             ids = [price_id for price_id, _ in found]
             params = {"default_price": ids[0], "metadata": {"sync_hash": desired.sync_hash}}

@@ -6,7 +6,9 @@ One per run and batch (kept in the state store, `core/state.py`), holding:
   Stripe for, as they were before;
 - `stripe_products`: by product id, each product the run will change as Stripe returned
   it before (default price expanded), or None where the run creates it;
-- `actions`: by catalog id, the planned change (`create`, `update`, `new_price`, ...).
+- `actions`: by catalog id, the planned change (`create`, `update`, `new_price`, ...);
+- `stripe_prices`: with a prices model, every price of each product whose prices the run
+  changes, as they were before.
 
 Rollback restores from the oldest backup of each product in the window it is given.
 """
@@ -25,6 +27,9 @@ class Backup:
     catalog_rows: list[dict] = field(default_factory=list)
     stripe_products: dict[str, dict | None] = field(default_factory=dict)
     actions: dict[str, str] = field(default_factory=dict)
+    # With a prices model, by product id: every price of each product whose prices the run
+    # changes, as Stripe listed them before (taken by the prices step, in a backup of its own).
+    stripe_prices: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def now_iso() -> str:

@@ -51,30 +51,39 @@ def read_pages(api: StripeApi, product_ids: Sequence[str], *, max_in_flight: int
         yield from pool.map(read, chunks)
 
 
-def read_prices_of(
-    api: StripeApi, product_ids: Sequence[str], *, max_in_flight: int
-) -> tuple[dict[str, list[dict]], int, StripeFailure | None]:
-    """Every price of each product (one list request a product, at most `max_in_flight` at
-    once), the requests they took, and the first failure, if any (the others are read all
-    the same)."""
+@dataclass(frozen=True)
+class PriceReads:
+    """Every price of some products, by product id; the requests each read took (retries
+    included); and each read that failed."""
 
-    def read(product_id: str) -> tuple[str, list[dict], int, StripeFailure | None]:
+    prices: dict[str, list[dict]]
+    requests: dict[str, int]
+    failures: dict[str, StripeFailure]
+
+
+def read_prices_of(api: StripeApi, product_ids: Sequence[str], *, max_in_flight: int) -> PriceReads:
+    """Every price of each product: one list request a product, at most `max_in_flight` at
+    once; a read that fails says so, the others are read all the same."""
+
+    def read(product_id: str) -> tuple[list[dict], int, StripeFailure | None]:
         before = api.requests_sent_by_this_thread
         try:
             prices = api.prices_of(product_id)
         except StripeFailure as failure:
-            return product_id, [], api.requests_sent_by_this_thread - before, failure
-        return product_id, prices, api.requests_sent_by_this_thread - before, None
+            return [], api.requests_sent_by_this_thread - before, failure
+        return prices, api.requests_sent_by_this_thread - before, None
 
-    if not product_ids:
-        return {}, 0, None
-    with ThreadPoolExecutor(
-        min(max_in_flight, len(product_ids)), thread_name_prefix="stripe-read"
-    ) as pool:
-        results = list(pool.map(read, product_ids))
-    failures = [failure for *_, failure in results if failure is not None]
-    return (
-        {product_id: prices for product_id, prices, _, _ in results},
-        sum(requests for _, _, requests, _ in results),
-        failures[0] if failures else None,
+    ids = list(dict.fromkeys(product_ids))
+    if not ids:
+        return PriceReads({}, {}, {})
+    with ThreadPoolExecutor(min(max_in_flight, len(ids)), thread_name_prefix="stripe-read") as pool:
+        results = dict(zip(ids, pool.map(read, ids), strict=True))
+    return PriceReads(
+        {
+            product_id: prices
+            for product_id, (prices, _, failure) in results.items()
+            if failure is None
+        },
+        {product_id: requests for product_id, (_, requests, _) in results.items()},
+        {product_id: failure for product_id, (_, _, failure) in results.items() if failure},
     )

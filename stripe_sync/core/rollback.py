@@ -11,7 +11,10 @@ finds nothing to do and writes nothing. A dry run is the plan, not applied.
 - Existed: one product update restoring the fields that differ (name, description, images,
   metadata, active). If the default price differs, the old default is reactivated first
   (the migration archived it), set as default in that same update, and the migration's
-  default archived last: Stripe refuses to archive a default price.
+  default archived last: Stripe refuses to archive a default price. With a prices model,
+  every price of the product is brought back to how active it was (read once a product):
+  the prices the run archived are reactivated first, those it made or reactivated archived
+  last.
 - Catalog: the target rows' write-back columns, in one write-back. A row whose product
   step failed keeps its columns until a later rollback restores the product.
 - Checkpoints of the rows rolled back are forgotten before any write, so the next sync
@@ -27,13 +30,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 
 from stripe_sync.core.backups import Backup, backups_since
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
 from stripe_sync.core.identity import idempotency_key, stripe_product_id
+from stripe_sync.core.product_reads import read_prices_of
 from stripe_sync.core.report import table_cell
 from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
@@ -60,6 +64,8 @@ class ProductTarget:
     cms_id: str
     batch: str
     before: dict | None  # as Stripe returned it before (default price expanded); None: created
+    # With a prices model: its prices before the run changed them (None: not changed).
+    prices_before: list[dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,10 @@ def rollback_targets(backups: Iterable[Backup]) -> Targets:
             if product_id not in products:
                 cms_id = cms_of.get(product_id) or _metadata(before).get("cms_id", "")
                 products[product_id] = ProductTarget(product_id, cms_id, backup.batch, before)
+        for product_id, prices in backup.stripe_prices.items():
+            target = products.get(product_id)
+            if target is not None and target.prices_before is None:
+                products[product_id] = replace(target, prices_before=prices)
         for row in backup.catalog_rows:
             cms_id = str(row["id"])
             if cms_id not in rows:
@@ -103,8 +113,8 @@ class ProductStep:
     target: ProductTarget
     kind: str  # ARCHIVE (created by the migration), RESTORE, or MISSING (gone from Stripe)
     update: dict = field(default_factory=dict)  # product update parameters
-    reactivate_price: str | None = None
-    archive_price: str | None = None
+    reactivate_prices: tuple[str, ...] = ()  # before the update: a default must be active
+    archive_prices: tuple[str, ...] = ()  # after it: a default can't be archived
     read_at: int | None = None  # the product's `updated` as read, for the idempotency keys
 
     @property
@@ -121,8 +131,12 @@ class ProductStep:
         if self.restores_price:
             price = self.update["default_price"] or "none"
             parts.append(f"default price back to {price}")
-        if self.archive_price:
-            parts.append(f"archive {self.archive_price}")
+        # The old default's reactivation goes without saying.
+        others = [p for p in self.reactivate_prices if p != self.update.get("default_price")]
+        if others:
+            parts.append(f"reactivate {', '.join(others)}")
+        if self.archive_prices:
+            parts.append(f"archive {', '.join(self.archive_prices)}")
         return "; ".join(parts)
 
     def key(self, operation: str, object_id: str, params: dict) -> str:
@@ -175,17 +189,23 @@ class RollbackPlan:
 
 
 def plan_rollback(
-    targets: Targets, current_products: Mapping[str, dict], current_rows: Mapping[str, dict]
+    targets: Targets,
+    current_products: Mapping[str, dict],
+    current_rows: Mapping[str, dict],
+    current_prices: Mapping[str, list[dict]] | None = None,
 ) -> RollbackPlan:
     """The steps that bring every target back; nothing for what already is.
 
     `current_products`: the products that exist now, by id (default price expanded);
     `current_rows`: the catalog rows now, by id (a row not among them isn't reset: it is
-    no longer in the catalog).
+    no longer in the catalog); `current_prices`: every price now of the products whose
+    prices a run changed (with a prices model), by product id.
     """
     steps, unchanged = [], 0
     for product_id, target in sorted(targets.products.items()):
-        step = _product_step(target, current_products.get(product_id))
+        step = _product_step(
+            target, current_products.get(product_id), (current_prices or {}).get(product_id)
+        )
         if step is None:
             unchanged += 1
         else:
@@ -205,7 +225,9 @@ def plan_rollback(
     return RollbackPlan(steps, resets, unchanged)
 
 
-def _product_step(target: ProductTarget, current: dict | None) -> ProductStep | None:
+def _product_step(
+    target: ProductTarget, current: dict | None, current_prices: list[dict] | None = None
+) -> ProductStep | None:
     before = target.before
     if current is None:
         return None if before is None else ProductStep(target, MISSING)
@@ -228,11 +250,18 @@ def _product_step(target: ProductTarget, current: dict | None) -> ProductStep | 
         update["active"] = before["active"]
     old_price = _price_id(before.get("default_price"))
     now_price = _price_id(current.get("default_price"))
-    reactivate = archive = None
+    reactivate: tuple[str, ...] = ()
+    archive: tuple[str, ...] = ()
     if old_price != now_price:
         update["default_price"] = old_price or ""  # "" unsets it
-        reactivate, archive = old_price, now_price
-    if not update:
+        reactivate, archive = tuple(filter(None, [old_price])), tuple(filter(None, [now_price]))
+    if target.prices_before is not None and current_prices is not None:
+        # Every price as active as it was: the run's new ones archived, its archived back.
+        was_active = {price["id"] for price in target.prices_before if price["active"]}
+        is_active = {price["id"] for price in current_prices if price["active"]}
+        reactivate = tuple(sorted(was_active - is_active))
+        archive = tuple(sorted(is_active - was_active))
+    if not update and not reactivate and not archive:
         return None
     return ProductStep(target, RESTORE, update, reactivate, archive, read_at)
 
@@ -291,16 +320,15 @@ def _apply_step(api: StripeApi, step: ProductStep, refused: threading.Event) -> 
         return _step_result(step, SKIPPED, "Stripe refused the key")
     product_id = step.target.product_id
     try:
-        if step.reactivate_price:
+        for price in step.reactivate_prices:
             params = {"active": True}
-            price = step.reactivate_price
             api.update_price(price, params, step.key("reactivate-price", price, params))
-        api.update_product(
-            product_id, step.update, step.key("update-product", product_id, step.update)
-        )
-        if step.archive_price:
+        if step.update:
+            api.update_product(
+                product_id, step.update, step.key("update-product", product_id, step.update)
+            )
+        for price in step.archive_prices:
             params = {"active": False}
-            price = step.archive_price
             api.update_price(price, params, step.key("archive-price", price, params))
     except StripeFailure as failure:
         if failure.kind is ErrorKind.FATAL:
@@ -338,7 +366,11 @@ def roll_back(
     """Plan from the backups and the state now, then apply the plan (unless a dry run)."""
     targets = rollback_targets(backups)
     current = {product["id"]: product for product in api.list_products(sorted(targets.products))}
-    plan = plan_rollback(targets, current, current_rows)
+    priced = [id_ for id_, target in targets.products.items() if target.prices_before is not None]
+    reads = read_prices_of(api, sorted(priced), max_in_flight=max_in_flight)
+    if reads.failures:
+        raise next(iter(reads.failures.values()))
+    plan = plan_rollback(targets, current, current_rows, reads.prices)
     if dry_run:
         return plan.report()
     return apply_rollback(plan, api, state, max_in_flight=max_in_flight)

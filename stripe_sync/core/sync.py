@@ -41,7 +41,7 @@ from stripe_sync.core.errors import CatalogFailure, ErrorKind, StripeFailure
 from stripe_sync.core.identity import DesiredProduct
 from stripe_sync.core.ledger import PRICES, PRODUCTS, outcomes_of_run
 from stripe_sync.core.planner import Action, ActionKind, PlanOptions
-from stripe_sync.core.product_reads import read_pages
+from stripe_sync.core.product_reads import PriceReads, read_pages, read_prices_of
 from stripe_sync.core.report import RESULTS
 from stripe_sync.core.retry import RetryStats
 from stripe_sync.core.state import StateStore
@@ -178,11 +178,19 @@ class BatchSync:
             for o in record["outcomes"]
         ]
         pending = [(o, desired[o.cms_id]) for o in products if o.price_pending]
-        stopped = None
+        stopped, unread, reads = None, [], PriceReads({}, {}, {})
         try:
-            repriced = Applier(self._api, max_in_flight=self._max_in_flight).apply_prices(pending)
+            pending, reads, unread = self._prices_backed_up(pending, batch_of)
+            repriced = Applier(self._api, max_in_flight=self._max_in_flight).apply_prices(
+                pending, reads.prices
+            )
         except ApplyStopped as error:
             repriced, stopped = error.finished, error
+        # The backup's reads are the products' own requests too.
+        repriced = [
+            replace(o, requests=o.requests + reads.requests.get(o.stripe_product_id, 0))
+            for o in [*repriced, *unread]
+        ]
         by_id = {o.cms_id: o for o in repriced}
         final = [
             replace(by_id[o.cms_id], requests=by_id[o.cms_id].requests + o.requests)
@@ -204,6 +212,48 @@ class BatchSync:
         return StepResult(
             repriced, final, write_backs, seconds, stopped=stopped, undelivered=undelivered
         )
+
+    def _prices_backed_up(
+        self, pending: list[tuple[Outcome, DesiredProduct]], batch_of: dict[str, str]
+    ) -> tuple[list[tuple[Outcome, DesiredProduct]], PriceReads, list[Outcome]]:
+        """With a prices model: every price of each pending product that existed before this
+        run (one read a product, in flight together), saved as each batch's backup before
+        any price is written. Returns the pending products whose prices were read (or need
+        no read), the reads, and the outcomes of those whose read failed."""
+        existing = [(o, d) for o, d in pending if d.prices and not o.made_here]
+        if not existing:
+            return pending, PriceReads({}, {}, {}), []
+        reads = read_prices_of(
+            self._api, [d.stripe_id for _, d in existing], max_in_flight=self._max_in_flight
+        )
+        refused = [f for f in reads.failures.values() if f.kind is ErrorKind.FATAL]
+        if refused:
+            raise ApplyStopped(f"Stripe refused the key ({refused[0].message})", [], fatal=True)
+        by_batch: dict[str, dict[str, list[dict]]] = {}
+        for outcome, product in existing:
+            if product.stripe_id in reads.prices:
+                by_batch.setdefault(batch_of[outcome.cms_id], {})[product.stripe_id] = reads.prices[
+                    product.stripe_id
+                ]
+        # Into the products step's backup of the batch (one per run and batch), if it took one.
+        taken = {b.batch: b for b in self._state.backups() if b.run_id == self._run_id}
+        for batch, prices in by_batch.items():
+            backup = taken.get(batch) or Backup(self._run_id, batch, now_iso())
+            self._state.save_backup(
+                replace(backup, stripe_prices={**backup.stripe_prices, **prices})
+            )
+        unread = [
+            replace(
+                outcome,
+                result=Result.FAILED,
+                error=reads.failures[product.stripe_id].message,
+                price_pending=False,
+            )
+            for outcome, product in existing
+            if product.stripe_id in reads.failures
+        ]
+        kept = [(o, d) for o, d in pending if d.stripe_id not in reads.failures]
+        return kept, reads, unread
 
     def checkpoints(self, batch: str) -> dict[str, Checkpoint]:
         """A batch's checkpoints, read once: the plan's, and the record's when it archives

@@ -10,8 +10,8 @@ import pandas as pd
 from pydantic import Field
 
 from stripe_sync.core.checkpoints import Checkpoint
-from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
-from stripe_sync.core.product_reads import Page, read_pages, read_prices_of
+from stripe_sync.core.errors import ConfigError, ErrorKind
+from stripe_sync.core.product_reads import Page, PriceReads, read_pages, read_prices_of
 from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.core.validation import planning_inputs
@@ -300,7 +300,7 @@ def _compare(
     store: StateStore,
     mirror: bool,
     *,
-    prices_of: Callable[[list[str]], tuple[dict[str, list[dict]], int, StripeFailure | None]],
+    prices_of: Callable[[list[str]], PriceReads],
     requests: int,
 ) -> tuple[BatchVerification, int]:
     """The comparison of a batch's rows and checkpoints with its products (and, with a
@@ -315,11 +315,12 @@ def _compare(
         for _, desired, _, _ in rows
         if desired is not None and desired.prices and desired.stripe_id in products
     ]
-    prices, price_requests, failure = prices_of(list(dict.fromkeys(priced)))
-    requests += price_requests
-    if failure is not None:
+    reads = prices_of(priced)
+    requests += sum(reads.requests.values())
+    if reads.failures:
+        failure = next(iter(reads.failures.values()))
         return _unverified("not verified", f"could not read Stripe: {failure}"), requests
-    result = verify_batch(rows, saved, products, mirror=mirror, prices=prices)
+    result = verify_batch(rows, saved, products, mirror=mirror, prices=reads.prices)
     if result.repairs:
         store.record([], {batch: result.repairs})
         context.log.warning(

@@ -83,7 +83,7 @@ def test_a_product_the_migration_created_is_archived_while_it_is_active():
 
     [step] = plan.product_steps
     assert (step.kind, step.update) == (ARCHIVE, {"active": False})
-    assert (step.reactivate_price, step.archive_price) == (None, None)
+    assert (step.reactivate_prices, step.archive_prices) == ((), ())
 
 
 def test_a_created_product_already_archived_or_gone_needs_nothing():
@@ -144,7 +144,10 @@ def test_a_repriced_product_gets_its_old_default_price_back_and_the_new_one_is_a
     [step] = plan_for([backup(before)], [now]).product_steps
 
     assert step.update == {"default_price": "price_a_before"}
-    assert (step.reactivate_price, step.archive_price) == ("price_a_before", "price_a_after")
+    assert (step.reactivate_prices, step.archive_prices) == (
+        ("price_a_before",),
+        ("price_a_after",),
+    )
     assert step.restores_price
 
 
@@ -154,7 +157,7 @@ def test_a_product_without_a_default_price_before_loses_the_one_the_migration_ga
     [step] = plan_for([backup(before)], [product("a")]).product_steps
 
     assert step.update == {"default_price": ""}  # "" unsets it
-    assert (step.reactivate_price, step.archive_price) == (None, "price_a_before")
+    assert (step.reactivate_prices, step.archive_prices) == ((), ("price_a_before",))
 
 
 def test_every_change_of_a_product_is_one_update():
