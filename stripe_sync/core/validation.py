@@ -220,7 +220,7 @@ def _interval(interval: Any, count: Any, row: _Row) -> tuple[str | None, int]:
     except ArithmeticError:
         number = Decimal(0)
     longest = MAX_INTERVAL_COUNT.get(interval or "", 1)
-    if number != number.to_integral_value() or not 1 <= number <= longest:
+    if not number.is_finite() or number != number.to_integral_value() or not 1 <= number <= longest:
         row.invalid(
             "price_interval_count_invalid",
             f"{_text(count)!r} is no interval count"

@@ -224,6 +224,8 @@ def records_of(frame: pd.DataFrame) -> list[dict]:
         (price_row("a", interval="month", interval_count=37), "price_interval_count_invalid"),
         (price_row("a", interval="week", interval_count="1.5"), "price_interval_count_invalid"),
         (price_row("a", interval="year", interval_count=0), "price_interval_count_invalid"),
+        (price_row("a", interval="year", interval_count="sNaN"), "price_interval_count_invalid"),
+        (price_row("a", interval="day", interval_count="inf"), "price_interval_count_invalid"),
         (price_row("a", interval_count=2), "price_interval_count_invalid"),
     ],
 )
