@@ -30,8 +30,9 @@ def open_catalog(
     stats: RetryStats | None = None,
 ) -> Catalog:
     """The configured catalog model (`table`, or for SQL a `query`, narrowed by `where`, its
-    columns mapped by `mapping`; its prices in `prices`, if a model holds them): a database URL wins over Supabase's REST API. Its calls are
-    retried by `retry`, counted in `stats`."""
+    columns mapped by `mapping`; its prices in `prices`, if a model holds them): a database
+    URL wins over Supabase's REST API. Its calls are retried by `retry`, counted in
+    `stats`."""
     tuning = {"timeout_s": timeout_s, "retry": retry, "stats": stats}
     # Imported on use: supabase-py takes most of a second to import and SQL users
     # never need it.

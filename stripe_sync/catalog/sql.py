@@ -26,6 +26,7 @@ from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import CatalogError, CatalogFailure
 from stripe_sync.core.mapping import (
     DEFAULT_MAPPING,
+    PRICE_FIELDS_AS_TEXT,
     FieldMapping,
     PricesModel,
     ValueRule,
@@ -175,7 +176,7 @@ class SqlCatalog:
         product_id, price_id = (source.c[mapping.column(name)] for name in ("product_id", "id"))
         columns = [
             sa.cast(source.c[column], sa.Text).label(label)
-            if label in ("id", "product_id", "amount")
+            if label in PRICE_FIELDS_AS_TEXT
             else source.c[column].label(label)
             for label, column in mapping.read().items()
         ]

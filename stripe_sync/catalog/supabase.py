@@ -39,6 +39,7 @@ from stripe_sync.core.errors import (
 )
 from stripe_sync.core.mapping import (
     DEFAULT_MAPPING,
+    PRICE_FIELDS_AS_TEXT,
     FieldMapping,
     PricesModel,
     ValueRule,
@@ -255,7 +256,7 @@ class SupabaseCatalog:
     def _prices_selected(self) -> str:
         assert self.prices is not None
         return ",".join(
-            _selected(label, column, as_text=label in ("id", "product_id", "amount"))
+            _selected(label, column, as_text=label in PRICE_FIELDS_AS_TEXT)
             for label, column in self.prices.mapping.read().items()
         )
 

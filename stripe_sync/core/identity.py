@@ -150,31 +150,35 @@ class DesiredProduct:
 
     def price_fields(self) -> dict[str, object]:
         """The default price as `default_price_data` (and a price create) take it."""
-        fields: dict[str, object] = {
+        if self.prices:
+            return self._price_data(self.prices[0])
+        return {
             "currency": self.currency,
             "unit_amount": self.unit_amount,
             "metadata": self.managed_metadata(),
         }
-        if self.prices:
-            default = self.prices[0]
-            fields["metadata"] = {**self.managed_metadata(), "cms_price_id": default.key}
-            if default.recurring():
-                fields["recurring"] = default.recurring()
-        return fields
 
     def further_price_fields(self, price: DesiredPrice) -> dict[str, object]:
         """A price of the prices model as `POST /v1/prices` takes it."""
-        fields: dict[str, object] = {
+        fields = {
             "product": self.stripe_id,
+            **self._price_data(price),
+            "lookup_key": price.lookup_key(self.stripe_id),
+        }
+        if price.nickname:
+            fields["nickname"] = price.nickname
+        return fields
+
+    def _price_data(self, price: DesiredPrice) -> dict[str, object]:
+        """What every price of the prices model carries, the default in `default_price_data`
+        too (which takes no nickname)."""
+        fields: dict[str, object] = {
             "currency": price.currency,
             "unit_amount": price.unit_amount,
             "metadata": {**self.managed_metadata(), "cms_price_id": price.key},
-            "lookup_key": price.lookup_key(self.stripe_id),
         }
         if price.recurring():
             fields["recurring"] = price.recurring()
-        if price.nickname:
-            fields["nickname"] = price.nickname
         return fields
 
     def price_lookup_key(self) -> str:

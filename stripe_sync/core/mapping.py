@@ -202,6 +202,8 @@ PRICE_FIELDS = (
     "nickname",
 )
 REQUIRED_PRICE_FIELDS = ("id", "product_id", "amount", "currency")
+# Read as the database's own text: ids compare as the catalog's do, amounts stay exact.
+PRICE_FIELDS_AS_TEXT = ("id", "product_id", "amount")
 
 
 @dataclass(frozen=True)
