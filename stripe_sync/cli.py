@@ -105,8 +105,16 @@ def _plan_options(command):
     return command
 
 
-def _run_options(*, log_level: str):
-    """The options of commands that run Dagster jobs over the batches (`migrate`, `verify`)."""
+def _run_options(*, log_level: str | None):
+    """The options of commands that run Dagster jobs over the batches (`migrate`, `verify`).
+    `log_level` None: the command draws a progress bar, and the runs' logs reach the console
+    only at a level asked for."""
+    log_level_help = (
+        "The runs' log level, on the console and in --log-file."
+        if log_level
+        else "Also show the runs' logs on the console, at this level (without it they go to "
+        "--log-file only, at INFO, and the console shows a progress bar)."
+    )
 
     def decorate(command):
         for option in reversed(
@@ -122,7 +130,8 @@ def _run_options(*, log_level: str):
                     "--log-level",
                     type=click.Choice(["DEBUG", "INFO", "WARN", "ERROR"], case_sensitive=False),
                     default=log_level,
-                    show_default=True,
+                    show_default=log_level is not None,
+                    help=log_level_help,
                 ),
                 click.option(
                     "--log-file",
@@ -167,7 +176,7 @@ def preflight(allow_live_mode: bool | None) -> None:
     default=None,
     help="Rows per batch for new batches (setting sync.batch_size, default 1000).",
 )
-@_run_options(log_level="INFO")
+@_run_options(log_level=None)
 @click.option(
     "--skip-validation",
     is_flag=True,
@@ -179,7 +188,7 @@ def preflight(allow_live_mode: bool | None) -> None:
 def migrate(
     batch_size: int | None,
     batches_per_run: int,
-    log_level: str,
+    log_level: str | None,
     log_file: str,
     allow_live_mode: bool | None,
     skip_validation: bool | None,
@@ -190,7 +199,8 @@ def migrate(
 ) -> None:
     """Sync the catalog into Stripe: pre-flight, register batches, run them, report.
 
-    Runs are recorded in the DAGSTER_HOME instance and show in `dagster dev`. Exits 0 when
+    Draws one progress bar for the whole migration (plain lines when the output is not a
+    terminal). Runs are recorded in the DAGSTER_HOME instance and show in `dagster dev`. Exits 0 when
     every valid product is synced, 1 when any batch failed.
     """
     from stripe_sync.operations.options import RunOptions
@@ -206,37 +216,37 @@ def migrate(
     options = RunOptions(
         force_resync=force_resync,
         no_checkpoint=no_checkpoint,
-        log_level=log_level,
+        log_level=log_level or "INFO",
         log_file=log_file,
+        console_logs=log_level is not None,
     )
     if dry_run:
         _print_plan(settings, options)
         return
-    with _one_sentence_errors():
-        dagster = _open_dagster(settings)
-    _preflight(settings, dagster.instance)
-    sys.exit(0 if _migrate(settings, options, batches_per_run, dagster) else 1)
+    sys.exit(0 if _migrate(settings, options, batches_per_run) else 1)
 
 
-def _open_dagster(settings):
-    from stripe_sync.operations.migrate import open_dagster
-
-    return open_dagster(settings)
-
-
-def _migrate(settings, options, batches_per_run: int, dagster) -> bool:
+def _migrate(settings, options, batches_per_run: int) -> bool:
+    """Pre-flight, then the migration under its progress bar, then the report."""
     from stripe_sync.operations.migrate import migrate as run_migration
+    from stripe_sync.operations.migrate import open_dagster
+    from stripe_sync.progress_display import migration_progress
 
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    with _stop_on_signal() as stop, _one_sentence_errors():
-        result = run_migration(
-            settings,
-            options,
-            batches_per_run=batches_per_run,
-            say=click.echo,
-            stop_requested=stop.is_set,
-            dagster=dagster,
-        )
+    with migration_progress() as progress:
+        with _one_sentence_errors():
+            dagster = open_dagster(settings, progress)
+        _preflight(settings, dagster.instance)
+        with _stop_on_signal() as stop, _one_sentence_errors():
+            result = run_migration(
+                settings,
+                options,
+                batches_per_run=batches_per_run,
+                say=click.echo,
+                stop_requested=stop.is_set,
+                progress=progress,
+                dagster=dagster,
+            )
     _report_migration(settings, result, started)
     return result.succeeded
 

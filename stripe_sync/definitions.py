@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from stripe_sync.core.progress import RunProgress
 from stripe_sync.defs import assets, checks
 from stripe_sync.defs.executors import build_executor
 from stripe_sync.defs.jobs import (
@@ -18,8 +19,11 @@ from stripe_sync.defs.sensors import build_automation_sensors, report_automation
 from stripe_sync.settings import Settings, load_settings
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    """Everything Dagster of stripe_sync, configured from `settings` (default: loaded now)."""
+def build_definitions(
+    settings: Settings | None = None, progress: RunProgress | None = None
+) -> dg.Definitions:
+    """Everything Dagster of stripe_sync, configured from `settings` (default: loaded now);
+    `progress`: where in-process runs say how far they are (a command's progress bar)."""
     settings = settings or load_settings()
     status = dg.DefaultSensorStatus(settings.automation.status.upper())
     return dg.Definitions(
@@ -34,7 +38,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         ],
         sensors=[report_automation_sensor, *build_automation_sensors(status)],
         schedules=[build_reconcile_schedule(settings)],
-        resources=build_resources(settings),
+        resources=build_resources(settings, progress),
         loggers={"console": console_and_file},
         executor=build_executor(settings),
     )

@@ -266,9 +266,11 @@ class PipelineEnv:
         for name in names:
             self.monkeypatch.delenv(name, raising=False)
 
-    def migrate(self, *, batches_per_run: int = 10, log_level: str = "INFO", **options: bool):
+    def migrate(
+        self, *, batches_per_run: int = 10, log_level: str = "INFO", progress=None, **options: bool
+    ):
         """`run_migration` as the CLI runs it, on the environment as it is now (`options`:
-        force_resync, no_checkpoint)."""
+        force_resync, no_checkpoint; `progress`: a `MigrationProgress` to tell)."""
         from stripe_sync.operations.migrate import migrate
         from stripe_sync.operations.options import RunOptions
         from stripe_sync.settings import load_settings
@@ -278,6 +280,7 @@ class PipelineEnv:
             RunOptions(log_level=log_level, log_file=str(self.log_file), **options),
             batches_per_run=batches_per_run,
             say=self.say_lines.append,
+            progress=progress,
         )
 
     def cli_env(self) -> dict[str, str]:

@@ -27,9 +27,9 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from stripe_sync.core.compare import field_differs, is_desired_price
@@ -42,6 +42,7 @@ from stripe_sync.core.identity import (
     idempotency_key,
 )
 from stripe_sync.core.planner import Action, ActionKind
+from stripe_sync.core.progress import Tally
 from stripe_sync.core.stripe_api import StripeApi
 
 Item = TypeVar("Item")
@@ -97,9 +98,13 @@ class ApplyStopped(Exception):
 
 @dataclass
 class Progress:
+    """How far a step's Stripe work is (`done` of `total` rows that need a request), and
+    what every row of the step came to so far, the rows that needed none included."""
+
     done: int
     total: int
     started: float
+    settled: Tally = field(default_factory=Tally)
 
     @property
     def rate(self) -> float:
@@ -170,7 +175,7 @@ class Applier:
             else:
                 immediate.append(outcome)
         try:
-            return immediate + self._run(stripe_work, self._apply_product)
+            return immediate + self._run(stripe_work, self._apply_product, immediate)
         except ApplyStopped as stopped:
             stopped.finished[:0] = immediate
             raise
@@ -518,9 +523,19 @@ class Applier:
 
     # --- running ------------------------------------------------------------------------
 
-    def _run(self, items: list[Item], apply_one: Callable[[Item], Outcome]) -> list[Outcome]:
-        """`apply_one` over items, `max_in_flight` at a time; stops on a fatal error."""
-        progress = Progress(0, len(items), time.monotonic())
+    def _run(
+        self,
+        items: list[Item],
+        apply_one: Callable[[Item], Outcome],
+        settled: Sequence[Outcome] = (),
+    ) -> list[Outcome]:
+        """`apply_one` over items, `max_in_flight` at a time; stops on a fatal error.
+        `settled`: the step's outcomes that needed no request, for the progress."""
+        progress = Progress(
+            0, len(items), time.monotonic(), Tally.of_results(o.result for o in settled)
+        )
+        if self._on_progress:
+            self._on_progress(progress)
         outcomes: list[Outcome] = []
         fatal: StripeFailure | None = None
         lock = threading.Lock()
@@ -541,6 +556,7 @@ class Applier:
                 with lock:
                     outcomes.append(outcome)
                     progress.done += 1
+                    progress.settled += Tally.of_results([outcome.result])
                 if self._on_progress:
                     self._on_progress(progress)
             return first_fatal

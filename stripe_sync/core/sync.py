@@ -42,6 +42,7 @@ from stripe_sync.core.identity import DesiredProduct
 from stripe_sync.core.ledger import PRICES, PRODUCTS, outcomes_of_run
 from stripe_sync.core.planner import Action, ActionKind, PlanOptions
 from stripe_sync.core.product_reads import PriceReads, read_pages, read_prices_of
+from stripe_sync.core.progress import Tally
 from stripe_sync.core.report import RESULTS
 from stripe_sync.core.retry import RetryStats
 from stripe_sync.core.state import StateStore
@@ -79,6 +80,10 @@ class StepResult:
     @property
     def failed(self) -> list[Outcome]:
         return [o for o in self.final if o.result == Result.FAILED]
+
+    def tally(self) -> Tally:
+        """What every row came to after this step."""
+        return Tally.of_results(o.result for o in self.final)
 
     def summary(self) -> dict[str, int | float]:
         """Rows by result, Stripe requests, catalog write-back requests and seconds."""

@@ -18,6 +18,7 @@ from stripe_sync.core.ledger import final_record
 from stripe_sync.core.mapping import FieldMapping
 from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.core.planner import PlanOptions
+from stripe_sync.core.progress import RunProgress
 from stripe_sync.core.report import build_report, save_report
 from stripe_sync.core.schemas import CatalogRows, ValidatedProducts
 from stripe_sync.core.state import StateStore, TrackedCatalog
@@ -205,6 +206,7 @@ def stripe_products(
     stripe: StripeResource,
     catalog: CatalogResource,
     settings: PipelineSettings,
+    progress: dg.ResourceParam[RunProgress],
 ):
     """Stripe products of the batch, each created with its default price in one request,
     updated with only what changed, or left alone; products of rows deleted from the catalog
@@ -220,9 +222,10 @@ def stripe_products(
         # Again here: a run retried from its failed step starts at this one.
         deliver_kept(source.state, InstanceUndelivered(context), context.partition_keys)
         context.log.info(f"Stripe {api.mode} mode at {api.api_base}")
-        result = _batch_sync(context, api, source, stripe).sync_products(
+        result = _batch_sync(context, api, source, stripe, progress).sync_products(
             validated_products, context.partition_keys, options
         )
+        progress.run_progressed(result.tally())
         _stop_if(context, result.stopped)
         _fail_if_undelivered(context, result)
     yield dg.MaterializeResult(
@@ -246,13 +249,16 @@ def stripe_prices(
     validated_products: pd.DataFrame,
     stripe: StripeResource,
     catalog: CatalogResource,
+    progress: dg.ResourceParam[RunProgress],
 ) -> dg.MaterializeResult:
     """Stripe prices of the batch: a new default price where the amount or currency changed
     (created, made the default, the old one archived). The batch fails if any product did."""
     with step_outcome(context), catalog.opened() as source, stripe.opened() as api:
-        result = _batch_sync(context, api, source, stripe).sync_prices(
+        result = _batch_sync(context, api, source, stripe, progress).sync_prices(
             validated_products, context.partition_keys
         )
+        if result.final:  # else no products step of this run recorded its batches
+            progress.run_progressed(result.tally())
         _stop_if(context, result.stopped)
         _fail_if_undelivered(context, result)
     if result.failed:
@@ -308,14 +314,16 @@ def report_metadata(
 # --- helpers ----------------------------------------------------------------------------
 
 
-def _batch_sync(context, api, source: TrackedCatalog, stripe: StripeResource) -> BatchSync:
+def _batch_sync(
+    context, api, source: TrackedCatalog, stripe: StripeResource, progress: RunProgress
+) -> BatchSync:
     state, state_retries = source.state, source.retries
     return BatchSync(
         api,
         state,
         context.run.run_id,
         max_in_flight=stripe.in_flight(api),
-        on_progress=_progress_logger(context),
+        on_progress=_progress_reporter(context, progress),
         shielded=interrupts_deferred,
         undelivered=InstanceUndelivered(context),
         catalog_retries=state_retries,
@@ -382,13 +390,16 @@ def _stop_if(context: dg.AssetExecutionContext, stopped: ApplyStopped | None) ->
     raise dg.Failure(f"{stopped}: the run stopped; finished products were written back.")
 
 
-def _progress_logger(context: dg.AssetExecutionContext):
+def _progress_reporter(context: dg.AssetExecutionContext, run_progress: RunProgress):
+    """Every row settled goes to `run_progress`; a log line every few seconds (each is a
+    write to the run's event log)."""
     last = [0.0]
 
-    def log(progress: Progress) -> None:
+    def report(progress: Progress) -> None:
+        run_progress.run_progressed(progress.settled)
         now = time.monotonic()
-        if now - last[0] >= PROGRESS_EVERY_S or progress.done == progress.total:
+        if progress.done and (now - last[0] >= PROGRESS_EVERY_S or progress.done == progress.total):
             last[0] = now
             context.log.info(progress.describe())
 
-    return log
+    return report

@@ -17,6 +17,9 @@ from stripe_sync.core.secrets import RedactingFilter
         "log_file": dg.Field(
             str, default_value="logs/stripe-sync.log", description="Also append logs here."
         ),
+        "console": dg.Field(
+            bool, default_value=True, description="Log to the console (stderr) as well."
+        ),
     },
     description="Console and file logging with Stripe and Supabase keys redacted.",
 )
@@ -27,7 +30,10 @@ def console_and_file(init_context: dg.InitLoggerContext) -> logging.Logger:
     log_file = Path(config["log_file"])
     log_file.parent.mkdir(parents=True, exist_ok=True)
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)):
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file)]
+    if config["console"]:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(RedactingFilter())
         logger.addHandler(handler)

@@ -22,6 +22,7 @@ from pydantic import Field, PrivateAttr
 from stripe_sync.catalog import Catalog, open_catalog
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.mapping import FieldMapping, PriceMapping, PricesModel, ValueRule
+from stripe_sync.core.progress import NoProgress, RunProgress
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 from stripe_sync.core.state import TrackedCatalog
 from stripe_sync.core.stripe_api import StripeApi, key_mode
@@ -355,8 +356,9 @@ def throttle_store(settings: Settings) -> Secret | None:
     return None
 
 
-def build_resources(settings: Settings) -> dict[str, object]:
-    """Every resource, configured from `settings`."""
+def build_resources(settings: Settings, progress: RunProgress | None = None) -> dict[str, object]:
+    """Every resource, configured from `settings`. `progress`: where the runs of a command
+    that draws a migration's progress say how far they are (in process only)."""
     state_dir = str(settings.state_dir)
     catalog = CatalogResource(
         database_url=secret(settings.catalog.database_url),
@@ -375,6 +377,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         retry_max_delay_s=settings.catalog.retry_max_delay_s,
     )
     return {
+        "progress": progress or NoProgress(),
         "catalog": catalog,
         "stripe": StripeResource(
             secret_key=secret(settings.stripe.secret_key),

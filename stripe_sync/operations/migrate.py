@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from stripe_sync.core.progress import MigrationProgress, RunProgress
 from stripe_sync.core.secrets import redact
 from stripe_sync.definitions import build_definitions
 from stripe_sync.defs.assets import BATCHES_PER_RUN, migration_report, report_metadata
@@ -56,11 +57,11 @@ class Dagster:
     instance: dg.DagsterInstance
 
 
-def open_dagster(settings: Settings) -> Dagster:
+def open_dagster(settings: Settings, progress: RunProgress | None = None) -> Dagster:
     """The definitions and the instance of a migration. Writes nothing to the catalog, the
     state or Stripe, so it may come before pre-flight, whose resources then need no
-    throwaway instance of their own."""
-    return Dagster(build_definitions(settings), open_instance(dagster_home(settings)))
+    throwaway instance of their own. `progress`: where its runs say how far they are."""
+    return Dagster(build_definitions(settings, progress), open_instance(dagster_home(settings)))
 
 
 def migrate(
@@ -70,12 +71,15 @@ def migrate(
     batches_per_run: int = BATCHES_PER_RUN,
     say: Callable[[str], None] = print,
     stop_requested: Callable[[], bool] = lambda: False,
+    progress: MigrationProgress | None = None,
     dagster: Dagster | None = None,
 ) -> MigrationResult:
     """Register new batches, sync every batch (`batches_per_run` a run), then rebuild the
     report. A run that stops (told to, or Stripe refusing the key) holds back the rest.
-    `dagster`: from `open_dagster`, if already opened."""
-    dagster = dagster or open_dagster(settings)
+    `progress`: told how far the whole migration is; `dagster`: from `open_dagster` (with
+    the same `progress`), if already opened."""
+    progress = progress or MigrationProgress()
+    dagster = dagster or open_dagster(settings, progress)
     definitions, instance = dagster.definitions, dagster.instance
     for run_id in fail_abandoned_runs(instance):
         say(
@@ -84,9 +88,11 @@ def migrate(
     with resources(settings, "catalog", instance=instance) as built:
         with built.catalog.opened() as source:
             imported = import_files(source.state, settings.state_dir, settings.backups_dir)
+            rows = source.count_ids()
         if imported.anything:
             say(imported.describe())
         new_batches = register_batches(instance, built.catalog, settings.sync.batch_size)
+    progress.start(rows)
     keys = instance.get_dynamic_partitions(batch_partitions.name)
     say(f"{len(keys)} batches ({len(new_batches)} new), {batches_per_run} per run")
     job = definitions.resolve_job_def("migrate_batches")
@@ -102,6 +108,7 @@ def migrate(
             break
         chunk = keys[start : start + batches_per_run]
         result = run_batches(job, instance, chunk, run_config)
+        progress.run_finished()
         run_ids.append(result.run_id)
         if not result.success:
             failed.extend(chunk)
@@ -115,6 +122,8 @@ def migrate(
             stopped = outcome
             say(f"{_STOPS[outcome]}: the remaining batches are left for the next run")
             break
+    if not failed:
+        progress.all_batches_ran()
     # The report needs no run of its own (a run costs more than building it): it is reported
     # as a materialization of `migration_report`, as the `report` job would make it.
     try:

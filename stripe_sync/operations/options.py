@@ -19,6 +19,7 @@ class RunOptions:
     no_checkpoint: bool = False  # trust no stored state: read every synced product
     log_level: str = "INFO"
     log_file: str = DEFAULT_LOG_FILE
+    console_logs: bool = True  # off where the command draws a progress bar instead
 
     def plan_options(self, settings: Settings) -> PlanOptions:
         return PlanOptions(
@@ -28,7 +29,15 @@ class RunOptions:
         )
 
     def loggers(self) -> dict:
-        return {"console": {"config": {"log_level": self.log_level, "log_file": self.log_file}}}
+        return {
+            "console": {
+                "config": {
+                    "log_level": self.log_level,
+                    "log_file": self.log_file,
+                    "console": self.console_logs,
+                }
+            }
+        }
 
     def migrate_config(self, settings: Settings) -> dict:
         """Run config of `migrate_batches`: every step told this run's choices."""

@@ -1,0 +1,103 @@
+"""A migration's progress over all its runs: rows done, failed and quarantined, rate, ETA."""
+
+from __future__ import annotations
+
+import pytest
+
+from stripe_sync.core.progress import MigrationProgress, Snapshot, Tally
+from stripe_sync.core.report import RESULTS
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("result", "tally"),
+    [
+        ("created", Tally(done=1)),
+        ("updated", Tally(done=1)),
+        ("unchanged", Tally(done=1)),
+        ("archived", Tally(done=1)),
+        ("orphaned", Tally(done=1)),
+        ("failed", Tally(failed=1)),
+        ("invalid", Tally(quarantined=1)),
+    ],
+)
+def test_every_result_of_the_report_counts_as_done_failed_or_quarantined(result, tally):
+    assert Tally.of_results([result]) == tally
+
+
+def test_the_tally_knows_every_result_the_report_names():
+    assert Tally.of_results(RESULTS).rows == len(RESULTS)
+
+
+def test_finished_runs_add_up_and_a_running_run_counts_as_it_last_said():
+    progress = MigrationProgress()
+    progress.start(100)
+    progress.run_progressed(Tally(done=10))
+    progress.run_progressed(Tally(done=20, quarantined=2))  # so far, not more
+    progress.run_finished()
+    progress.run_progressed(Tally(done=5, failed=1))
+
+    assert progress.snapshot().tally == Tally(done=25, failed=1, quarantined=2)
+    assert progress.snapshot().total == 100
+
+
+def test_a_run_that_ends_without_a_report_adds_nothing():
+    progress = MigrationProgress()
+    progress.start(10)
+    progress.run_finished()
+
+    assert progress.snapshot().tally == Tally()
+
+
+@pytest.mark.parametrize("settled", [8, 12])
+def test_when_every_batch_ran_the_rows_settled_are_the_total(settled):
+    """Fewer: drafts never synced; more: products of rows deleted from the catalog."""
+    progress = MigrationProgress()
+    progress.start(10)
+    progress.run_progressed(Tally(done=settled))
+    progress.run_finished()
+    progress.all_batches_ran()
+
+    assert progress.snapshot().total == settled
+    assert progress.snapshot().percent == 100.0
+
+
+def test_more_rows_than_counted_never_make_more_than_100_percent():
+    progress = MigrationProgress()
+    progress.start(10)
+    progress.run_progressed(Tally(done=12))
+
+    assert progress.snapshot().total == 12
+
+
+def test_every_change_is_told_with_the_rate_and_time_left_since_the_start():
+    clock, told = Clock(), []
+    progress = MigrationProgress(told.append, clock=clock)
+    progress.start(200)
+    clock.now += 60.0
+    progress.run_progressed(Tally(done=140, failed=5, quarantined=5))
+
+    assert told[-1] == Snapshot(200, Tally(140, 5, 5), 60.0)
+    assert told[-1].rate == 2.5
+    assert told[-1].eta_s == 20.0
+    assert told[-1].describe() == (
+        "75.0% (150/200): 140 done, 5 failed, 5 quarantined; 2.5/s, ETA 20 s"
+    )
+
+
+def test_before_any_row_settled_the_time_left_is_unknown():
+    snapshot = Snapshot(10, Tally(), 3.0)
+
+    assert snapshot.eta_s is None
+    assert snapshot.describe().endswith("0.0/s, ETA ?")
+
+
+def test_an_empty_catalog_is_complete():
+    assert Snapshot(0, Tally(), 1.0).percent == 100.0
