@@ -1,5 +1,7 @@
 """The stripe_sync code location, built lazily from the settings when Dagster loads it."""
 
+from urllib.parse import urlsplit
+
 import dagster as dg
 
 from stripe_sync.core.progress import RunProgress
@@ -18,6 +20,42 @@ from stripe_sync.defs.schedules import build_reconcile_schedule
 from stripe_sync.defs.sensors import build_automation_sensors, report_automation_sensor
 from stripe_sync.settings import Settings, load_settings
 
+GROUP = "stripe_sync"
+LAYER_TAG = "stripe_sync/layer"
+# Which side of the migration each asset stands for, as a tag to filter the catalog by.
+LAYERS = {
+    assets.supabase_products.key: "catalog",
+    assets.validated_products.key: "validation",
+    assets.stripe_products.key: "stripe",
+    assets.stripe_prices.key: "stripe",
+    assets.migration_report.key: "report",
+}
+# The kind Dagster draws for a database URL's scheme (a driver after `+` aside).
+_DATABASE_KINDS = {"postgresql": "postgres", "postgres": "postgres", "sqlite": "sqlite"}
+
+
+def catalog_kind(settings: Settings) -> str | None:
+    """What the catalog is, as a Dagster kind: its database, else Supabase; None when no
+    catalog is configured (the code location loads without one)."""
+    if settings.catalog.database_url is not None:
+        scheme = urlsplit(settings.catalog.database_url.value).scheme
+        return _DATABASE_KINDS.get(scheme.split("+")[0])
+    return "supabase" if settings.catalog.supabase_url else None
+
+
+def pipeline_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    """The assets as the UI shows them: in the pipeline's group, with its owners, a layer tag
+    each, and the catalog's real kind on the asset that reads it."""
+    kind = catalog_kind(settings)
+
+    def present(spec: dg.AssetSpec) -> dg.AssetSpec:
+        shown = spec.replace_attributes(group_name=GROUP, owners=list(settings.assets.owners))
+        if spec.key == assets.supabase_products.key:
+            shown = shown.replace_attributes(kinds={kind} if kind else set())
+        return shown.merge_attributes(tags={LAYER_TAG: LAYERS[spec.key]})
+
+    return dg.map_asset_specs(present, dg.load_assets_from_modules([assets]))
+
 
 def build_definitions(
     settings: Settings | None = None, progress: RunProgress | None = None
@@ -27,7 +65,7 @@ def build_definitions(
     settings = settings or load_settings()
     status = dg.DefaultSensorStatus(settings.automation.status.upper())
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([assets]),
+        assets=pipeline_assets(settings),
         asset_checks=dg.load_asset_checks_from_modules([checks]),
         jobs=[
             migrate_batches_job,

@@ -1,7 +1,8 @@
 """The migration's progress as a command shows it: one bar for the whole migration on a
 terminal (rich), a plain line now and then where the output is no terminal (CI, a log file).
 
-    migration ━━━━━━━━━━━━━━━━━━━━━━━━╺━━━━━━━  75.0% 150/200 · 140 done · 5 failed · 5 quarantined · 2.5/s · ETA 20 s
+    migration ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╺━━━━━━━━━━━━━  75.0% 150/200 · ETA 20 s
+              140 done · 5 failed · 5 quarantined · 2.5/s
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 from rich.progress import Progress as Bar
+from rich.text import Text
 
 from stripe_sync.core.progress import MigrationProgress, Snapshot
 
@@ -39,42 +42,52 @@ def migration_progress(
 
 @contextlib.contextmanager
 def _bar(console: Console) -> Iterator[MigrationProgress]:
+    """The bar on one line, the rows on the next, so both fit an 80-column terminal."""
     bar = Bar(
         TextColumn("[bold]migration"),
         BarColumn(bar_width=None),
         TextColumn("{task.percentage:>5.1f}%"),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[eta]}"),
         console=console,
         expand=True,
     )
+    rows = _RowsLine()
     task = None
 
     def draw(snapshot: Snapshot) -> None:
         nonlocal task
-        fields = {"total": snapshot.total, "completed": snapshot.tally.rows}
+        eta = "" if snapshot.eta_s is None else f"· ETA {snapshot.eta_s:.0f} s"
+        fields = {"total": snapshot.total, "completed": snapshot.tally.rows, "eta": eta}
+        rows.snapshot = snapshot
         if task is None:  # the bar appears when the migration starts, not at pre-flight
-            task = bar.add_task("migration", status=_status(snapshot), **fields)
+            task = bar.add_task("migration", **fields)
         else:
-            bar.update(task, status=_status(snapshot), **fields)
+            bar.update(task, **fields)
 
     progress = MigrationProgress(draw)
-    with bar:
+    with Live(Group(bar, rows), console=console, refresh_per_second=10) as live:
         try:
             yield progress
         finally:
             if task is not None:
                 draw(progress.snapshot())  # the bar as it ends: its rate and time are final
-                bar.refresh()
+            live.refresh()
 
 
-def _status(snapshot: Snapshot) -> str:
-    eta = "" if snapshot.eta_s is None else f" · ETA {snapshot.eta_s:.0f} s"
-    tally = snapshot.tally
-    return (
-        f"· {tally.done} done · {tally.failed} failed · {tally.quarantined} quarantined · "
-        f"{snapshot.rate:.1f}/s{eta}"
-    )
+class _RowsLine:
+    """The line under the bar: what became of the rows, and the rate."""
+
+    snapshot: Snapshot | None = None
+
+    def __rich__(self) -> Text:
+        if self.snapshot is None:
+            return Text("")
+        tally = self.snapshot.tally
+        return Text(
+            f"          {tally.done} done · {tally.failed} failed · "
+            f"{tally.quarantined} quarantined · {self.snapshot.rate:.1f}/s"
+        )
 
 
 @contextlib.contextmanager

@@ -65,6 +65,8 @@ PROJECT_FILE = "stripe_sync.yaml"
 CONFIG_FILE_VARIABLE = "STRIPE_SYNC_CONFIG"
 DEFAULT_DAGSTER_HOME = Path(".dagster_home")
 _REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+# An asset owner as Dagster accepts one: an email address, or a team as `team:name`.
+_OWNER = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}\b|team:.+")
 
 # How a secret may be written in the project file.
 KEY = "key"  # only as a reference to an environment variable
@@ -528,6 +530,35 @@ class ExecutionSettings(_Section):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class AssetSettings(_Section):
+    """How the pipeline's assets are presented in Dagster."""
+
+    owners: tuple[str, ...] = setting(
+        (),
+        "Who owns the pipeline's assets in Dagster: emails (ana@example.com) or teams "
+        "(team:data), comma-separated in the variable.",
+        "STRIPE_SYNC_ASSET_OWNERS",
+    )
+
+    @field_validator("owners", mode="before")
+    @classmethod
+    def _one_as_text(cls, value: Any) -> Any:
+        if isinstance(value, str):  # `owners: team:data` in the file
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("owners")
+    @classmethod
+    def _owners_dagster_takes(cls, owners: tuple[str, ...]) -> tuple[str, ...]:
+        for owner in owners:
+            if not _OWNER.fullmatch(owner):
+                raise ConfigError(
+                    f"assets.owners holds {owner!r}, which is not an owner Dagster takes: "
+                    "write an email (ana@example.com) or a team (team:data)."
+                )
+        return owners
+
+
 class PathSettings(_Section):
     """Where things are kept on disk."""
 
@@ -566,6 +597,7 @@ class Settings(BaseModel):
     validation: ValidationSettings = ValidationSettings()
     automation: AutomationSettings = AutomationSettings()
     execution: ExecutionSettings = ExecutionSettings()
+    assets: AssetSettings = AssetSettings()
     paths: PathSettings = PathSettings()
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -10,8 +10,9 @@ import subprocess
 import sys
 
 import dagster as dg
+import pytest
 
-from stripe_sync.definitions import build_definitions, defs
+from stripe_sync.definitions import LAYER_TAG, build_definitions, defs
 from stripe_sync.settings import load_settings
 from stripe_sync_tests.conftest import console_script
 
@@ -34,7 +35,8 @@ SNAPSHOT = {
     "jobs": ["migrate_batches", "register_batches_job", "report", "rollback", "verify_batches"],
     "sensors": ["catalog_changes", "failed_batch_retry", "migration_report_automation"],
     "schedules": ["reconcile_batches"],
-    "resources": ["automation", "batch_frames", "catalog", "settings", "stripe"],
+    "resources": ["automation", "batch_frames", "catalog", "progress", "settings", "stripe"],
+    "asset_groups": ["stripe_sync"],
 }
 
 
@@ -52,13 +54,66 @@ def snapshot(definitions: dg.Definitions) -> dict[str, list[str]]:
         "sensors": sorted(sensor.name for sensor in repository.sensor_defs),
         "schedules": sorted(schedule.name for schedule in repository.schedule_defs),
         "resources": sorted(definitions.resources),
+        "asset_groups": sorted({spec.group_name for spec in definitions.resolve_all_asset_specs()}),
     }
+
+
+def asset_specs(environ: dict[str, str], cwd: pathlib.Path) -> dict[str, dg.AssetSpec]:
+    """The code location's asset specs, by asset name, built from the settings of `environ`."""
+    definitions = build_definitions(load_settings(environ=environ, cwd=cwd))
+    return {spec.key.to_user_string(): spec for spec in definitions.resolve_all_asset_specs()}
 
 
 def test_the_code_location_is_the_snapshot(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
     assert snapshot(defs()) == SNAPSHOT
+
+
+def test_every_asset_is_in_the_pipelines_group_with_the_owners_set_and_its_layer(tmp_path):
+    specs = asset_specs({"STRIPE_SYNC_ASSET_OWNERS": "team:payments, ana@example.com"}, tmp_path)
+
+    assert {name: (spec.group_name, spec.tags[LAYER_TAG]) for name, spec in specs.items()} == {
+        "supabase_products": ("stripe_sync", "catalog"),
+        "validated_products": ("stripe_sync", "validation"),
+        "stripe_products": ("stripe_sync", "stripe"),
+        "stripe_prices": ("stripe_sync", "stripe"),
+        "migration_report": ("stripe_sync", "report"),
+    }
+    assert {tuple(spec.owners) for spec in specs.values()} == {("team:payments", "ana@example.com")}
+
+
+@pytest.mark.parametrize(
+    ("environ", "kinds"),
+    [
+        ({"CATALOG_DATABASE_URL": "postgresql://sync@db.example/cms"}, {"postgres"}),
+        ({"CATALOG_DATABASE_URL": "postgres://sync@db.example/cms"}, {"postgres"}),
+        ({"CATALOG_DATABASE_URL": "postgresql+psycopg://sync@db.example/cms"}, {"postgres"}),
+        ({"CATALOG_DATABASE_URL": "sqlite:///catalog.db"}, {"sqlite"}),
+        (
+            {"SUPABASE_URL": "https://abc.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "key-0123"},
+            {"supabase"},
+        ),
+        (  # a database URL wins over Supabase, as the catalog it opens does
+            {
+                "CATALOG_DATABASE_URL": "sqlite:///catalog.db",
+                "SUPABASE_URL": "https://abc.supabase.co",
+            },
+            {"sqlite"},
+        ),
+        ({}, set()),  # no catalog configured: no kind rather than a wrong one
+    ],
+)
+def test_the_asset_reading_the_catalog_has_the_catalogs_kind(tmp_path, environ, kinds):
+    specs = asset_specs(environ, tmp_path)
+
+    assert specs["supabase_products"].kinds == kinds
+    assert {name: spec.kinds for name, spec in specs.items() if name != "supabase_products"} == {
+        "validated_products": {"pandas"},
+        "stripe_products": {"stripe"},
+        "stripe_prices": {"stripe"},
+        "migration_report": {"stripe"},
+    }
 
 
 def test_the_code_location_loads_with_no_environment_at_all(tmp_path):
@@ -110,6 +165,7 @@ def test_dg_lists_the_project_from_the_repository_root():
     assert sorted(resource["name"] for resource in found["resources"]) == SNAPSHOT["resources"]
     assert sorted(sensor["name"] for sensor in found["sensors"]) == SNAPSHOT["sensors"]
     assert sorted(schedule["name"] for schedule in found["schedules"]) == SNAPSHOT["schedules"]
+    assert sorted({asset["group_name"] for asset in found["assets"]}) == SNAPSHOT["asset_groups"]
 
 
 def test_dg_check_defs_passes():

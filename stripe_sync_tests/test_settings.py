@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pathlib
 
+import dagster as dg
 import pytest
 from click.testing import CliRunner
 
@@ -256,3 +257,57 @@ def test_a_mapping_may_come_from_variables_as_json_and_rules_as_a_column_alone(t
 
 def test_no_mapping_settings_is_the_projects_own_table(tmp_path):
     assert load(tmp_path).catalog.mapping().is_default
+
+
+@pytest.mark.parametrize(
+    ("yaml", "environ"),
+    [
+        ("assets:\n  owners: [team:payments, ana@example.com]\n", {}),
+        ("assets:\n  owners: team:payments, ana@example.com\n", {}),
+        (None, {"STRIPE_SYNC_ASSET_OWNERS": "team:payments, ana@example.com"}),
+    ],
+)
+def test_asset_owners_are_a_list_in_the_file_or_comma_separated(tmp_path, yaml, environ):
+    settings = load(tmp_path, yaml, environ)
+
+    assert settings.assets.owners == ("team:payments", "ana@example.com")
+
+
+def dagster_takes(owner: str) -> bool:
+    try:
+        dg.AssetSpec("products", owners=[owner])
+    except dg.DagsterInvalidDefinitionError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "owner",
+    [
+        "ana@example.com",
+        "ana.lopez+stripe@shop.example.co.uk",
+        "team:payments",
+        "team:Data Platform",
+    ],
+)
+def test_an_owner_dagster_takes_is_taken(tmp_path, owner):
+    assert dagster_takes(owner)
+
+    assert load(tmp_path, environ={"STRIPE_SYNC_ASSET_OWNERS": owner}).assets.owners == (owner,)
+
+
+@pytest.mark.parametrize(
+    "owner", ["team:", "payments", "ana@example", "ana@@example.com", ".ana@example.com"]
+)
+def test_an_owner_dagster_refuses_is_refused_at_load_in_one_sentence_naming_the_key(
+    tmp_path, owner
+):
+    assert not dagster_takes(owner)
+
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, environ={"STRIPE_SYNC_ASSET_OWNERS": f"team:data, {owner}"})
+
+    assert str(refused.value) == (
+        f"assets.owners holds {owner!r}, which is not an owner Dagster takes: write an email "
+        "(ana@example.com) or a team (team:data)."
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -31,12 +32,14 @@ from stripe_sync_tests.conftest import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ASSETS = {
-    "supabase_products",
-    "validated_products",
-    "stripe_products",
-    "stripe_prices",
-    "migration_report",
+# The five assets, all in one group, and the kind each shows (the catalog here is PostgreSQL).
+GROUP = "stripe_sync"
+KINDS = {
+    "supabase_products": "postgres",
+    "validated_products": "pandas",
+    "stripe_products": "stripe",
+    "stripe_prices": "stripe",
+    "migration_report": "stripe",
 }
 CHECKS = {
     "validated_products": {"batch_structure", "invalid_share"},
@@ -63,7 +66,7 @@ CODE_LOCATION = """
       __typename
       ... on PythonError { message }
       ... on RepositoryLocation { repositories { name
-        assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } } }
+        assetNodes { assetKey { path } groupName kinds assetChecksOrError { ... on AssetChecks { checks { name } } } }
         sensors { name } schedules { name } jobs { name } } } } } } } }
 """
 LAUNCH_RUN = """
@@ -258,7 +261,9 @@ def assert_code_location_loads_everything(ui: DagsterUI) -> None:
     assert location["__typename"] == "RepositoryLocation", location
     [repository] = location["repositories"]
     nodes = {tuple(n["assetKey"]["path"]): n for n in repository["assetNodes"]}
-    assert {path for (path,) in nodes} == ASSETS
+    assert {path: (node["groupName"], node["kinds"]) for (path,), node in nodes.items()} == {
+        asset: (GROUP, [kind]) for asset, kind in KINDS.items()
+    }
     checks = {
         path: {c["name"] for c in node["assetChecksOrError"]["checks"]}
         for (path,), node in nodes.items()
@@ -270,7 +275,8 @@ def assert_code_location_loads_everything(ui: DagsterUI) -> None:
 
 
 def look_in_a_browser(ui: DagsterUI, screenshots: Path) -> None:
-    """The asset graph shows the five assets; the report's page shows its counts table."""
+    """The group's asset graph shows the five assets, each with its kind; the report's page
+    shows its counts table."""
     ui.graphql("mutation { setNuxSeen }")  # the community sign-up dialog would cover the page
     screenshots.mkdir(parents=True, exist_ok=True)
     chromium = os.environ.get("STRIPE_SYNC_TEST_CHROMIUM") or "/usr/bin/chromium"
@@ -279,10 +285,16 @@ def look_in_a_browser(ui: DagsterUI, screenshots: Path) -> None:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"{ui.url}/asset-groups")
+            # The group's own page: were the assets in another group, it would show none.
+            page.goto(f"{ui.url}/locations/stripe_sync/asset-groups/{GROUP}")
+            expect(page).to_have_title(f"Asset groups | {GROUP}", timeout=30_000)
+            expect(page.get_by_text(GROUP, exact=True).first).to_be_visible()  # the heading
             graph = page.locator("svg foreignObject")  # the lineage canvas's nodes
-            for asset in ASSETS:
-                expect(graph.get_by_text(asset, exact=True)).to_be_visible(timeout=30_000)
+            for asset, kind in KINDS.items():
+                node = graph.filter(has=page.get_by_text(asset, exact=True))
+                expect(node).to_be_visible(timeout=30_000)
+                # The kind as Dagster draws it below the node ("Postgres"), whatever its case.
+                expect(node.get_by_text(re.compile(f"^{kind}$", re.IGNORECASE))).to_be_visible()
             _settle(page)
             page.screenshot(path=screenshots / "asset-graph.png")
 

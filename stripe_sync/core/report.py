@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +33,9 @@ class Report:
     warnings: list[dict] = field(default_factory=list)
     # With a prices model: the products' prices created, archived and found as wanted.
     prices: dict[str, int] = field(default_factory=dict)
+    run_ids: list[str] = field(default_factory=list)  # the runs of the batches' latest records
+    # How long those runs ran, overlaps counted once (`running_seconds`); None: not known.
+    run_seconds: float | None = None
 
     @property
     def rate(self) -> float:
@@ -39,10 +43,35 @@ class Report:
         worked = self.products - self.counts.get("unchanged", 0) - self.counts.get("invalid", 0)
         return worked / self.stripe_seconds if self.stripe_seconds else 0.0
 
+    @property
+    def products_per_s(self) -> float | None:
+        """Products of the report per second its runs ran: a run goes through every product of
+        its batches, unchanged ones too."""
+        return self.products / self.run_seconds if self.run_seconds else None
+
+    @property
+    def requests_per_product(self) -> float | None:
+        """Stripe requests per product of the report (0 when nothing needed Stripe)."""
+        return self.stripe_requests / self.products if self.products else None
+
+    def with_run_spans(self, spans: Iterable[tuple[float, float]]) -> Report:
+        """This report with `run_seconds` from the (start, end) times of its runs."""
+        return replace(self, run_seconds=running_seconds(spans))
+
     def to_json(self) -> dict:
-        return {**asdict(self), "rate_per_s": round(self.rate, 2)}
+        return {
+            **asdict(self),
+            "rate_per_s": round(self.rate, 2),
+            "products_per_s": _rounded(self.products_per_s),
+            "requests_per_product": _rounded(self.requests_per_product),
+        }
 
     def to_markdown(self, row_limit: int = 50) -> str:
+        per_product = (
+            f" ({self.requests_per_product:.2f} per product)"
+            if self.requests_per_product is not None
+            else ""
+        )
         lines = [
             "# Migration report",
             "",
@@ -53,10 +82,19 @@ class Report:
             "| " + " | ".join(str(self.counts.get(name, 0)) for name in RESULTS) + " |",
             "",
             (
-                f"Stripe requests: {self.stripe_requests}; Stripe time {self.stripe_seconds:.1f} s; "
+                f"Stripe requests: {self.stripe_requests}{per_product}; "
+                f"Stripe time {self.stripe_seconds:.1f} s; "
                 f"rate {self.rate:.1f} products/s."
             ),
         ]
+        if self.products_per_s is not None:
+            lines += [
+                "",
+                (
+                    f"Runs: {len(self.run_ids)}, {self.run_seconds:.1f} s of running time; "
+                    f"{self.products_per_s:.1f} products/s."
+                ),
+            ]
         if any(self.prices.values()):
             lines += [
                 "",
@@ -96,13 +134,32 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def running_seconds(spans: Iterable[tuple[float, float]]) -> float | None:
+    """How long the (start, end) spans of some runs cover, overlaps counted once: runs in
+    parallel count their wall-clock time, and the gap between two migrations none. None: no
+    span."""
+    ordered = sorted(spans)
+    if not ordered:
+        return None
+    covered, reached = 0.0, ordered[0][0]
+    for start, end in ordered:
+        covered += max(end - max(start, reached), 0.0)
+        reached = max(reached, end)
+    return covered
+
+
 def table_cell(value: object) -> str:
     """A value as a Markdown table cell: a pipe or a line break can't break the table."""
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def build_report(mode: str, batch_records: list[dict]) -> Report:
-    """A report from each batch's final ledger record (`outcomes`, `requests`, `seconds`)."""
+    """A report from each batch's final ledger record (`run_id`, `outcomes`, `requests`,
+    `seconds`)."""
     counts: Counter[str] = Counter()
     prices: Counter[str] = Counter()
     failures, invalid, removed = [], [], []
@@ -138,6 +195,7 @@ def build_report(mode: str, batch_records: list[dict]) -> Report:
             for w in record.get("warnings", [])
         ],
         prices={name: prices[name] for name in PRICE_RESULTS},
+        run_ids=sorted({record["run_id"] for record in batch_records}),
     )
 
 

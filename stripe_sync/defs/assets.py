@@ -61,7 +61,6 @@ with warnings.catch_warnings():  # dagster-pandera's converter is marked beta
     backfill_policy=BACKFILL_POLICY,
     io_manager_key="batch_frames",
     dagster_type=CatalogRowsType,
-    kinds={"supabase"},
 )
 def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResource) -> pd.DataFrame:
     """The batch's catalog rows as read: the CMS's columns and the sync state written back."""
@@ -295,7 +294,17 @@ def report_metadata(
             if (record := final_record(source.state, key)) is not None
         ]
     report = build_report(records[0]["mode"] if records else "unknown", records)
+    # An empty filter would be every run; a run still going, or deleted, tells no time.
+    runs = instance.get_run_records(dg.RunsFilter(run_ids=report.run_ids)) if report.run_ids else []
+    report = report.with_run_spans(
+        (run.start_time, run.end_time) for run in runs if run.start_time and run.end_time
+    )
     json_path, markdown_path = save_report(Path(settings.reports_dir), report)
+    timings = {
+        "run_seconds": report.run_seconds,
+        "products_per_s": report.products_per_s,
+        "stripe_requests_per_product": report.requests_per_product,
+    }
     return {
         "dagster/row_count": report.products,
         **report.counts,
@@ -305,6 +314,12 @@ def report_metadata(
             else {}
         ),
         "stripe_requests": report.stripe_requests,
+        # Floats, so the UI plots them across materializations (a regression shows).
+        **{
+            name: dg.MetadataValue.float(round(value, 2))
+            for name, value in timings.items()
+            if value is not None
+        },
         "report": dg.MetadataValue.md(report.to_markdown()),
         "json": dg.MetadataValue.path(str(json_path)),
         "markdown": dg.MetadataValue.path(str(markdown_path)),

@@ -1,8 +1,16 @@
-from stripe_sync.core.report import build_report
+import pytest
+
+from stripe_sync.core.report import build_report, running_seconds
 
 
-def record(batch, *outcomes, requests=0, seconds=1.0):
-    return {"batch": batch, "requests": requests, "seconds": seconds, "outcomes": list(outcomes)}
+def record(batch, *outcomes, requests=0, seconds=1.0, run="run-1"):
+    return {
+        "run_id": run,
+        "batch": batch,
+        "requests": requests,
+        "seconds": seconds,
+        "outcomes": list(outcomes),
+    }
 
 
 def outcome(cms_id, result, error=None):
@@ -50,3 +58,62 @@ def test_rows_deleted_from_the_catalog_are_always_listed_archived_or_not():
         ("6", "deleted from the catalog, still live in Stripe (mirror mode archives it)"),
     ]
     assert "## Deleted from the catalog (2)" in report.to_markdown()
+
+
+@pytest.mark.parametrize(
+    ("spans", "seconds"),
+    [
+        ([(100.0, 110.0)], 10.0),
+        ([(100.0, 110.0), (110.0, 125.0)], 25.0),  # one run after the other
+        ([(100.0, 110.0), (105.0, 120.0)], 20.0),  # in parallel: wall-clock time
+        ([(100.0, 130.0), (105.0, 110.0)], 30.0),  # one inside the other
+        ([(200.0, 205.0), (100.0, 110.0)], 15.0),  # the gap between two migrations: none
+        ([], None),
+    ],
+)
+def test_the_runs_running_time_counts_overlaps_once_and_gaps_not_at_all(spans, seconds):
+    assert running_seconds(spans) == seconds
+
+
+def test_products_per_second_and_requests_per_product_count_every_product_of_the_runs():
+    report = build_report(
+        "test",
+        [
+            record("b1", *(outcome(str(n), "created") for n in range(6)), requests=6, run="r1"),
+            record("b2", *(outcome(str(n), "unchanged") for n in range(6, 10)), run="r2"),
+            record("b3", outcome("10", "unchanged"), run="r2"),
+        ],
+    ).with_run_spans([(100.0, 102.0), (102.0, 104.5)])
+
+    assert report.run_ids == ["r1", "r2"]
+    assert (report.run_seconds, report.products_per_s, report.requests_per_product) == (
+        4.5,
+        11 / 4.5,
+        6 / 11,
+    )
+    assert {
+        name: report.to_json()[name]
+        for name in ("run_seconds", "products_per_s", "requests_per_product")
+    } == {"run_seconds": 4.5, "products_per_s": 2.44, "requests_per_product": 0.55}
+    markdown = report.to_markdown()
+    assert "Stripe requests: 6 (0.55 per product);" in markdown
+    assert "Runs: 2, 4.5 s of running time; 2.4 products/s." in markdown
+
+
+def test_without_the_runs_times_or_products_the_report_claims_no_rate():
+    untimed = build_report("test", [record("b1", outcome("1", "created"), requests=1, run="r1")])
+    empty = build_report("test", []).with_run_spans([])
+
+    assert (untimed.run_seconds, untimed.products_per_s, untimed.requests_per_product) == (
+        None,
+        None,
+        1.0,
+    )
+    assert "Runs:" not in untimed.to_markdown()
+    assert (empty.run_seconds, empty.products_per_s, empty.requests_per_product) == (
+        None,
+        None,
+        None,
+    )
+    assert "per product" not in empty.to_markdown()
+    assert empty.to_json()["requests_per_product"] is None

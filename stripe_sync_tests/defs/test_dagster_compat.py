@@ -5,6 +5,7 @@ An upgrade of Dagster that moves or changes one fails here, naming it, instead o
 import contextlib
 import os
 import signal
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -71,12 +72,14 @@ def _materialize_runs(instance: dg.DagsterInstance, runs: int) -> None:
         assert dg.materialize([counted, counted_is_fine], instance=instance).success
 
 
-def _open_database_files() -> list[str]:
+def _open_database_files(under: Path) -> list[str]:
+    """The database files under `under` this process holds open (other tests' instances in
+    the same worker may hold theirs)."""
     links = []
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor, now closed
             links.append(os.readlink(f"/proc/self/fd/{fd}"))
-    return [link for link in links if link.endswith(".db")]
+    return [link for link in links if link.endswith(".db") and link.startswith(f"{under}/")]
 
 
 def test_an_instance_on_default_storage_keeps_connections_that_plain_dagster_reads(tmp_path):
@@ -86,7 +89,7 @@ def test_an_instance_on_default_storage_keeps_connections_that_plain_dagster_rea
         assert isinstance(pooled.event_log_storage, compat.PooledSqliteEventLogStorage)
         _materialize_runs(pooled, 6)
         # one engine a run would keep six run databases open
-        assert len(set(_open_database_files())) <= 4
+        assert len(set(_open_database_files(tmp_path))) <= 4
         with dg.DagsterInstance.from_config(str(tmp_path)) as plain:
             _materialize_runs(plain, 1)  # written beside the pooled instance's connections
             assert not isinstance(plain.event_log_storage, compat.PooledSqliteEventLogStorage)
