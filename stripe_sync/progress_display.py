@@ -8,6 +8,7 @@ terminal (rich), a plain line now and then where the output is no terminal (CI, 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -31,13 +32,27 @@ def migration_progress(
 ) -> Iterator[MigrationProgress]:
     """A `MigrationProgress` drawn on `output` (default stdout) until the block ends. On a
     terminal, what the command prints meanwhile goes above the bar."""
-    console = Console(file=output or sys.stdout)
-    if console.is_terminal:
-        with _bar(console) as progress:
-            yield progress
-    else:
-        with _plain_lines(console.file, plain_every_s) as progress:
-            yield progress
+    with contextlib.ExitStack() as stack:
+        console = Console(file=output or stack.enter_context(_stdout_of_our_own()))
+        if console.is_terminal:
+            yield stack.enter_context(_bar(console))
+        else:
+            yield stack.enter_context(_plain_lines(console.file, plain_every_s))
+
+
+@contextlib.contextmanager
+def _stdout_of_our_own() -> Iterator[TextIO]:
+    """Standard output on a descriptor of its own. While a run executes, Dagster points
+    descriptor 1 at the run's captured log (what steps print): the bar must still reach the
+    terminal, and stay out of that log."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test runner's capture)
+        yield sys.stdout
+        return
+    sys.stdout.flush()
+    with os.fdopen(os.dup(descriptor), "w", encoding=sys.stdout.encoding) as stdout:
+        yield stdout
 
 
 @contextlib.contextmanager
