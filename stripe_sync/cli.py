@@ -251,9 +251,10 @@ def _migrate(settings, options, batches_per_run: int) -> bool:
     return result.succeeded
 
 
-def _report_migration(settings, result, started: str) -> None:
+def _report_migration(settings, result, started: str, *, ui_hint: bool = True) -> None:
     click.echo(result.report_markdown)
-    click.echo(_ui_hint(settings.dagster_home))
+    if ui_hint:
+        click.echo(_ui_hint(settings.dagster_home))
     # A time, not the first run's id: a run that changed nothing takes no backup.
     click.echo(f"To undo this migration: stripe-sync rollback --since {started}")
     if result.failed_batches:
@@ -446,32 +447,56 @@ def show_config() -> None:
     show_default=True,
     type=click.Path(path_type=pathlib.Path),
 )
-def demo(products: int, demo_dir: pathlib.Path) -> None:
+@click.option(
+    "--ui",
+    is_flag=True,
+    help="Then serve the runs in the Dagster UI (dagster dev) with the emulator on its saved "
+    "state, until Ctrl+C.",
+)
+@click.option(
+    "--ui-port",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The UI's port (another free one if it is taken).",
+)
+def demo(products: int, demo_dir: pathlib.Path, ui: bool, ui_port: int) -> None:
     """Run a whole migration locally, no accounts needed: a sample catalog in SQLite, the
-    Stripe emulator, the migration, the report."""
-    from stripe_sync.operations.demo import DEMO_SECRET_KEY, run_demo
+    Stripe emulator, the migration, the report; with --ui, then the Dagster UI on it."""
+    from stripe_sync.operations.demo import run_demo, show_demo_in_ui
+    from stripe_sync.progress_display import migration_progress
 
     settings = _settings()
     demo_dir = demo_dir.resolve()
+    log_file = demo_dir / "stripe-sync.log"
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    with _stop_on_signal() as stop, _one_sentence_errors():
+    with (
+        migration_progress() as progress,
+        _stop_on_signal() as stop,
+        _one_sentence_errors(),
+    ):
         run = run_demo(
             settings,
             demo_dir,
             products,
-            log_file=str(demo_dir / "stripe-sync.log"),
+            log_file=str(log_file),
             say=click.echo,
             stop_requested=stop.is_set,
+            progress=progress,
         )
-    _report_migration(run.settings, run.migration, started)
-    click.echo(
-        "\nTo browse these runs in the Dagster UI, start the emulator on its saved state and dagster dev:\n"
-        f"  {pathlib.Path(sys.executable).parent / 'stripe-sync'} emulator --port 12111 --state-file {run.state_file} &\n"
-        f"  CATALOG_DATABASE_URL={run.catalog_url} STRIPE_SECRET_KEY={DEMO_SECRET_KEY} "
-        f"STRIPE_API_BASE=http://127.0.0.1:12111 DAGSTER_HOME={run.settings.dagster_home} "
-        f"{_DAGSTER} dev"
-    )
-    sys.exit(0 if run.migration.succeeded else 1)
+    _report_migration(run.settings, run.migration, started, ui_hint=False)
+    click.echo(f"The runs' logs: {log_file}")
+    ui_failure = None
+    if not ui:
+        click.echo("\nTo browse these runs in the Dagster UI, rerun with --ui.")
+    elif not (stop.is_set() or run.stopped_on_request):  # stopped: no UI either
+        with _stop_on_signal() as stop_ui:
+            ui_failure = show_demo_in_ui(
+                run, ui_port, say=click.echo, stop_requested=stop_ui.is_set
+            )
+    if ui_failure:
+        click.echo(f"error: {ui_failure}", err=True)
+    sys.exit(0 if run.migration.succeeded and ui_failure is None else 1)
 
 
 @main.command()

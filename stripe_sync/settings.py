@@ -668,6 +668,21 @@ class Settings(BaseModel):
         return getattr(getattr(self, section), name)
 
 
+def environment_for_child(settings: Settings, source: str) -> dict[str, str]:
+    """The environment of a child process (e.g. `dagster dev`) that must load these settings:
+    this process's, with the settings `source` made here (single values) set as their
+    variables."""
+    variables = {}
+    for key, info in setting_fields():
+        if settings.source(key) == source:
+            section, name = key.split(".")
+            value = getattr(getattr(settings, section), name)
+            variables[variables_of(info)[0]] = (
+                value.value if isinstance(value, Secret) else str(value)
+            )
+    return {**os.environ, **variables}
+
+
 def setting_fields() -> Iterator[tuple[str, FieldInfo]]:
     """Every setting as (key, field), in the model's order."""
     for section, section_field in Settings.model_fields.items():

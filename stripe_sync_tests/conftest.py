@@ -343,6 +343,44 @@ def stop_process_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def process_table() -> dict[int, tuple[int, str]]:
+    """Every process of the machine, as `ps` lists them: pid -> (parent pid, command line)."""
+    listing = subprocess.run(
+        ["ps", "-A", "-ww", "-o", "pid=", "-o", "ppid=", "-o", "args="],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    table = {}
+    for line in listing.splitlines():
+        pid, ppid, *args = line.split(None, 2)
+        table[int(pid)] = (int(ppid), args[0] if args else "")
+    return table
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """The processes `pid` started, directly or through others: pid -> command line."""
+    table = process_table()
+    found: dict[int, str] = {}
+    parents = [pid]
+    while parents:
+        parent = parents.pop()
+        for child, (ppid, args) in table.items():
+            if ppid == parent and child not in found:
+                found[child] = args
+                parents.append(child)
+    return found
+
+
+def kill_process_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a process that still runs and every process it started, whatever their group."""
+    if process.poll() is None:
+        for pid in [*descendants(process.pid), process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    process.wait()
+
+
 @pytest.fixture
 def pipeline_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, emulator_url: str

@@ -12,7 +12,13 @@ from click.testing import CliRunner
 
 from stripe_sync.cli import main
 from stripe_sync.core.errors import ConfigError
-from stripe_sync.settings import load_settings, setting_fields, variables_of
+from stripe_sync.settings import (
+    Secret,
+    environment_for_child,
+    load_settings,
+    setting_fields,
+    variables_of,
+)
 
 KEY = "sk_test_settings_layers_0123456789"
 README = pathlib.Path(__file__).parents[1] / "README.md"
@@ -311,3 +317,24 @@ def test_an_owner_dagster_refuses_is_refused_at_load_in_one_sentence_naming_the_
         f"assets.owners holds {owner!r}, which is not an owner Dagster takes: write an email "
         "(ana@example.com) or a team (team:data)."
     )
+
+
+def test_a_child_process_gets_the_settings_one_source_made_as_their_variables(tmp_path):
+    made_here = load_settings(environ={}, cwd=tmp_path).overridden(
+        {
+            "catalog.database_url": Secret("sqlite:///demo/catalog.db"),
+            "stripe.secret_key": Secret("sk_test_demo"),
+            "sync.batch_size": 50,
+        },
+        source="demo",
+    )
+
+    environment = environment_for_child(made_here, "demo")
+
+    assert {name: environment[name] for name in ("CATALOG_DATABASE_URL", "STRIPE_SECRET_KEY")} == {
+        "CATALOG_DATABASE_URL": "sqlite:///demo/catalog.db",
+        "STRIPE_SECRET_KEY": "sk_test_demo",
+    }
+    assert environment["STRIPE_SYNC_BATCH_SIZE"] == "50"
+    # a child reading them has the same settings
+    assert load_settings(environ=environment, cwd=tmp_path).sync.batch_size == 50

@@ -154,6 +154,18 @@ class DagsterUI:
         executions = self.graphql(CHECK_EXECUTIONS, assetKey={"path": [asset]}, check=check)
         return [e for e in executions["assetCheckExecutions"] if e["runId"] == run_id]
 
+    def wait_until_serving(self, timeout_s: float = 120.0) -> None:
+        """Until the webserver answers and the code location has finished loading."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert self.process.poll() is None, f"dagster dev exited:\n{self.log.read_text()}"
+            assert time.monotonic() < deadline, f"dagster dev not ready:\n{self.log.read_text()}"
+            with contextlib.suppress(urllib.error.URLError, ConnectionError):
+                entries = self.graphql(CODE_LOCATION)["workspaceOrError"]["locationEntries"]
+                if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+                    return
+            time.sleep(0.5)
+
     def _wait(self, read, finished: set[str]) -> str:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while (status := read()) not in finished:
@@ -188,7 +200,7 @@ def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterUI]:
         )
     ui = DagsterUI(f"http://127.0.0.1:{port}", process, log)
     try:
-        _wait_until_serving(ui)
+        ui.wait_until_serving()
         yield ui
     finally:
         stop_process_group(process)
@@ -323,16 +335,3 @@ def _settle(page: Page) -> None:
     """Let the page finish drawing (fonts, the graph's layout) before a screenshot."""
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(500)
-
-
-def _wait_until_serving(ui: DagsterUI, timeout_s: float = 120.0) -> None:
-    """Until the webserver answers and the code location has finished loading."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        assert ui.process.poll() is None, f"dagster dev exited:\n{ui.log.read_text()}"
-        assert time.monotonic() < deadline, f"dagster dev not ready:\n{ui.log.read_text()}"
-        with contextlib.suppress(urllib.error.URLError, ConnectionError):
-            entries = ui.graphql(CODE_LOCATION)["workspaceOrError"]["locationEntries"]
-            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                return
-        time.sleep(0.5)

@@ -11,12 +11,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from stripe_sync.core.progress import MigrationProgress
+from stripe_sync.defs.outcomes import RunOutcome
 from stripe_sync.operations.migrate import MigrationResult, migrate
 from stripe_sync.operations.options import RunOptions
-from stripe_sync.settings import Secret, Settings
+from stripe_sync.operations.ui import serve_dagster_ui
+from stripe_sync.settings import Secret, Settings, environment_for_child
 
 DEMO_SECRET_KEY = "sk_test_stripe_sync_demo"  # the emulator takes any test key
 DEMO_BATCH_SIZE = 50
+_DEMO_SOURCE = "demo"  # where the settings the demo makes say they came from
 
 _ADJECTIVES = [
     "Merino",
@@ -107,11 +111,15 @@ def _sample_rows(count: int) -> list[dict]:
 
 @dataclass(frozen=True)
 class DemoRun:
-    catalog_url: str
-    api_base: str
     state_file: Path
     settings: Settings
     migration: MigrationResult
+
+    @property
+    def stopped_on_request(self) -> bool:
+        """Ctrl+C or SIGTERM stopped the migration (during a run, Dagster's own handler
+        takes the signal, and the run records it)."""
+        return self.migration.stopped is RunOutcome.STOPPED
 
 
 def run_demo(
@@ -122,27 +130,61 @@ def run_demo(
     log_file: str,
     say: Callable[[str], None] = print,
     stop_requested: Callable[[], bool] = lambda: False,
+    progress: MigrationProgress | None = None,
 ) -> DemoRun:
     """Seed the sample catalog in `demo_dir` (kept if there), start the emulator on its saved
-    state, migrate, and save the emulator's state for a later look in the UI."""
-    from stripe_sync.testing import EmulatorConfig, run_emulator
-
+    state, migrate (the runs' logs to `log_file` only; `progress` told how far it is), and
+    save the emulator's state for a later look in the UI."""
     demo_dir.mkdir(parents=True, exist_ok=True)
     catalog_url = seed_sample_catalog(demo_dir / "catalog.db", products)
     state_file = demo_dir / "stripe_emulator.json"
-    with run_emulator(
-        EmulatorConfig(latency_ms=20, latency_jitter_ms=10), state_file=state_file
-    ) as api_base:
+    with _demo_emulator(state_file) as api_base:
         say(f"sample catalog: {catalog_url}; Stripe emulator at {api_base}")
         demo = demo_settings(settings, demo_dir, catalog_url, api_base)
         migration = migrate(
             demo,
-            RunOptions(log_file=log_file),
+            RunOptions(log_file=log_file, console_logs=False),
             batches_per_run=2,
             say=say,
             stop_requested=stop_requested,
+            progress=progress,
         )
-    return DemoRun(catalog_url, api_base, state_file, demo, migration)
+    return DemoRun(state_file, demo, migration)
+
+
+def show_demo_in_ui(
+    run: DemoRun,
+    ui_port: int,
+    *,
+    say: Callable[[str], None] = print,
+    stop_requested: Callable[[], bool],
+) -> str | None:
+    """The demo's runs in `dagster dev`, with the emulator started again on its saved state,
+    until `stop_requested()`; the emulator saves its state again when it stops. Returns why
+    the UI ended before it was asked to stop, None when it served till then."""
+    with _demo_emulator(run.state_file) as api_base:
+        say(
+            f"Stripe emulator at {api_base}, on its state saved in {run.state_file}, "
+            "until the UI stops"
+        )
+        settings = run.settings.overridden({"stripe.api_base": api_base}, source=_DEMO_SOURCE)
+        failure = serve_dagster_ui(
+            settings.dagster_home,
+            ui_port,
+            environment_for_child(settings, _DEMO_SOURCE),
+            run.state_file.parent / "dagster-dev.log",
+            say=say,
+            stop_requested=stop_requested,
+        )
+    say(f"stopped the Dagster UI and the Stripe emulator (its state: {run.state_file})")
+    return failure
+
+
+def _demo_emulator(state_file: Path):
+    """The emulator on `state_file` (loaded at start, saved at exit), a little slow like Stripe."""
+    from stripe_sync.testing import EmulatorConfig, run_emulator
+
+    return run_emulator(EmulatorConfig(latency_ms=20, latency_jitter_ms=10), state_file=state_file)
 
 
 def demo_settings(settings: Settings, demo_dir: Path, catalog_url: str, api_base: str) -> Settings:
@@ -160,5 +202,5 @@ def demo_settings(settings: Settings, demo_dir: Path, catalog_url: str, api_base
             "stripe.api_base": api_base,
             "paths.reports_dir": demo_dir / "reports",
         },
-        source="demo",
+        source=_DEMO_SOURCE,
     )
