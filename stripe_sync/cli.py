@@ -266,7 +266,7 @@ def _report_migration(settings, result, started: str, *, ui_hint: bool = True) -
 
 @contextlib.contextmanager
 def _stop_on_signal() -> Iterator[threading.Event]:
-    """Ctrl+C or SIGTERM between runs: no new batch starts (during a run, Dagster's own
+    """Ctrl+C, SIGTERM or SIGHUP between runs: no new batch starts (during a run, Dagster's own
     handler interrupts the Stripe step, which writes back what finished). A second signal
     stops at once."""
     stop = threading.Event()
@@ -277,7 +277,8 @@ def _stop_on_signal() -> Iterator[threading.Event]:
         stop.set()
 
     previous = {
-        signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)
+        signum: signal.signal(signum, request_stop)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: terminal closed
     }
     try:
         yield stop
@@ -492,7 +493,11 @@ def demo(products: int, demo_dir: pathlib.Path, ui: bool, ui_port: int) -> None:
     elif not (stop.is_set() or run.stopped_on_request):  # stopped: no UI either
         with _stop_on_signal() as stop_ui:
             ui_failure = show_demo_in_ui(
-                run, ui_port, say=click.echo, stop_requested=stop_ui.is_set
+                run,
+                ui_port,
+                config_file=click.get_current_context().find_object(_Invocation).config_file,
+                say=click.echo,
+                stop_requested=stop_ui.is_set,
             )
     if ui_failure:
         click.echo(f"error: {ui_failure}", err=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import TextIO
@@ -33,11 +32,25 @@ def migration_progress(
     """A `MigrationProgress` drawn on `output` (default stdout) until the block ends. On a
     terminal, what the command prints meanwhile goes above the bar."""
     with contextlib.ExitStack() as stack:
-        console = Console(file=output or stack.enter_context(_stdout_of_our_own()))
-        if console.is_terminal:
+        output = output or stack.enter_context(_stdout_of_our_own())
+        if _descriptor_is_terminal(output, None):
+            # The descriptor decides, not FORCE_COLOR or TTY_COMPATIBLE (a CI log is no
+            # terminal, whatever its colours).
+            console = Console(file=output, force_terminal=True)
             yield stack.enter_context(_bar(console))
         else:
-            yield stack.enter_context(_plain_lines(console.file, plain_every_s))
+            yield stack.enter_context(_plain_lines(output, plain_every_s))
+
+
+def _descriptor_is_terminal(stream: TextIO, same_as: TextIO | None) -> bool:
+    """Whether `stream` writes to a terminal (`same_as`: to the terminal `same_as` writes to)."""
+    try:
+        descriptor = stream.fileno()
+        if not os.isatty(descriptor):
+            return False
+        return same_as is None or os.path.samestat(os.fstat(descriptor), os.fstat(same_as.fileno()))
+    except (AttributeError, OSError, ValueError):  # not a file (a StringIO, a test's capture)
+        return False
 
 
 @contextlib.contextmanager
@@ -81,13 +94,20 @@ def _bar(console: Console) -> Iterator[MigrationProgress]:
             bar.update(task, **fields)
 
     progress = MigrationProgress(draw)
-    with Live(Group(bar, rows), console=console, refresh_per_second=10) as live:
+    # Standard error goes above the bar too where it is the same terminal; redirected
+    # elsewhere (`2>errors.log`), it stays where it was sent.
+    same_terminal = _descriptor_is_terminal(sys.stderr, console.file)
+    live = Live(
+        Group(bar, rows), console=console, refresh_per_second=10, redirect_stderr=same_terminal
+    )
+    with live:
         try:
             yield progress
         finally:
-            if task is not None:
-                draw(progress.snapshot())  # the bar as it ends: its rate and time are final
-            live.refresh()
+            with contextlib.suppress(OSError):  # the terminal may be gone by now
+                if task is not None:
+                    draw(progress.snapshot())  # the bar as it ends: its rate and time final
+                live.refresh()
 
 
 class _RowsLine:
@@ -107,21 +127,21 @@ class _RowsLine:
 
 @contextlib.contextmanager
 def _plain_lines(output: TextIO, every_s: float) -> Iterator[MigrationProgress]:
-    lock = threading.Lock()
-    last_line = [-every_s]
-    started = [False]
+    """A line at the start, at most one every `every_s` (MigrationProgress tells one change
+    at a time), and one at the end."""
+    last_line: float | None = None
 
     def line(snapshot: Snapshot, *, due: bool = False) -> None:
-        with lock:
-            now = time.monotonic()
-            if due or now - last_line[0] >= every_s:
-                last_line[0] = now
-                started[0] = True
-                print(f"migration: {snapshot.describe()}", file=output, flush=True)
+        nonlocal last_line
+        now = time.monotonic()
+        if due or last_line is None or now - last_line >= every_s:
+            last_line = now
+            print(f"migration: {snapshot.describe()}", file=output, flush=True)
 
     progress = MigrationProgress(line)
     try:
         yield progress
     finally:
-        if started[0]:
-            line(progress.snapshot(), due=True)
+        if last_line is not None:  # the migration started
+            with contextlib.suppress(OSError):  # the pipe may be gone by now
+                line(progress.snapshot(), due=True)

@@ -668,10 +668,12 @@ class Settings(BaseModel):
         return getattr(getattr(self, section), name)
 
 
-def environment_for_child(settings: Settings, source: str) -> dict[str, str]:
+def environment_for_child(
+    settings: Settings, source: str, config_file: Path | None = None
+) -> dict[str, str]:
     """The environment of a child process (e.g. `dagster dev`) that must load these settings:
     this process's, with the settings `source` made here (single values) set as their
-    variables."""
+    variables, and the project file named by a --config flag (`config_file`)."""
     variables = {}
     for key, info in setting_fields():
         if settings.source(key) == source:
@@ -680,6 +682,8 @@ def environment_for_child(settings: Settings, source: str) -> dict[str, str]:
             variables[variables_of(info)[0]] = (
                 value.value if isinstance(value, Secret) else str(value)
             )
+    if config_file is not None:
+        variables[CONFIG_FILE_VARIABLE] = str(config_file.resolve())
     return {**os.environ, **variables}
 
 

@@ -14,6 +14,8 @@ import subprocess
 import termios
 from dataclasses import dataclass
 
+import pytest
+
 from stripe_sync.core.progress import MigrationProgress, Tally
 from stripe_sync.progress_display import migration_progress
 from stripe_sync_tests.conftest import stripe_sync_script
@@ -139,7 +141,12 @@ def test_each_run_reports_its_rows_as_they_settle_and_the_migration_adds_them_up
     )
 
 
-def test_plain_lines_come_at_most_once_an_interval_and_once_more_at_the_end():
+@pytest.mark.parametrize("claims_a_terminal", [{}, {"FORCE_COLOR": "1"}, {"TTY_COMPATIBLE": "1"}])
+def test_plain_lines_come_at_most_once_an_interval_and_once_more_at_the_end(
+    monkeypatch, claims_a_terminal
+):
+    for name, value in claims_a_terminal.items():
+        monkeypatch.setenv(name, value)
     output = io.StringIO()
     with migration_progress(output, plain_every_s=3600) as progress:
         progress.start(10)

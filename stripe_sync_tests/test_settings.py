@@ -338,3 +338,13 @@ def test_a_child_process_gets_the_settings_one_source_made_as_their_variables(tm
     assert environment["STRIPE_SYNC_BATCH_SIZE"] == "50"
     # a child reading them has the same settings
     assert load_settings(environ=environment, cwd=tmp_path).sync.batch_size == 50
+
+
+def test_a_child_process_reads_the_project_file_a_config_flag_named(tmp_path):
+    project_file = tmp_path / "elsewhere.yaml"
+    project_file.write_text("sync:\n  batch_size: 7\n")
+    settings = load_settings(config_file=project_file, environ={}, cwd=tmp_path)
+
+    environment = environment_for_child(settings, "demo", project_file)
+
+    assert load_settings(environ=environment, cwd=tmp_path).sync.batch_size == 7

@@ -531,9 +531,7 @@ class Applier:
     ) -> list[Outcome]:
         """`apply_one` over items, `max_in_flight` at a time; stops on a fatal error.
         `settled`: the step's outcomes that needed no request, for the progress."""
-        progress = Progress(
-            0, len(items), time.monotonic(), Tally.of_results(o.result for o in settled)
-        )
+        progress = Progress(0, len(items), time.monotonic(), settled_tally(settled))
         if self._on_progress:
             self._on_progress(progress)
         outcomes: list[Outcome] = []
@@ -556,7 +554,7 @@ class Applier:
                 with lock:
                     outcomes.append(outcome)
                     progress.done += 1
-                    progress.settled += Tally.of_results([outcome.result])
+                    progress.settled += settled_tally([outcome])
                 if self._on_progress:
                     self._on_progress(progress)
             return first_fatal
@@ -586,6 +584,12 @@ class Applier:
         if len(outcomes) < len(items):
             raise ApplyStopped("stopped on request", outcomes)
         return outcomes
+
+
+def settled_tally(outcomes: Iterable[Outcome]) -> Tally:
+    """What these rows came to, for the progress; a row whose prices are still to be given
+    (in the prices step) is not settled yet."""
+    return Tally.of_results(o.result for o in outcomes if not o.price_pending)
 
 
 def _more_price_work(desired: DesiredProduct) -> bool:

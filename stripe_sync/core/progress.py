@@ -14,12 +14,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+# The report's results (`core.report.RESULTS`) a catalog row can have, by what the bar calls
+# them. Products of rows no longer in the catalog (archived, orphaned) are not catalog rows.
+_DONE, _FAILED, _QUARANTINED = {"created", "updated", "unchanged"}, {"failed"}, {"invalid"}
+_NOT_A_ROW = {"archived", "orphaned"}
+
 
 @dataclass(frozen=True)
 class Tally:
     """Catalog rows by what became of them."""
 
-    done: int = 0  # in sync with Stripe: created, updated, unchanged or archived
+    done: int = 0  # in sync with Stripe: created, updated or unchanged
     failed: int = 0
     quarantined: int = 0  # invalid, never sent to Stripe
 
@@ -39,12 +44,14 @@ class Tally:
         """The tally of row results as the report names them (`core.report.RESULTS`)."""
         done = failed = quarantined = 0
         for result in results:
-            if result == "failed":
-                failed += 1
-            elif result == "invalid":
-                quarantined += 1
-            else:
+            if result in _DONE:
                 done += 1
+            elif result in _FAILED:
+                failed += 1
+            elif result in _QUARANTINED:
+                quarantined += 1
+            elif result not in _NOT_A_ROW:
+                raise ValueError(f"no row of the bar has the result {result!r}")
         return cls(done, failed, quarantined)
 
 
@@ -65,7 +72,7 @@ class NoProgress:
 class Snapshot:
     """The migration at one moment."""
 
-    total: int  # the catalog's rows (more if rows deleted from it were archived)
+    total: int  # the catalog's rows (more if rows were added while the migration ran)
     tally: Tally
     elapsed_s: float
 
@@ -93,8 +100,8 @@ class Snapshot:
 
 
 class MigrationProgress:
-    """The rows of a migration over all its runs. `on_change` is told every change (from the
-    run's threads too): keep it cheap."""
+    """The rows of a migration over all its runs. `on_change` is told every change, one call
+    at a time (from whichever thread made it): keep it cheap."""
 
     def __init__(
         self,
@@ -104,6 +111,7 @@ class MigrationProgress:
         self._on_change = on_change
         self._clock = clock
         self._lock = threading.Lock()
+        self._telling = threading.Lock()  # one `on_change` at a time, the latest snapshot last
         self._started = clock()
         self._total = 0
         self._finished = Tally()  # the runs that ended
@@ -127,8 +135,8 @@ class MigrationProgress:
         self._changed()
 
     def all_batches_ran(self) -> None:
-        """Every batch ran: the rows settled are all there were (products archived because
-        their rows left the catalog count too)."""
+        """Every batch ran: the rows settled are all there were (rows added to the catalog
+        since the count included)."""
         with self._lock:
             self._total = self._finished.rows + self._running.rows
         self._changed()
@@ -139,4 +147,13 @@ class MigrationProgress:
             return Snapshot(max(self._total, tally.rows), tally, self._clock() - self._started)
 
     def _changed(self) -> None:
-        self._on_change(self.snapshot())
+        with self._telling:
+            try:
+                self._on_change(self.snapshot())
+            except Exception:  # noqa: BLE001 - a display that fails must not stop a migration
+                # (a closed pipe, a full disk): it is switched off, the sync goes on.
+                self._on_change = _ignore
+
+
+def _ignore(snapshot: Snapshot) -> None:
+    pass

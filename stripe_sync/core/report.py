@@ -50,26 +50,29 @@ class Report:
         return self.products / self.run_seconds if self.run_seconds else None
 
     @property
-    def requests_per_product(self) -> float | None:
+    def stripe_requests_per_product(self) -> float | None:
         """Stripe requests per product of the report (0 when nothing needed Stripe)."""
         return self.stripe_requests / self.products if self.products else None
 
     def with_run_spans(self, spans: Iterable[tuple[float, float]]) -> Report:
-        """This report with `run_seconds` from the (start, end) times of its runs."""
-        return replace(self, run_seconds=running_seconds(spans))
+        """This report with `run_seconds` from the (start, end) times of its runs; None unless
+        every run has its span (one still going, or deleted, would make the rate a guess)."""
+        spans = list(spans)
+        timed = len(spans) == len(self.run_ids)
+        return replace(self, run_seconds=running_seconds(spans) if timed else None)
 
     def to_json(self) -> dict:
         return {
             **asdict(self),
             "rate_per_s": round(self.rate, 2),
             "products_per_s": _rounded(self.products_per_s),
-            "requests_per_product": _rounded(self.requests_per_product),
+            "stripe_requests_per_product": _rounded(self.stripe_requests_per_product),
         }
 
     def to_markdown(self, row_limit: int = 50) -> str:
         per_product = (
-            f" ({self.requests_per_product:.2f} per product)"
-            if self.requests_per_product is not None
+            f" ({self.stripe_requests_per_product:.2f} per product)"
+            if self.stripe_requests_per_product is not None
             else ""
         )
         lines = [

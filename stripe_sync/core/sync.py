@@ -33,7 +33,14 @@ from typing import Protocol
 
 import pandas as pd
 
-from stripe_sync.core.applier import Applier, ApplyStopped, Outcome, Progress, Result
+from stripe_sync.core.applier import (
+    Applier,
+    ApplyStopped,
+    Outcome,
+    Progress,
+    Result,
+    settled_tally,
+)
 from stripe_sync.core.backups import Backup, now_iso
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
@@ -83,7 +90,7 @@ class StepResult:
 
     def tally(self) -> Tally:
         """What every row came to after this step."""
-        return Tally.of_results(o.result for o in self.final)
+        return settled_tally(self.final)
 
     def summary(self) -> dict[str, int | float]:
         """Rows by result, Stripe requests, catalog write-back requests and seconds."""

@@ -303,7 +303,7 @@ def report_metadata(
     timings = {
         "run_seconds": report.run_seconds,
         "products_per_s": report.products_per_s,
-        "stripe_requests_per_product": report.requests_per_product,
+        "stripe_requests_per_product": report.stripe_requests_per_product,
     }
     return {
         "dagster/row_count": report.products,

@@ -156,11 +156,13 @@ def show_demo_in_ui(
     run: DemoRun,
     ui_port: int,
     *,
+    config_file: Path | None = None,
     say: Callable[[str], None] = print,
     stop_requested: Callable[[], bool],
 ) -> str | None:
     """The demo's runs in `dagster dev`, with the emulator started again on its saved state,
-    until `stop_requested()`; the emulator saves its state again when it stops. Returns why
+    until `stop_requested()`; the emulator saves its state again when it stops. `config_file`:
+    the project file of a --config flag, for the UI's code location to read too. Returns why
     the UI ended before it was asked to stop, None when it served till then."""
     with _demo_emulator(run.state_file) as api_base:
         say(
@@ -171,7 +173,7 @@ def show_demo_in_ui(
         failure = serve_dagster_ui(
             settings.dagster_home,
             ui_port,
-            environment_for_child(settings, _DEMO_SOURCE),
+            environment_for_child(settings, _DEMO_SOURCE, config_file),
             run.state_file.parent / "dagster-dev.log",
             say=say,
             stop_requested=stop_requested,

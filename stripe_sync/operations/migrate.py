@@ -15,7 +15,7 @@ from stripe_sync.core.secrets import redact
 from stripe_sync.definitions import build_definitions
 from stripe_sync.defs.assets import BATCHES_PER_RUN, migration_report, report_metadata
 from stripe_sync.defs.jobs import register_batches
-from stripe_sync.defs.outcomes import RunOutcome, outcome_of
+from stripe_sync.defs.outcomes import RecordedOutcome, RunOutcome, outcome_of
 from stripe_sync.defs.partitions import batch_partitions
 from stripe_sync.operations.instance import (
     dagster_home,
@@ -32,6 +32,17 @@ _STOPS = {
     RunOutcome.STOPPED: "stopped on request",
     RunOutcome.KEY_REFUSED: "Stripe refused the key, so no further batch was started",
 }
+
+
+def _why_failed(result: dg.ExecuteInProcessResult, recorded: RecordedOutcome, log_file: str) -> str:
+    """A failed run's reason in one line (the run logs are in the log file only): the one it
+    recorded, else its first failed step's error."""
+    if recorded.detail:
+        return recorded.detail
+    for event in result.get_step_failure_events():
+        if event.step_failure_data.error is not None:
+            return redact(event.step_failure_data.error.message.strip().splitlines()[0])
+    return f"see {log_file}"
 
 
 @dataclass
@@ -112,11 +123,16 @@ def migrate(
         run_ids.append(result.run_id)
         if not result.success:
             failed.extend(chunk)
+        recorded = outcome_of(instance, result.run_id, succeeded=result.success)
         say(
             f"batches {start + 1}-{start + len(chunk)} of {len(keys)}: "
-            f"{'ok' if result.success else 'FAILED'} (run {result.run_id})"
+            + (
+                f"ok (run {result.run_id})"
+                if result.success
+                else f"FAILED (run {result.run_id}): {_why_failed(result, recorded, options.log_file)}"
+            )
         )
-        outcome = outcome_of(instance, result.run_id, succeeded=result.success).outcome
+        outcome = recorded.outcome
         if outcome.stops_migration:
             failed.extend(keys[start + len(chunk) :])
             stopped = outcome

@@ -15,7 +15,20 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
+import yaml
+
+# The code location as the repository's workspace.yaml names it, written into the Dagster
+# home: the repository's file is not part of an installed package.
+WORKSPACE = {
+    "load_from": [
+        {
+            "python_module": {
+                "module_name": "stripe_sync.definitions",
+                "location_name": "stripe_sync",
+            }
+        }
+    ]
+}
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 120.0
 # How long the webserver, the daemon and the code servers get to shut down after SIGTERM
@@ -58,11 +71,13 @@ def serve_dagster_ui(
 def _start_dagster_dev(
     dagster_home: Path, port: int, environment: Mapping[str, str], log: Path
 ) -> subprocess.Popen:
+    workspace = dagster_home / "workspace.yaml"
+    workspace.write_text(yaml.safe_dump(WORKSPACE))
     command = [
         str(Path(sys.executable).with_name("dagster")),
         "dev",
         "-w",
-        str(WORKSPACE),
+        str(workspace),
         "-h",
         HOST,
         "-p",

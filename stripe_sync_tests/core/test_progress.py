@@ -22,18 +22,21 @@ class Clock:
         ("created", Tally(done=1)),
         ("updated", Tally(done=1)),
         ("unchanged", Tally(done=1)),
-        ("archived", Tally(done=1)),
-        ("orphaned", Tally(done=1)),
         ("failed", Tally(failed=1)),
         ("invalid", Tally(quarantined=1)),
+        # products of rows deleted from the catalog: not rows of the catalog
+        ("archived", Tally()),
+        ("orphaned", Tally()),
     ],
 )
-def test_every_result_of_the_report_counts_as_done_failed_or_quarantined(result, tally):
+def test_every_result_of_the_report_counts_as_done_failed_quarantined_or_no_row(result, tally):
     assert Tally.of_results([result]) == tally
 
 
-def test_the_tally_knows_every_result_the_report_names():
-    assert Tally.of_results(RESULTS).rows == len(RESULTS)
+def test_every_result_the_report_names_has_its_place_and_an_unknown_one_is_refused():
+    assert Tally.of_results(RESULTS) == Tally(done=3, failed=1, quarantined=1)
+    with pytest.raises(ValueError, match="'repriced'"):
+        Tally.of_results(["repriced"])
 
 
 def test_finished_runs_add_up_and_a_running_run_counts_as_it_last_said():
@@ -58,7 +61,7 @@ def test_a_run_that_ends_without_a_report_adds_nothing():
 
 @pytest.mark.parametrize("settled", [8, 12])
 def test_when_every_batch_ran_the_rows_settled_are_the_total(settled):
-    """Fewer: drafts never synced; more: products of rows deleted from the catalog."""
+    """Fewer: rows deleted while it ran; more: rows added while it ran."""
     progress = MigrationProgress()
     progress.start(10)
     progress.run_progressed(Tally(done=settled))
@@ -101,3 +104,19 @@ def test_before_any_row_settled_the_time_left_is_unknown():
 
 def test_an_empty_catalog_is_complete():
     assert Snapshot(0, Tally(), 1.0).percent == 100.0
+
+
+def test_a_display_that_fails_is_switched_off_and_the_migration_goes_on():
+    told = []
+
+    def broken_pipe(snapshot: Snapshot) -> None:
+        told.append(snapshot)
+        raise BrokenPipeError("the terminal went away")
+
+    progress = MigrationProgress(broken_pipe)
+    progress.start(10)
+    progress.run_progressed(Tally(done=4))
+    progress.run_finished()
+
+    assert len(told) == 1
+    assert progress.snapshot().tally == Tally(done=4)

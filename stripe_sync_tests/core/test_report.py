@@ -86,34 +86,37 @@ def test_products_per_second_and_requests_per_product_count_every_product_of_the
     ).with_run_spans([(100.0, 102.0), (102.0, 104.5)])
 
     assert report.run_ids == ["r1", "r2"]
-    assert (report.run_seconds, report.products_per_s, report.requests_per_product) == (
+    assert (report.run_seconds, report.products_per_s, report.stripe_requests_per_product) == (
         4.5,
         11 / 4.5,
         6 / 11,
     )
     assert {
         name: report.to_json()[name]
-        for name in ("run_seconds", "products_per_s", "requests_per_product")
-    } == {"run_seconds": 4.5, "products_per_s": 2.44, "requests_per_product": 0.55}
+        for name in ("run_seconds", "products_per_s", "stripe_requests_per_product")
+    } == {"run_seconds": 4.5, "products_per_s": 2.44, "stripe_requests_per_product": 0.55}
     markdown = report.to_markdown()
     assert "Stripe requests: 6 (0.55 per product);" in markdown
     assert "Runs: 2, 4.5 s of running time; 2.4 products/s." in markdown
 
 
-def test_without_the_runs_times_or_products_the_report_claims_no_rate():
+@pytest.mark.parametrize("spans", [None, []], ids=["not looked up", "a run without its span"])
+def test_without_every_runs_time_or_any_product_the_report_claims_no_rate(spans):
     untimed = build_report("test", [record("b1", outcome("1", "created"), requests=1, run="r1")])
+    if spans is not None:
+        untimed = untimed.with_run_spans(spans)
     empty = build_report("test", []).with_run_spans([])
 
-    assert (untimed.run_seconds, untimed.products_per_s, untimed.requests_per_product) == (
+    assert (untimed.run_seconds, untimed.products_per_s, untimed.stripe_requests_per_product) == (
         None,
         None,
         1.0,
     )
     assert "Runs:" not in untimed.to_markdown()
-    assert (empty.run_seconds, empty.products_per_s, empty.requests_per_product) == (
+    assert (empty.run_seconds, empty.products_per_s, empty.stripe_requests_per_product) == (
         None,
         None,
         None,
     )
     assert "per product" not in empty.to_markdown()
-    assert empty.to_json()["requests_per_product"] is None
+    assert empty.to_json()["stripe_requests_per_product"] is None
