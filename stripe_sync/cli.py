@@ -200,8 +200,8 @@ def migrate(
     """Sync the catalog into Stripe: pre-flight, register batches, run them, report.
 
     Draws one progress bar for the whole migration (plain lines when the output is not a
-    terminal). Runs are recorded in the DAGSTER_HOME instance and show in `dagster dev`. Exits 0 when
-    every valid product is synced, 1 when any batch failed.
+    terminal). Runs are recorded in the DAGSTER_HOME instance and show in `dagster dev`.
+    Exits 0 when every valid product is synced, 1 when any batch failed.
     """
     from stripe_sync.operations.options import RunOptions
 
