@@ -1,5 +1,6 @@
-"""The Dagster UI: `dagster dev` on the repository's workspace, in a session of its own, so that
-its webserver, daemon and code servers are stopped together and none outlives the command."""
+"""The Dagster UI: `dagster dev` on the pipeline's code location, in a session of its own, so
+that its webserver, daemon and code servers are stopped together and none outlives the
+command."""
 
 from __future__ import annotations
 
