@@ -67,13 +67,16 @@ def _settings(**flags: Any):
         return load_settings(config_file=invocation.config_file, overrides=flags)
 
 
-def _preflight(settings, instance=None) -> None:
-    """Pre-flight: print what it found, or end the command with its one sentence."""
+def _preflight(settings, instance=None):
+    """Pre-flight: print what it found and return it, or end the command with its one
+    sentence."""
     from stripe_sync.operations.preflight import preflight
 
     with _one_sentence_errors():
-        for line in preflight(settings, instance).lines():
-            click.echo(line)
+        found = preflight(settings, instance)
+    for line in found.lines():
+        click.echo(line)
+    return found
 
 
 def _plan_options(command):
@@ -236,7 +239,7 @@ def _migrate(settings, options, batches_per_run: int) -> bool:
     with migration_progress() as progress:
         with _one_sentence_errors():
             dagster = open_dagster(settings, progress)
-        _preflight(settings, dagster.instance)
+        checked = _preflight(settings, dagster.instance)
         with _stop_on_signal() as stop, _one_sentence_errors():
             result = run_migration(
                 settings,
@@ -246,6 +249,7 @@ def _migrate(settings, options, batches_per_run: int) -> bool:
                 stop_requested=stop.is_set,
                 progress=progress,
                 dagster=dagster,
+                catalog_rows=checked.catalog_rows,  # pre-flight counted them: no second count
             )
     _report_migration(settings, result, started)
     return result.succeeded

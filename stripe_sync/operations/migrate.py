@@ -84,11 +84,13 @@ def migrate(
     stop_requested: Callable[[], bool] = lambda: False,
     progress: MigrationProgress | None = None,
     dagster: Dagster | None = None,
+    catalog_rows: int | None = None,
 ) -> MigrationResult:
     """Register new batches, sync every batch (`batches_per_run` a run), then rebuild the
     report. A run that stops (told to, or Stripe refusing the key) holds back the rest.
     `progress`: told how far the whole migration is; `dagster`: from `open_dagster` (with
-    the same `progress`), if already opened."""
+    the same `progress`), if already opened; `catalog_rows`: the catalog's rows, if already
+    counted (a count of a large Supabase table is a scan)."""
     progress = progress or MigrationProgress()
     dagster = dagster or open_dagster(settings, progress)
     definitions, instance = dagster.definitions, dagster.instance
@@ -99,7 +101,7 @@ def migrate(
     with resources(settings, "catalog", instance=instance) as built:
         with built.catalog.opened() as source:
             imported = import_files(source.state, settings.state_dir, settings.backups_dir)
-            rows = source.count_ids()
+            rows = source.count_ids() if catalog_rows is None else catalog_rows
         if imported.anything:
             say(imported.describe())
         new_batches = register_batches(instance, built.catalog, settings.sync.batch_size)
