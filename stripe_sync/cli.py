@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import pathlib
+import shlex
 import signal
 import sys
 import threading
@@ -21,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import click
+
+from stripe_sync.core.wording import counted
 
 # The dagster command of this environment, for the hints this CLI prints.
 _DAGSTER = pathlib.Path(sys.executable).parent / "dagster"
@@ -160,7 +163,19 @@ _allow_live_mode = click.option(
 
 
 def _ui_hint(home: pathlib.Path) -> str:
-    return f"Dagster runs are in {home}: see them with `DAGSTER_HOME={home} {_DAGSTER} dev`."
+    """A command that serves the runs in the Dagster UI, run from this directory: the code
+    location reads the settings here (or from the --config file, named in the command)."""
+    from stripe_sync.operations.ui import WORKSPACE_FILE
+    from stripe_sync.settings import CONFIG_FILE_VARIABLE
+
+    invocation: _Invocation = click.get_current_context().find_object(_Invocation)
+    config = invocation.config_file if invocation is not None else None
+    variables = [f"DAGSTER_HOME={shlex.quote(str(home))}"]
+    if config is not None:
+        variables.append(f"{CONFIG_FILE_VARIABLE}={shlex.quote(str(config.resolve()))}")
+    workspace = shlex.quote(str(home / WORKSPACE_FILE))
+    command = f"{' '.join(variables)} {shlex.quote(str(_DAGSTER))} dev -w {workspace}"
+    return f"Dagster runs are in {home}: see them with `{command}`."
 
 
 @main.command()
@@ -259,20 +274,28 @@ def _report_migration(settings, result, started: str, *, ui_hint: bool = True) -
     click.echo(result.report_markdown)
     if ui_hint:
         click.echo(_ui_hint(settings.dagster_home))
-    # A time, not the first run's id: a run that changed nothing takes no backup.
-    click.echo(f"To undo this migration: stripe-sync rollback --since {started}")
+    if result.may_have_written:
+        # A time, not the first run's id: a run that changed nothing takes no backup.
+        click.echo(f"To undo this migration: stripe-sync rollback --since {started}")
     if result.failed_batches:
         click.echo(
-            f"{len(result.failed_batches)} batches failed: rerun `stripe-sync migrate` to retry them.",
+            f"{counted(len(result.failed_batches), 'batch')} failed: rerun `stripe-sync migrate` "
+            "to retry them.",
+            err=True,
+        )
+    if result.stopped_batches:
+        click.echo(
+            f"Stopped on request: {counted(len(result.stopped_batches), 'batch')} left for the "
+            "next run: rerun `stripe-sync migrate` to go on.",
             err=True,
         )
 
 
 @contextlib.contextmanager
 def _stop_on_signal() -> Iterator[threading.Event]:
-    """Ctrl+C, SIGTERM or SIGHUP between runs: no new batch starts (during a run, Dagster's own
-    handler interrupts the Stripe step, which writes back what finished). A second signal
-    stops at once."""
+    """Ctrl+C, SIGTERM or SIGHUP between runs: no new batch starts. During a run Dagster's own
+    handler takes them, and the Stripe step defers every one until what Stripe answered is
+    recorded. A second signal between runs stops at once: nothing is left to record."""
     stop = threading.Event()
 
     def request_stop(signum, frame):
@@ -305,7 +328,8 @@ def verify(
     Reads Stripe only, 100 products a request. Runs the asset checks of the `verify_batches`
     job in the DAGSTER_HOME instance, so the results show in `dagster dev`; drifted rows are
     reconciled by the next `stripe-sync migrate`. Exits 0 when everything matches (warnings
-    allowed), 1 on a mismatch, 2 when the configuration is wrong.
+    allowed), 1 on a mismatch, 2 when the configuration is wrong, 3 when some batches could
+    not be verified (Stripe unreachable, a run failed).
     """
     from stripe_sync.operations.options import RunOptions
     from stripe_sync.operations.verify import verify as run_verification
@@ -369,7 +393,7 @@ def _rollback(settings, since: str | None, *, dry_run: bool, ask: bool) -> bool:
             click.echo(planned.text())
             if not planned.succeeded or planned.steps == 0:
                 return planned.succeeded
-            click.confirm(f"Apply these {planned.steps} steps?", abort=True)
+            click.confirm(f"Apply {counted(planned.steps, 'step')}?", abort=True)
         result = run_rollback(settings, since, dry_run=dry_run)
     click.echo(result.text())
     click.echo(_ui_hint(settings.dagster_home))
@@ -427,9 +451,10 @@ def reset(catalog_columns: bool, yes: bool) -> None:
         sys.exit(1)
     with _one_sentence_errors():
         result = reset_state(settings, catalog_columns=catalog_columns)
-    click.echo(f"forgot the checkpoints of {result.checkpoints_forgotten} products")
+    click.echo(f"forgot the checkpoints of {counted(result.checkpoints_forgotten, 'product')}")
     if catalog_columns:
-        click.echo(f"emptied the write-back columns of {result.catalog_rows_emptied} catalog rows")
+        rows = counted(result.catalog_rows_emptied, "catalog row")
+        click.echo(f"emptied the write-back columns of {rows}")
 
 
 @main.command("config")

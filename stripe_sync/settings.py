@@ -413,6 +413,20 @@ class ThrottleSettings(_Section):
     fraction: float = setting(
         0.8, "The share of Stripe's rate limits used.", "STRIPE_SYNC_THROTTLE_FRACTION", gt=0, le=1
     )
+    global_rate: float | None = setting(
+        None,
+        "The account's global rate limit in requests/s, when Stripe has raised it (unset: "
+        "Stripe's default for the key's mode, 25 in test mode and 100 in live mode).",
+        "STRIPE_SYNC_THROTTLE_GLOBAL_RATE",
+        gt=0,
+    )
+    endpoint_rate: float | None = setting(
+        None,
+        "The account's rate limit per endpoint in requests/s, when Stripe has raised it "
+        "(unset: Stripe's default, 25).",
+        "STRIPE_SYNC_THROTTLE_ENDPOINT_RATE",
+        gt=0,
+    )
 
 
 class SyncSettings(_Section):

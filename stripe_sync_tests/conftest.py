@@ -98,6 +98,8 @@ PIPELINE_ENV_VARS = (
     "STRIPE_SYNC_STATE_DIR",
     "STRIPE_SYNC_THROTTLE_URL",
     "STRIPE_SYNC_THROTTLE_FRACTION",
+    "STRIPE_SYNC_THROTTLE_GLOBAL_RATE",
+    "STRIPE_SYNC_THROTTLE_ENDPOINT_RATE",
     "STRIPE_SYNC_MAX_IN_FLIGHT",
     "STRIPE_SYNC_METADATA_COLUMNS",
     "STRIPE_SYNC_CATALOG_QUERY",
@@ -123,7 +125,7 @@ LIVE_MODE_LIMITS = {"rate_limit": 100, "endpoint_rate_limit": 25}
 
 _CATALOG_DDL = """
     create table {table} (
-        id text primary key,
+        id {id_type} primary key,
         name text,
         description text,
         price numeric,
@@ -173,6 +175,13 @@ class ProductsTable:
             [*columns.values(), id_],
         )
 
+    def delete(self, ids: list[str]) -> None:
+        """Delete rows (as an editor would)."""
+        self.connection.execute(
+            sql.SQL("delete from {} where id::text = any(%s)").format(sql.Identifier(self.name)),
+            [ids],
+        )
+
     def rows(self) -> dict[str, dict]:
         """Every row, all columns, by id."""
         with self.connection.cursor(row_factory=dict_row) as cursor:
@@ -190,12 +199,18 @@ def catalog_connection(fresh_database_url: str) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture
 def products_table(catalog_connection: psycopg.Connection, fresh_database_url: str):
-    """Makes catalog tables: `make(rows=(), write_back=True, name=None) -> ProductsTable`
-    (`name`, e.g. "products" for the Supabase look-alike, replaces a table of that name);
-    dropped after."""
+    """Makes catalog tables: `make(rows=(), write_back=True, name=None, id_type="text") ->
+    ProductsTable` (`name`, e.g. "products" for the Supabase look-alike, replaces a table of
+    that name; `id_type`: the id column's SQL type, e.g. "uuid"); dropped after."""
     made: list[str] = []
 
-    def make(rows: list[dict] = (), *, write_back: bool = True, name: str | None = None):
+    def make(
+        rows: list[dict] = (),
+        *,
+        write_back: bool = True,
+        name: str | None = None,
+        id_type: str = "text",
+    ):
         if name is None:
             name = f"products_{secrets.token_hex(4)}"
         else:
@@ -205,6 +220,7 @@ def products_table(catalog_connection: psycopg.Connection, fresh_database_url: s
         catalog_connection.execute(
             sql.SQL(_CATALOG_DDL).format(
                 table=sql.Identifier(name),
+                id_type=sql.SQL(id_type),
                 write_back=sql.SQL(_WRITE_BACK_DDL if write_back else ""),
             )
         )

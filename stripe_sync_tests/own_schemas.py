@@ -328,6 +328,30 @@ STOREFRONT_VIEW = OwnSchema(
 
 OWN_SCHEMAS = (SHOP_EXPORT, SUPABASE_STARTER, STOREFRONT_VIEW)
 
+# Tags in a PostgreSQL array, sizes in a JSON array (PostgreSQL only), both Stripe metadata,
+# next to a number and a JSON object that stay their text.
+TAGGED = OwnSchema(
+    name="tagged",
+    postgres_ddl=(
+        """create table {t} (
+            id integer primary key, name text not null, price numeric(10, 2) not null,
+            tags text[], sizes jsonb, weight numeric(6, 2))""",
+    ),
+    sqlite_ddl=(),
+    rows=(
+        """insert into {t} (id, name, price, tags, sizes, weight) values
+            (1, 'Wool hat', 12.50, array['tag4', 'line2'], '["S", "M"]', 0.50),
+            (2, 'Canvas tote', 9.90, array['with, comma', null], '[]', NULL),
+            (3, 'Scarf', 15.00, array[]::text[], jsonb_build_object('size', 'L'), 1.00)""",
+    ),
+    tables=("{t}",),
+    catalog={
+        "columns": {"description": None, "images": None, "active": None, "updated_at": None},
+        "currency": "eur",
+        "metadata": {"tags": "tags", "sizes": "sizes", "weight": "weight"},
+    },
+)
+
 # A SaaS's plans: each with monthly and yearly prices in EUR and USD, a default flag, labels,
 # a price row that no longer counts (inactive), one Stripe can't take (a fortnightly interval)
 # and one whose plan doesn't exist.

@@ -4,7 +4,13 @@ It is not PostgREST: it speaks only the requests supabase-py sends for the catal
 the state tables, on `/rest/v1/<table>`:
 
 - GET and HEAD with `select` (columns, `*`, `alias:column::type`), filters, `order`,
-  `limit` and `Prefer: count=exact`;
+  `limit` and `Prefer: count=exact`, at most `max_rows` rows an answer as PostgREST's
+  `db-max-rows` makes it (Supabase's "Max rows", 1,000 unless a project changes it): the
+  limit becomes min(limit, max_rows), `Content-Range` says which rows came (`0-999/*`, or
+  `0-999/5000` with a count) and a count larger than the rows answered makes the status 206
+  (`treeRestrictRange` in PostgREST's Plan.hs, `rangeStatusHeader` in its RangeQuery.hs);
+  writes are never capped; functions are, but those called here return one value (a JSON
+  array), which no cap cuts;
 - POST (insert) of a JSON object or an array of objects with the same keys (else 400
   PGRST102), or any objects with `columns=` (missing keys are null, or the column's
   default with `Prefer: missing=default`); `Prefer: resolution=merge-duplicates` makes it an
@@ -49,6 +55,7 @@ import psycopg
 from psycopg import sql
 
 SUPABASE_ROLES = ("anon", "authenticated", "service_role")
+SUPABASE_MAX_ROWS = 1_000  # a Supabase project's "Max rows" unless it is changed
 _TEN_YEARS_S = 10 * 365 * 24 * 3600
 _OPERATORS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _ORDER_WORDS = {
@@ -88,6 +95,7 @@ class RecordedRequest:
     headers: dict[str, str]  # names in lower case
     body: object  # the parsed JSON body, None without one (or when it is not JSON)
     raw_body: bytes = field(default=b"", repr=False, compare=False)  # the body as sent
+    target: str = field(default="", repr=False, compare=False)  # the request line's URL
 
 
 class PostgrestError(Exception):
@@ -196,11 +204,14 @@ def run_postgrest(
     jwt_secret: str,
     request_log: list[RecordedRequest] | None = None,
     faults: GatewayFaults | None = None,
+    *,
+    max_rows: int | None = SUPABASE_MAX_ROWS,
 ) -> Iterator[str]:
     """Serve the look-alike on a free loopback port; yield its base URL (what
     SUPABASE_URL would be). Requests are appended to `request_log` when given; `faults`
-    misbehave as Supabase's gateway may."""
-    api = _Api(psycopg.connect(database_url, autocommit=True), jwt_secret, request_log)
+    misbehave as Supabase's gateway may; `max_rows` caps every read's answer (None: no cap,
+    PostgREST's own default)."""
+    api = _Api(psycopg.connect(database_url, autocommit=True), jwt_secret, request_log, max_rows)
     api.faults = faults or GatewayFaults()
     handler = type("Handler", (_Handler,), {"api": api})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -239,6 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={name.lower(): value for name, value in self.headers.items()},
             body=_parsed(raw_body),
             raw_body=raw_body,
+            target=self.path,
         )
         status, headers, body = self.api.handle(request)
         self.send_response(status)
@@ -263,10 +275,12 @@ class _Api:
         connection: psycopg.Connection,
         jwt_secret: str,
         request_log: list[RecordedRequest] | None,
+        max_rows: int | None,
     ) -> None:
         self.connection = connection
         self._jwt_secret = jwt_secret
         self._request_log = request_log
+        self._max_rows = max_rows
         self._lock = threading.Lock()  # one connection, one request at a time
 
     faults: GatewayFaults
@@ -362,21 +376,20 @@ class _Api:
             sql.Identifier(table),
             where,
             _order_by(table, params.get("order")),
-            _limit(params.get("limit")),
+            _limit(params.get("limit"), self._max_rows),
         )
         rows, shown = self.connection.execute(
             sql.SQL("select coalesce(json_agg(r), '[]')::text, count(*) from ({}) r").format(query),
             values,
         ).fetchone()
-        total = "*"
-        if _prefer(request.headers).get("count") == "exact":
-            total = self.connection.execute(
-                sql.SQL("select count(*) from {} as {}{}").format(
-                    target, sql.Identifier(table), where
-                ),
-                values,
-            ).fetchone()[0]
-        return 200, {"Content-Range": f"{_range(shown)}/{total}"}, rows
+        if _prefer(request.headers).get("count") != "exact":
+            return 200, {"Content-Range": f"{_range(shown)}/*"}, rows
+        total = self.connection.execute(
+            sql.SQL("select count(*) from {} as {}{}").format(target, sql.Identifier(table), where),
+            values,
+        ).fetchone()[0]
+        status = 206 if shown < total else 200  # a part of the rows counted: Partial Content
+        return status, {"Content-Range": f"{_range(shown)}/{total}"}, rows
 
     def _insert(self, schema: str, table: str, request: RecordedRequest):
         columns = self._require_table(schema, table)
@@ -836,12 +849,14 @@ def _order_by(table: str, order: str | None) -> sql.Composable:
     return sql.SQL(" order by ") + sql.SQL(", ").join(terms)
 
 
-def _limit(limit: str | None) -> sql.Composable:
-    if limit is None:
-        return sql.SQL("")
-    if not limit.isdigit():
+def _limit(limit: str | None, max_rows: int | None) -> sql.Composable:
+    """The read's LIMIT: the one asked for, capped at `max_rows` (PostgREST's db-max-rows)."""
+    if limit is not None and not limit.isdigit():
         raise _unsupported(f"the limit {limit!r}")
-    return sql.SQL(" limit {}").format(sql.Literal(int(limit)))
+    limits = [int(limit)] if limit is not None else []
+    if max_rows is not None:
+        limits.append(max_rows)
+    return sql.SQL(" limit {}").format(sql.Literal(min(limits))) if limits else sql.SQL("")
 
 
 def _range(rows: int) -> str:

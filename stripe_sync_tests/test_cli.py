@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -12,11 +13,15 @@ import types
 import urllib.error
 import urllib.request
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from stripe_sync.cli import main
-from stripe_sync_tests.conftest import free_port
+from stripe_sync.cli import _Invocation, _ui_hint, main
+from stripe_sync.operations.instance import dagster_home
+from stripe_sync.settings import load_settings
+from stripe_sync_tests.conftest import free_port, stop_process_group
+from stripe_sync_tests.test_ui import DagsterUI
 
 
 def test_help_lists_emulator() -> None:
@@ -134,3 +139,37 @@ def test_emulator_subprocess_serves_and_stops_on_sigterm(tmp_path: pathlib.Path)
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def test_the_ui_hint_is_a_command_that_serves_the_runs_from_where_the_user_is(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml or workspace.yaml here
+    home = dagster_home(load_settings())
+    with click.Context(main, obj=_Invocation(config_file=None)):
+        command = re.search(r"`(.+)`", _ui_hint(home)).group(1)
+    log = tmp_path / "dagster-dev.log"
+    port = free_port()
+
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            f"{command} -h 127.0.0.1 -p {port}",
+            shell=True,
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        DagsterUI(f"http://127.0.0.1:{port}", process, log).wait_until_serving()
+    finally:
+        stop_process_group(process)
+
+
+def test_the_ui_hint_names_the_settings_file_given_with_config(tmp_path: pathlib.Path) -> None:
+    settings_file = tmp_path / "shop" / "stripe_sync.yaml"
+
+    with click.Context(main, obj=_Invocation(config_file=settings_file)):
+        hint = _ui_hint(tmp_path / ".dagster_home")
+
+    assert f"STRIPE_SYNC_CONFIG={settings_file} " in hint

@@ -137,6 +137,11 @@ MISFITS = {
         {"where": "kind = = 'x'"},
         "catalog.where does not work on table",
     ),
+    "where comparing values of different types": (
+        "postgres",
+        {"where": "price_cents = 'x'::varchar"},
+        "integer = character varying: no function or operator takes these types",
+    ),
     "postgrest filter postgrest refuses": (
         "supabase",
         {"where": "kind=zz.physical"},

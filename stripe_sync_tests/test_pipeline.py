@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from decimal import Decimal
 
+import dagster as dg
 import stripe
 from click.testing import CliRunner
 
@@ -169,6 +170,13 @@ def test_invalid_rows_are_marked_invalid_with_a_reason_and_never_reach_stripe(
     assert_in_sync(rows, {row["id"]: row for row in valid}, products, prices)
     assert result.report["counts"]["invalid"] == len(invalid)
     assert {r["cms_id"] for r in result.report["invalid"]} == {row["id"] for row in invalid}
+    named = {r["cms_id"]: r["name"] for r in result.report["invalid"]}
+    assert (named["no-price"], named["no-name"]) == ("Priceless", "")
+    assert "| no-price | Priceless | " in result.report_markdown
+    with dg.DagsterInstance.get() as instance:
+        validated = instance.get_latest_materialization_event(dg.AssetKey("validated_products"))
+    quarantined = validated.asset_materialization.metadata["quarantined"].value
+    assert "| no-price | Priceless | price_missing" in quarantined
     # invalid rows stay out on the next run too, and cost nothing
     before = len(log)
     again = pipeline_env.migrate()

@@ -48,7 +48,13 @@ BAD_CONFIGS = {
         stripe_key="pk_test_publishable", says=("STRIPE_SECRET_KEY",)
     ),
     "a live key without --allow-live-mode": BadConfig(
-        stripe_key="sk_live_stripe_sync_tests", says=("live-mode", "--allow-live-mode")
+        stripe_key="sk_live_stripe_sync_tests",
+        says=(
+            "live-mode",
+            "--allow-live-mode",
+            "stripe.allow_live_mode: true in stripe_sync.yaml",
+            "STRIPE_ALLOW_LIVE_MODE=true",
+        ),
     ),
     "a table with only some of the write-back columns": BadConfig(
         catalog="table with some write-back columns",

@@ -315,6 +315,20 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(world, emulator):
     assert world.row_versions() == versions
 
 
+def test_a_dry_run_on_a_table_without_write_back_columns_names_the_sync_state_not_the_catalog(
+    products_table, pipeline_env
+):
+    table = products_table([{"id": "p1", "name": "Product p1", "price": "9.90"}], write_back=False)
+    pipeline_env.use_catalog(table)
+    assert pipeline_env.migrate().succeeded
+
+    result = rollback("--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert "| p1 | sync state | restore stripe_product_id, " in result.output
+    assert "| catalog |" not in result.output and "catalog rows" not in result.output
+
+
 def test_the_checkpoints_of_rolled_back_rows_are_forgotten_and_a_dry_run_keeps_them(world):
     world.state.record(
         [],
@@ -426,7 +440,7 @@ def test_on_a_terminal_it_shows_the_plan_and_writes_only_after_yes(world, emulat
 
     assert declined.returncode == 1
     assert "| p03 | cms_p03 | restore name, metadata | planned |" in declined.output
-    assert "Apply these 15 steps? [y/N]" in declined.output
+    assert "Apply 15 steps? [y/N]" in declined.output
     assert write_requests(emulator.requests()[before:]) == []
 
     accepted = run_on_a_terminal(pipeline_env.cli_env(), answer="y")

@@ -157,7 +157,7 @@ def export_as_files(table, state_dir: pathlib.Path) -> None:
         database_url=table.database_url, supabase_url=None, supabase_key=None, table=table.name
     )
     state = open_state(catalog)
-    for batch in state.batch_keys():
+    for batch in sorted(set(state.memberships().values())):
         path = state_dir / "checkpoints" / f"{batch}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         checkpoints = state.checkpoints(batch)

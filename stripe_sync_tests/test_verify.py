@@ -19,6 +19,7 @@ from stripe_sync_tests.conftest import (
     PRICES_CHECK,
     PRODUCTS_CHECK,
     TEST_SECRET_KEY,
+    free_port,
     latest_results,
 )
 
@@ -118,7 +119,7 @@ def test_drift_in_stripe_is_reported_with_the_values_and_the_next_migration_repa
         ("sku-002", "default_price", "12.50 EUR", "9.99 EUR", "error"),
         ("sku-003", "active", "true", "false", "error"),
     }
-    assert "verify: 6 products in 1 batches: 3 mismatches, 0 warnings" in drifted.stdout
+    assert "verify: 6 products in 1 batch: 3 mismatches, 0 warnings" in drifted.stdout
     [batch] = batch_keys()
     products_result = latest_results(PRODUCTS_CHECK)[batch]
     assert not products_result.passed
@@ -265,3 +266,17 @@ def test_verify_needs_a_key_and_batches_and_says_so_in_one_sentence(
     assert no_key.exit_code == 2, no_key.output
     assert no_key.stderr.startswith("error: STRIPE_SECRET_KEY is not set")
     assert emulator.requests() == []
+
+
+def test_verify_with_stripe_unreachable_says_so_and_exits_apart_from_a_mismatch(
+    products_table, pipeline_env, emulator
+):
+    pipeline_env.use_catalog(products_table(catalog_rows(2)))
+    assert pipeline_env.migrate().succeeded
+    pipeline_env.set(STRIPE_API_BASE=f"http://127.0.0.1:{free_port()}", STRIPE_MAX_ATTEMPTS="1")
+
+    unreachable = verify()
+
+    assert unreachable.exit_code == 3, unreachable.output
+    assert "Stripe could not be reached" in unreachable.output
+    assert "mismatch" not in unreachable.stdout

@@ -12,7 +12,7 @@ its start, so a retry never sees half of it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,6 +24,8 @@ from stripe_sync.core.retry import RetryPolicy, RetryStats, call_with_retries
 from stripe_sync.core.secrets import redact
 
 T = TypeVar("T")
+# Ids per statement that reads or writes rows by id (SQLite binds at most 32,766 parameters).
+IDS_PER_QUERY = 2_000
 
 RETRYABLE_SQLSTATES = {
     "40001": "a serialization failure",
@@ -39,7 +41,11 @@ FATAL_HINTS = {
     "42501": "grant the pipeline's database role what it needs on the table",
     "42P01": "create the table or fix its name",
     "42703": "add the column or fix the mapping",
-    "42883": "apply the migration that creates the function",
+    # A catalog or state reached by SQL calls no function of the migrations: a function or
+    # operator missing here is one of `where`, `query` or a value of the wrong type.
+    "42883": "no function or operator takes these types: fix the SQL, or compare values of "
+    "the column's own type",
+    "22P02": "write the value as one of its column's type",
     "42601": "fix the SQL",
     "28P01": "fix the password in the URL",
     "3D000": "create the database or fix its name in the URL",
@@ -175,3 +181,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def chunks(items: Sequence[T], size: int = IDS_PER_QUERY) -> Iterator[Sequence[T]]:
+    """`items` in slices of at most `size`."""
+    return (items[at : at + size] for at in range(0, len(items), size))

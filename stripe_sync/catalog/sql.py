@@ -2,10 +2,10 @@
 
 The catalog is a model: a table or view, or an SQL query read as a subquery, narrowed by an
 SQL `where` and the mapping's skip and soft-delete rules, its columns mapped onto the
-pipeline's fields (`stripe_sync.core.mapping`). Reads are keyset pages over the mapped id
-(`id > last ORDER BY id LIMIT n`), each in its own short
+pipeline's fields (`stripe_sync.core.mapping`). The ids are read in keyset pages over the
+mapped id (`id > last ORDER BY id LIMIT n`), rows by id in chunks, each read in its own short
 transaction, so a long read holds no locks and no cursor between pages, and a page read again
-after a dropped connection gives the same rows. Bounds travel as text and are cast to the id
+after a dropped connection gives the same rows. Ids travel as text and are cast to the id
 column's type by the database, so integer ids compare numerically and every comparison
 follows the database's own ordering. Every call goes through `Database.call`: classified,
 retried by the catalog's policy.
@@ -18,10 +18,11 @@ from functools import cached_property
 from typing import TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from stripe_sync.catalog.base import missing_columns_error
-from stripe_sync.catalog.database import NO_RETRY, Database
+from stripe_sync.catalog.database import NO_RETRY, Database, chunks
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import CatalogError, CatalogFailure
 from stripe_sync.core.mapping import (
@@ -30,7 +31,10 @@ from stripe_sync.core.mapping import (
     FieldMapping,
     PricesModel,
     ValueRule,
+    read_as_is,
     read_as_text,
+    value_boolean,
+    value_text,
 )
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 
@@ -104,7 +108,8 @@ class SqlCatalog:
             raise missing_columns_error(self.table, missing, lacking if partial else [])
         conditions = [("catalog.where", self._where_condition())] if self.where else []
         conditions += [
-            (f"catalog.{name}", self._kept_by(rule)) for name, rule in self.mapping.removal_rules()
+            (f"catalog.{name}", self._kept_by(name, rule))
+            for name, rule in self.mapping.removal_rules()
         ]
         for key, condition in conditions:
             self._probe(self._source, condition, key, self._model_name())
@@ -149,26 +154,33 @@ class SqlCatalog:
             column in self._source.columns for column in WRITE_BACK_COLUMNS
         )
 
-    def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
-        query = self._select(self._id_text)
-        for page in self._pages(query, start, None, page_size):
+    def iter_ids(self, page_size: int = 10_000) -> Iterator[str]:
+        query = self._select(self._id_text).order_by(self._id).limit(page_size)
+        page_query = query
+        while True:
+            # A page is read again whole after a dropped connection: the same keyset, the
+            # same rows.
+            page = self._read(lambda connection, q=page_query: connection.execute(q).all())
             yield from (row[0] for row in page)
+            if len(page) < page_size:
+                return
+            page_query = query.where(self._id > self._as_id(page[-1][0]))
 
-    def count_ids(self, start: str | None = None) -> int:
+    def count_ids(self) -> int:
         query = self._select(sa.func.count())
-        if start is not None:
-            query = query.where(self._id >= self._as_id(start))
         return self._read(lambda connection: connection.execute(query).scalar_one())
 
-    def read_rows(
-        self, lower: str | None, upper: str | None, page_size: int = 1_000
-    ) -> Iterator[dict]:
-        for page in self._pages(self._select(*self._row_columns()), lower, upper, page_size):
-            yield from (self.mapping.shaped(row._mapping) for row in page)
+    def read_rows(self, ids: Sequence[str]) -> Iterator[dict]:
+        for chunk in chunks(ids):
+            query = (
+                self._select(*self._row_columns())
+                .where(self._one_of(self._id, chunk))
+                .order_by(self._id)
+            )
+            rows = self._read(lambda connection, q=query: connection.execute(q).all())
+            yield from (self.mapping.shaped(row._mapping) for row in rows)
 
-    def read_prices(
-        self, lower: str | None, upper: str | None, page_size: int = 1_000
-    ) -> Iterator[dict]:
+    def read_prices(self, product_ids: Sequence[str]) -> Iterator[dict]:
         if self.prices is None:
             return
         self._prices_columns_present(self.prices)
@@ -183,24 +195,12 @@ class SqlCatalog:
         query = sa.select(*columns).select_from(source)
         if self.prices.where:
             query = query.where(_sql_text(f"({self.prices.where})"))
-        if lower is not None:
-            query = query.where(product_id >= self._bound(lower, product_id))
-        if upper is not None:
-            query = query.where(product_id < self._bound(upper, product_id))
-        query = query.order_by(product_id, price_id).limit(page_size)
-        page_query = query
-        while True:
-            page = self._read(lambda connection, q=page_query: connection.execute(q).all())
-            yield from (mapping.shaped(row._mapping) for row in page)
-            if len(page) < page_size:
-                return
-            last = page[-1]._mapping
-            page_query = query.where(
-                sa.tuple_(product_id, price_id)
-                > sa.tuple_(
-                    self._bound(last["product_id"], product_id), self._bound(last["id"], price_id)
-                )
+        for chunk in chunks(product_ids):
+            chunk_query = query.where(self._one_of(product_id, chunk)).order_by(
+                product_id, price_id
             )
+            rows = self._read(lambda connection, q=chunk_query: connection.execute(q).all())
+            yield from (mapping.shaped(row._mapping) for row in rows)
 
     def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
         if self.mapping.column("updated_at") is None:
@@ -311,33 +311,61 @@ class SqlCatalog:
         query = sa.select(*columns).select_from(self._source)
         if self.where:
             query = query.where(self._where_condition())
-        for _name, rule in self.mapping.removal_rules():
-            query = query.where(self._kept_by(rule))
+        for name, rule in self.mapping.removal_rules():
+            query = query.where(self._kept_by(name, rule))
         return query
 
     def _where_condition(self) -> sa.ColumnElement:
         return _sql_text(f"({self.where})")
 
-    def _kept_by(self, rule: ValueRule) -> sa.ColumnElement:
-        """Rows the rule leaves in: its column NULL, or not one of its values."""
+    def _kept_by(self, name: str, rule: ValueRule) -> sa.ColumnElement:
+        """Rows the rule `catalog.<name>` leaves in: its column NULL, or not one of its values,
+        compared in the column's own type (so an index on the column serves)."""
         column = self._column(rule.column)
         if not rule.values:
             return column.is_(None)
-        return sa.or_(column.is_(None), column.not_in(list(rule.values)))
+        values = [self._rule_value(f"catalog.{name}", column, value) for value in rule.values]
+        return sa.or_(column.is_(None), column.not_in(values))
+
+    def _rule_value(
+        self, setting: str, column: sa.ColumnElement, value: object
+    ) -> sa.ColumnElement:
+        """A rule's value as a value of `column`: read here for a boolean column (SQLite stores
+        1 and 0, which no cast of 'false' gives); else its text, cast to the column's type by
+        PostgreSQL, and converted by the column's affinity on SQLite (a CAST to a date type
+        would make it a number there)."""
+        text = value_text(value)
+        if isinstance(column.type, sa.Boolean):
+            flag = value_boolean(text)
+            if flag is None:
+                raise CatalogError(
+                    f"{setting}: {column.name} is a boolean column, so its values must "
+                    f"be true or false, not {text!r}."
+                )
+            return sa.literal(flag, column.type)
+        if self._is_sqlite:
+            return sa.literal(text, sa.Text)
+        return self._bound(text, column)
 
     def _row_columns(self) -> list[sa.ColumnElement]:
         """The mapping's columns labelled as it reads them, `id` as text; prices and metadata
         as the database's own text: exact for NUMERIC, and a stray string in a numeric column
         (SQLite allows one) reaches validation instead of crashing the read."""
         columns = [
-            sa.cast(self._source.c[column], sa.Text).label(label)
-            if read_as_text(label)
-            else self._source.c[column].label(label)
+            self._read_column(label, self._source.c[column])
             for label, column in self.mapping.read().items()
         ]
         if self.has_write_back_columns:
             columns += [self._source.c[column] for column in WRITE_BACK_COLUMNS]
         return columns
+
+    @staticmethod
+    def _read_column(label: str, column: sa.ColumnElement) -> sa.ColumnElement:
+        if read_as_text(label):
+            return sa.cast(column, sa.Text).label(label)
+        if read_as_is(label):  # the driver's value: no processing of the reflected type
+            return sa.type_coerce(column, sa.types.NULLTYPE).label(label)
+        return column.label(label)
 
     @property
     def _id(self) -> sa.ColumnElement:
@@ -358,23 +386,14 @@ class SqlCatalog:
             return sa.bindparam(None, text, type_=sa.types.NULLTYPE)
         return sa.cast(sa.literal(text, sa.Text), column.type)
 
-    def _pages(
-        self, query: sa.Select, lower: str | None, upper: str | None, page_size: int
-    ) -> Iterator[Sequence[sa.Row]]:
-        """Keyset pages of `query` over lower <= id < upper; the first column is id as text."""
-        if upper is not None:
-            query = query.where(self._id < self._as_id(upper))
-        query = query.order_by(self._id).limit(page_size)
-        page_query = query if lower is None else query.where(self._id >= self._as_id(lower))
-        while True:
-            # A page is read again whole after a dropped connection: the same keyset, the
-            # same rows.
-            page = self._read(lambda connection, q=page_query: connection.execute(q).all())
-            if page:
-                yield page
-            if len(page) < page_size:
-                return
-            page_query = query.where(self._id > self._as_id(page[-1][0]))
+    def _one_of(self, column: sa.ColumnElement, ids: Sequence[str]) -> sa.ColumnElement:
+        """`column` is one of `ids` (text). PostgreSQL compares in the column's type, so its
+        index serves (one array parameter); elsewhere, and for a query's untyped column, the
+        column as text is compared with the ids as they were read."""
+        if self._is_sqlite or isinstance(column.type, sa.types.NullType):
+            return sa.cast(column, sa.Text).in_(list(ids))
+        ids_param = sa.literal(list(ids), postgresql.ARRAY(sa.Text))
+        return column == sa.any_(sa.cast(ids_param, postgresql.ARRAY(column.type)))
 
     @cached_property
     def _write_back_statement(self) -> sa.Update:

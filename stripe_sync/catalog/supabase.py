@@ -2,25 +2,28 @@
 
 The catalog is a table or view, narrowed by `where` (PostgREST filters) and the mapping's
 skip and soft-delete rules, its columns mapped onto the pipeline's fields with PostgREST
-aliases (`name:title`). Reads are keyset pages of at least 1,000 rows over the mapped id
-(`sku=gt.<last>&order=sku.asc&limit=n`); PostgREST casts filter values to the column's type,
-so integer ids compare numerically. The id, the price and metadata are selected as `::text`
-so ids are the database's own text and prices stay exact (JSON numbers would become
-floats). Write-back is one RPC
-request a batch to `stripe_sync_write_back` (installed by the migration); without it,
-one PATCH a row. Never an upsert: PostgREST turns it into an INSERT ... ON CONFLICT,
-which fails on the CMS's NOT NULL columns the payload does not carry.
+aliases (`name:title`). The ids are read in keyset pages over the mapped id
+(`sku=gt.<last>&order=sku.asc&limit=n`), rows and prices by id with `in` lists short enough
+for a URL (`id_chunks`); PostgREST casts filter values to the column's type, so integer ids
+compare numerically. A project answers at most its "Max rows" a request (PostgREST's
+`db-max-rows`, 1,000 on Supabase unless changed) whatever `limit` asks, so every read goes
+on until a page proves the end (`keyset_pages`). The id, the price and metadata are selected
+as `::text` so ids are the database's own text and prices stay exact (JSON numbers would
+become floats). Write-back is one RPC request a batch to `stripe_sync_write_back` (installed
+by the migration); without it, one PATCH a row. Never an upsert: PostgREST turns it into an
+INSERT ... ON CONFLICT, which fails on the CMS's NOT NULL columns the payload does not carry.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
-from urllib.parse import parse_qsl
+from collections.abc import Callable, Iterator, Sequence
+from urllib.parse import parse_qsl, quote_plus
 
 import httpx
 from postgrest import APIError
@@ -52,7 +55,10 @@ from stripe_sync.core.secrets import redact
 log = logging.getLogger(__name__)
 
 WRITE_BACK_FUNCTION = "stripe_sync_write_back"
-MIN_PAGE_SIZE = 1_000
+MIN_PAGE_SIZE = 1_000  # rows a keyset page asks for at least: Supabase's default cap
+# The URL-encoded length of one `in` list of ids: with the select list and the filters beside
+# it, a request URL stays well under the ~8 KB that servers and proxies take.
+ID_LIST_CHARS = 5_000
 _WRITE_BACK = ",".join(WRITE_BACK_COLUMNS)
 _FUNCTION_MISSING = "PGRST202"
 _TABLE_MISSING = ("PGRST205", "42P01")
@@ -207,50 +213,63 @@ class SupabaseCatalog:
             self._write_back_columns = self._column_exists(_WRITE_BACK)
         return self._write_back_columns
 
-    def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
-        for page in self._pages(_selected("id", self._id, as_text=True), start, None, page_size):
+    def iter_ids(self, page_size: int = 10_000) -> Iterator[str]:
+        limit = max(page_size, MIN_PAGE_SIZE)
+
+        def read(last: dict | None) -> list[dict]:
+            query = self._filtered(self._select(_selected("id", self._id, as_text=True)))
+            if last is not None:
+                query = query.gt(self._id, last["id"])
+            return self.execute(query.order(self._id).limit(limit)).data
+
+        for page in keyset_pages(read):
             yield from (row["id"] for row in page)
 
-    def count_ids(self, start: str | None = None) -> int:
+    def count_ids(self) -> int:
         query = self._client.table(self.table).select(self._id, count=CountMethod.exact, head=True)
-        if start is not None:
-            query = query.gte(self._id, start)
         return self.execute(self._filtered(query)).count
 
-    def read_rows(
-        self, lower: str | None, upper: str | None, page_size: int = 1_000
-    ) -> Iterator[dict]:
-        for page in self._pages(None, lower, upper, page_size):
-            yield from map(self.mapping.shaped, page)
+    def read_rows(self, ids: Sequence[str]) -> Iterator[dict]:
+        for chunk in id_chunks(ids):
 
-    def read_prices(
-        self, lower: str | None, upper: str | None, page_size: int = 1_000
-    ) -> Iterator[dict]:
+            def read(last: dict | None, chunk: list[str] = chunk) -> list[dict]:
+                def query(columns: str):
+                    query = self._filtered(self._select(columns)).filter(
+                        self._id, "in", listed(chunk)
+                    )
+                    if last is not None:
+                        query = query.gt(self._id, last["id"])
+                    return query.order(self._id)
+
+                return self._row_data(query)
+
+            for page in keyset_pages(read, most=len(chunk)):
+                yield from map(self.mapping.shaped, page)
+
+    def read_prices(self, product_ids: Sequence[str]) -> Iterator[dict]:
         if self.prices is None:
             return
-        mapping = self.prices.mapping
+        table, mapping = self.prices.table, self.prices.mapping
         product_id, price_id = mapping.column("product_id"), mapping.column("id")
-        page_size = max(page_size, MIN_PAGE_SIZE)
-        last = None
-        while True:
-            query = self._client.table(self.prices.table).select(self._prices_selected)
-            terms = []
-            if last is not None:  # keyset over (product_id, id)
-                after = quoted(last["product_id"])
-                terms.append(
-                    f"or({product_id}.gt.{after},"
-                    f"and({product_id}.eq.{after},{price_id}.gt.{quoted(last['id'])}))"
-                )
-            elif lower is not None:
-                query = query.gte(product_id, lower)
-            if upper is not None:
-                query = query.lt(product_id, upper)
-            query = _filtered(query, self._prices_where, terms)
-            page = self.execute(query.order(product_id).order(price_id).limit(page_size)).data
-            yield from map(mapping.shaped, page)
-            if len(page) < page_size:
-                return
-            last = page[-1]
+        for chunk in id_chunks(product_ids):
+
+            def read(last: dict | None, chunk: list[str] = chunk) -> list[dict]:
+                terms = []
+                if last is not None:  # keyset over (product_id, id)
+                    after = quoted(last["product_id"])
+                    terms.append(
+                        f"or({product_id}.gt.{after},"
+                        f"and({product_id}.eq.{after},{price_id}.gt.{quoted(last['id'])}))"
+                    )
+                query = self._client.table(table).select(self._prices_selected)
+                query = query.filter(product_id, "in", listed(chunk))
+                query = _filtered(query, self._prices_where, terms)
+                return self.execute(
+                    query.order(product_id).order(price_id).limit(MIN_PAGE_SIZE)
+                ).data
+
+            for page in keyset_pages(read):
+                yield from map(mapping.shaped, page)
 
     @property
     def _prices_selected(self) -> str:
@@ -265,15 +284,27 @@ class SupabaseCatalog:
         if updated_at is None:
             return []  # no column says when a row changed: only the removal scan finds changes
 
-        def query(columns: str):
-            query = self._select(columns).not_.is_(updated_at, "null")
-            terms = []
-            if after is not None:
-                at, last = map(quoted, after)
-                terms.append(f"or({updated_at}.gt.{at},and({updated_at}.eq.{at},{id_}.gt.{last}))")
-            return self._filtered(query, terms).order(updated_at).order(id_).limit(limit)
+        def read(last: dict | None) -> list[dict]:
+            cursor = after if last is None else (last["updated_at"], last["id"])
 
-        return list(map(self.mapping.shaped, self._row_data(query)))
+            def query(columns: str):
+                query = self._select(columns).not_.is_(updated_at, "null")
+                terms = []
+                if cursor is not None:
+                    at, past = map(quoted, cursor)
+                    terms.append(
+                        f"or({updated_at}.gt.{at},and({updated_at}.eq.{at},{id_}.gt.{past}))"
+                    )
+                return self._filtered(query, terms).order(updated_at).order(id_).limit(limit)
+
+            return self._row_data(query)
+
+        # `limit` rows even where the project's cap is lower: the caller takes a page shorter
+        # than `limit` for the last one.
+        rows = itertools.islice(
+            itertools.chain.from_iterable(keyset_pages(read, most=limit)), limit
+        )
+        return list(map(self.mapping.shaped, rows))
 
     def write_back(self, results: Sequence[WriteBack]) -> int:
         if not results:
@@ -311,31 +342,6 @@ class SupabaseCatalog:
         `terms` (logic-tree conditions of the caller)."""
         rules = [_kept_by(rule) for _name, rule in self.mapping.removal_rules()]
         return _filtered(query, self._where, [*rules, *terms])
-
-    def _pages(
-        self, columns: str | None, lower: str | None, upper: str | None, page_size: int
-    ) -> Iterator[list[dict]]:
-        """Keyset pages over lower <= id < upper, ordered by id; `columns` None: a row's."""
-        page_size = max(page_size, MIN_PAGE_SIZE)
-        last = None
-        while True:
-
-            def query(selected: str, last=last):
-                query = self._filtered(self._select(selected))
-                if last is not None:
-                    query = query.gt(self._id, last)
-                elif lower is not None:
-                    query = query.gte(self._id, lower)
-                if upper is not None:
-                    query = query.lt(self._id, upper)
-                return query.order(self._id).limit(page_size)
-
-            page = self._row_data(query) if columns is None else self.execute(query(columns)).data
-            if page:
-                yield page
-            if len(page) < page_size:
-                return
-            last = page[-1]["id"]
 
     def _row_data(self, query) -> list[dict]:
         """The data of `query(columns)` with a row's columns: the write-back ones too unless the
@@ -492,9 +498,47 @@ def _filtered(query, where: tuple[list[tuple[str, str]], list[str]], terms: Sequ
     return query
 
 
+def keyset_pages(
+    read: Callable[[dict | None], list[dict]], *, most: int | None = None
+) -> Iterator[list[dict]]:
+    """The pages of a keyset read, to its very end: `read(last)` answers the rows after `last`
+    (the previous page's last row; None: from the start). PostgREST answers min(limit,
+    db-max-rows, rows left) rows, and the client knows no cap: a first page shorter than
+    asked may just be capped, so the end is a page shorter than the longest yet, an empty
+    one, or `most` rows in all (all the read can hold, e.g. one row an id)."""
+    last, longest, seen = None, 0, 0
+    while page := read(last):
+        yield page
+        seen += len(page)
+        if len(page) < longest or (most is not None and seen >= most):
+            return
+        longest, last = len(page), page[-1]
+
+
+def id_chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    """`ids` in runs whose `in` list (`listed`) is at most ID_LIST_CHARS URL-encoded; a run
+    holds one id at least."""
+    chunk: list[str] = []
+    length = 0
+    for id_ in ids:
+        size = len(quote_plus(quoted(id_))) + len("%2C")
+        if chunk and length + size > ID_LIST_CHARS:
+            yield chunk
+            chunk, length = [], 0
+        chunk.append(id_)
+        length += size
+    if chunk:
+        yield chunk
+
+
+def listed(values: Sequence[str]) -> str:
+    """The criteria of an `in` filter (`in.(...)`), every value `quoted`."""
+    return "(" + ",".join(map(quoted, values)) + ")"
+
+
 def quoted(value: str) -> str:
-    """A value inside a PostgREST logic tree (`or=(...)`): double-quoted, so commas,
-    parentheses and dots in it are not read as syntax."""
+    """A value inside a PostgREST logic tree (`or=(...)`) or `in` list: double-quoted, so
+    commas, parentheses and dots in it are not read as syntax."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

@@ -87,26 +87,21 @@ class Catalog(CatalogWriter, Protocol):
         """Raise CatalogError when the catalog is unreachable, the table is missing, it lacks
         catalog columns or has only some of the write-back columns."""
 
-    def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
-        """Ids >= start as text, in the database's order of the id column."""
+    def iter_ids(self, page_size: int = 10_000) -> Iterator[str]:
+        """Every id as text, in the database's order of the id column."""
 
-    def count_ids(self, start: str | None = None) -> int:
-        """How many ids are >= start."""
+    def count_ids(self) -> int:
+        """How many rows the catalog holds."""
 
-    def read_rows(
-        self, lower: str | None, upper: str | None, page_size: int = 1_000
-    ) -> Iterator[dict]:
-        """Rows with lower <= id < upper (None: open bound) in id order, keyset-paged; each
-        holds exactly SOURCE_COLUMNS (+ WRITE_BACK_COLUMNS where the table has them), `id` as
-        text."""
+    def read_rows(self, ids: Sequence[str]) -> Iterator[dict]:
+        """The rows with these ids that the catalog holds (a long list is read in parts, in
+        the order given, each part in id order); each holds exactly SOURCE_COLUMNS
+        (+ WRITE_BACK_COLUMNS where the table has them), `id` as text."""
 
-    def read_prices(
-        self, lower: str | None, upper: str | None, page_size: int = 1_000
-    ) -> Iterator[dict]:
-        """With a prices model: its rows whose product_id is in lower <= product_id < upper
-        (None: open bound), in (product_id, id) order, keyset-paged; each holds the price
-        fields (`core.mapping.PRICE_FIELDS`), id, product_id and amount as text. Without
-        one: nothing."""
+    def read_prices(self, product_ids: Sequence[str]) -> Iterator[dict]:
+        """With a prices model: its rows whose product_id is one of `product_ids`, in
+        (product_id, id) order; each holds the price fields (`core.mapping.PRICE_FIELDS`), id,
+        product_id and amount as text. Without one: nothing."""
 
     def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
         """At most `limit` rows (shaped as `read_rows` makes them) whose (updated_at, id) comes

@@ -9,6 +9,7 @@ the key (masked), and nothing key-like may reach a log or the catalog.
 """
 
 import enum
+import re
 from dataclasses import dataclass
 
 import stripe
@@ -74,8 +75,9 @@ class CatalogFailure(Failure, CatalogError):
     missing table or column, bad SQL; the message says what to fix)."""
 
 
-def classify(error: stripe.StripeError) -> StripeFailure:
-    """The one place that decides what a stripe-python error means."""
+def classify(error: stripe.StripeError, endpoint: str = "") -> StripeFailure:
+    """The one place that decides what a stripe-python error means. `endpoint`: the request,
+    e.g. "GET /v1/products", named in a message that is not Stripe's own answer to it."""
     status = error.http_status
     if isinstance(error, (stripe.AuthenticationError, stripe.PermissionError)):
         kind = ErrorKind.FATAL
@@ -86,18 +88,33 @@ def classify(error: stripe.StripeError) -> StripeFailure:
     else:
         kind = ErrorKind.BAD_DATA
     body = error.json_body.get("error", {}) if isinstance(error.json_body, dict) else {}
-    message = body.get("message") or error.user_message or type(error).__name__
+    message = shown_to_users(str(body.get("message") or error.user_message or type(error).__name__))
+    if endpoint and not body.get("message"):
+        message = f"{endpoint}: {message}"
     headers = {name.lower(): value for name, value in (error.headers or {}).items()}
     should_retry = headers.get("stripe-should-retry")
     retry_after = headers.get("retry-after", "")
     return StripeFailure(
         kind,
-        redact(str(message)),
+        redact(message),
         retry_after_s=retry_after_seconds(retry_after),
         code=body.get("code") or error.code,
         status=status,
         should_retry=None if should_retry is None else should_retry == "true",
     )
+
+
+# stripe-python's "If this problem persists, let us know at support@stripe.com." and its kin.
+_SUPPORT_SENTENCE = re.compile(r"\s*[^.]*support@stripe\.com[^.]*\.")
+# A URL's or path's query string: the ids of a list request run to kilobytes.
+_QUERY_STRING = re.compile(r"(/[^\s?'\"()]*)\?[^\s'\"()]+")
+
+
+def shown_to_users(message: str) -> str:
+    """A Stripe error's message on one line, without stripe-python's sentence asking to write
+    to Stripe's support and without query strings (a path is kept)."""
+    message = _SUPPORT_SENTENCE.sub("", " ".join(message.split()))
+    return _QUERY_STRING.sub(r"\1", message).strip()
 
 
 def retry_after_seconds(value: str | None) -> float | None:

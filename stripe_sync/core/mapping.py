@@ -9,7 +9,8 @@ column of its name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -26,6 +27,9 @@ _PRICE_OF_ROW = ("price", "currency")  # a row's own price: none with a prices m
 # How the catalog hands over metadata columns: "metadata.<position>" (a PostgREST alias
 # takes only letters, digits and _), renamed to "metadata.<key>" by `shaped`.
 _METADATA_LABEL = "metadata__{}"
+# The same column as the driver or PostgREST gives it, where an array is a list (its text is
+# PostgreSQL's literal, `{tag4,line2}`); only an array's is used.
+_METADATA_VALUE_LABEL = "metadata_value__{}"
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,9 @@ class FieldMapping:
         """What a read selects: label -> column, the fields with a column (labelled by field)
         then the metadata columns."""
         return {name: column for name, column in self.columns.items() if column} | {
-            _METADATA_LABEL.format(position): column
+            label.format(position): column
             for position, column in enumerate(self.metadata.values())
+            for label in (_METADATA_LABEL, _METADATA_VALUE_LABEL)
         }
 
     def referenced(self) -> list[tuple[str, str]]:
@@ -139,9 +144,12 @@ class FieldMapping:
         elif self.columns["active"] is None:
             shaped["active"] = True
         for position, key in enumerate(self.metadata):
-            shaped[METADATA_PREFIX + key] = row.get(_METADATA_LABEL.format(position))
+            shaped[METADATA_PREFIX + key] = metadata_text(
+                row.get(_METADATA_LABEL.format(position)),
+                row.get(_METADATA_VALUE_LABEL.format(position)),
+            )
         for name, value in row.items():
-            if name not in shaped and not name.startswith("metadata__"):
+            if name not in shaped and not name.startswith(("metadata__", "metadata_value__")):
                 shaped[name] = value  # the write-back columns
         return shaped
 
@@ -176,6 +184,36 @@ def read_as_text(label: str) -> bool:
     return label in ("id", "price") or label.startswith(_METADATA_LABEL.format(""))
 
 
+def read_as_is(label: str) -> bool:
+    """Whether a read hands the column of this label over as the driver gives it, unconverted
+    (a stray value can't break the read): a metadata column's value, for its arrays."""
+    return label.startswith(_METADATA_VALUE_LABEL.format(""))
+
+
+def metadata_text(text: Any, value: Any) -> Any:
+    """A metadata column's value as Stripe gets it: an array's elements (a PostgreSQL array,
+    or a JSON array) joined by ", ", NULLs left out; anything else its text."""
+    if not isinstance(value, list):
+        return text
+    return ", ".join(_element_text(element) for element in _flattened(value) if element is not None)
+
+
+def _flattened(values: list) -> Iterator[Any]:
+    """The elements of an array, those of arrays in it included (a 2-D array's rows)."""
+    for value in values:
+        if isinstance(value, list):
+            yield from _flattened(value)
+        else:
+            yield value
+
+
+def _element_text(element: Any) -> str:
+    """An array's element as text: a JSON object as JSON."""
+    if isinstance(element, dict):
+        return json.dumps(element, separators=(",", ":"), ensure_ascii=False)
+    return value_text(element)
+
+
 def metadata_of(columns: Iterable[str], keyed: Mapping[str, str]) -> dict[str, str]:
     """Metadata key -> column from the list of columns copied under their own names and the
     key -> column map."""
@@ -185,6 +223,18 @@ def metadata_of(columns: Iterable[str], keyed: Mapping[str, str]) -> dict[str, s
 def value_text(value: Any) -> str:
     """A rule's value as text, as SQL and PostgREST spell it (true, not True)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# A boolean's spellings, as PostgreSQL reads them (any case).
+_BOOLEAN_TEXTS = {
+    **dict.fromkeys(("true", "t", "yes", "y", "on", "1"), True),
+    **dict.fromkeys(("false", "f", "no", "n", "off", "0"), False),
+}
+
+
+def value_boolean(value: Any) -> bool | None:
+    """A rule's value as a boolean (`true`, `False`, `t`, `0`...); None when it is none."""
+    return _BOOLEAN_TEXTS.get(value_text(value).strip().lower())
 
 
 # A price row's fields (`prices:` in the settings): its id, the catalog id of its product,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping
 from stripe_sync.core.planner import CHANGES, Action
+from stripe_sync.core.wording import counted
 
 
 class PlanSummary:
@@ -57,7 +58,7 @@ class PlanSummary:
         changes = self.changes
         changing = self.products - changes["unchanged"]
         lines = [
-            f"# Plan: {self.products} products in {self.batches} batches",
+            f"# Plan: {counted(self.products, 'product')} in {counted(self.batches, 'batch')}",
             "",
             "| " + " | ".join(changes) + " |",
             "|" + " ---: |" * len(changes),

@@ -17,6 +17,7 @@ from typing import Protocol
 # The report's results (`core.report.RESULTS`) a catalog row can have, by what the bar calls
 # them. Products of rows no longer in the catalog (archived, orphaned) are not catalog rows.
 _DONE, _FAILED, _QUARANTINED = {"created", "updated", "unchanged"}, {"failed"}, {"invalid"}
+_UNCHANGED = "unchanged"  # done, by an earlier run: in sync already, no request
 _NOT_A_ROW = {"archived", "orphaned"}
 
 
@@ -27,6 +28,7 @@ class Tally:
     done: int = 0  # in sync with Stripe: created, updated or unchanged
     failed: int = 0
     quarantined: int = 0  # invalid, never sent to Stripe
+    unchanged: int = 0  # of `done`, those an earlier run had done: no request, no time
 
     @property
     def rows(self) -> int:
@@ -37,22 +39,25 @@ class Tally:
             self.done + other.done,
             self.failed + other.failed,
             self.quarantined + other.quarantined,
+            self.unchanged + other.unchanged,
         )
 
     @classmethod
     def of_results(cls, results: Iterable[str]) -> Tally:
         """The tally of row results as the report names them (`core.report.RESULTS`)."""
-        done = failed = quarantined = 0
+        done = failed = quarantined = unchanged = 0
         for result in results:
             if result in _DONE:
                 done += 1
+                if result == _UNCHANGED:
+                    unchanged += 1
             elif result in _FAILED:
                 failed += 1
             elif result in _QUARANTINED:
                 quarantined += 1
             elif result not in _NOT_A_ROW:
                 raise ValueError(f"no row of the bar has the result {result!r}")
-        return cls(done, failed, quarantined)
+        return cls(done, failed, quarantined, unchanged)
 
 
 class RunProgress(Protocol):
@@ -82,12 +87,17 @@ class Snapshot:
 
     @property
     def rate(self) -> float:
-        """Rows settled per second of this command."""
-        return self.tally.rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Rows this command settled per second of it. Rows an earlier run had done settle
+        at once as unchanged: counted, they would make the time left look a fraction of it."""
+        worked = self.tally.rows - self.tally.unchanged
+        return worked / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
     def eta_s(self) -> float | None:
-        return (self.total - self.tally.rows) / self.rate if self.rate else None
+        left = self.total - self.tally.rows
+        if left <= 0:
+            return 0.0
+        return left / self.rate if self.rate else None
 
     def describe(self) -> str:
         """One plain line: `75.0% (150/200): 140 done, 5 failed, 5 quarantined; 2.5/s, ETA 20 s`."""

@@ -9,8 +9,11 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from stripe_sync.core.wording import counted
+
 RESULTS = ("created", "updated", "unchanged", "archived", "orphaned", "invalid", "failed")
 PRICE_RESULTS = ("created", "archived", "unchanged")
+_NAME_SHOWN = 60  # characters of a row's name in a table (its JSON keeps it whole)
 _REMOVED = {
     "archived": "deleted from the catalog: archived in Stripe",
     "orphaned": "deleted from the catalog, still live in Stripe (mirror mode archives it)",
@@ -78,7 +81,10 @@ class Report:
         lines = [
             "# Migration report",
             "",
-            f"Stripe mode: **{self.mode}**; {self.products} products in {self.batches} batches.",
+            (
+                f"Stripe mode: **{self.mode}**; {counted(self.products, 'product')} in "
+                f"{counted(self.batches, 'batch')}."
+            ),
             "",
             "| " + " | ".join(RESULTS) + " |",
             "|" + " ---: |" * len(RESULTS),
@@ -109,32 +115,49 @@ class Report:
             lines += [
                 "",
                 (
-                    f"Catalog: {self.catalog_retries} calls retried; the longest outage "
+                    f"Catalog: {counted(self.catalog_retries, 'call')} retried; the longest outage "
                     f"{self.catalog_longest_outage_s:.1f} s."
                 ),
             ]
+        # Rows still in the catalog are listed with their names; a deleted row's is gone.
         sections = (
-            ("Failed", self.failures),
-            ("Invalid (quarantined)", self.invalid),
-            ("Deleted from the catalog", self.removed),
-            ("Warnings", self.warnings),
+            ("Failed", self.failures, ("cms_id", "name", "batch", "error")),
+            ("Invalid (quarantined)", self.invalid, ("cms_id", "name", "batch", "error")),
+            ("Deleted from the catalog", self.removed, ("cms_id", "batch", "error")),
+            ("Warnings", self.warnings, ("cms_id", "batch", "error")),
         )
-        for title, rows in sections:
+        for title, rows, columns in sections:
             if rows:
                 lines += [
                     "",
                     f"## {title} ({len(rows)})",
                     "",
-                    "| catalog id | batch | reason |",
-                    "| --- | --- | --- |",
+                    "| " + " | ".join(_HEADINGS[column] for column in columns) + " |",
+                    "|" + " --- |" * len(columns),
                 ]
                 lines += [
-                    f"| {table_cell(r['cms_id'])} | {table_cell(r['batch'])} | {table_cell(r['error'])} |"
+                    "| " + " | ".join(_cell(column, r[column]) for column in columns) + " |"
                     for r in rows[:row_limit]
                 ]
                 if len(rows) > row_limit:
-                    lines.append(f"\n… and {len(rows) - row_limit} more (see the JSON report).")
+                    lines.append(
+                        f"\n… and {counted(len(rows) - row_limit, 'more row')} (see the JSON "
+                        "report)."
+                    )
         return "\n".join(lines) + "\n"
+
+
+_HEADINGS = {"cms_id": "catalog id", "name": "name", "batch": "batch", "error": "reason"}
+
+
+def _cell(column: str, value: object) -> str:
+    return name_cell(value) if column == "name" else table_cell(value)
+
+
+def name_cell(name: object) -> str:
+    """A row's name as a table cell: a long one shortened, none empty."""
+    text = "" if name is None else str(name)
+    return table_cell(text if len(text) <= _NAME_SHOWN else text[: _NAME_SHOWN - 1] + "…")
 
 
 def _rounded(value: float | None) -> float | None:
@@ -167,15 +190,16 @@ def build_report(mode: str, batch_records: list[dict]) -> Report:
     prices: Counter[str] = Counter()
     failures, invalid, removed = [], [], []
     for record in batch_records:
+        names = record.get("names", {})  # not in the records of older versions
         for outcome in record["outcomes"]:
             counts[outcome["result"]] += 1
             for name in PRICE_RESULTS:
                 prices[name] += outcome.get(f"prices_{name}", 0)
             row = {"cms_id": outcome["cms_id"], "batch": record["batch"], "error": outcome["error"]}
             if outcome["result"] == "failed":
-                failures.append(row)
+                failures.append({**row, "name": names.get(outcome["cms_id"])})
             elif outcome["result"] == "invalid":
-                invalid.append(row)
+                invalid.append({**row, "name": names.get(outcome["cms_id"])})
             elif outcome["result"] in _REMOVED:
                 removed.append({**row, "error": _REMOVED[outcome["result"]]})
     return Report(

@@ -41,8 +41,12 @@ from stripe_sync.core.product_reads import read_prices_of
 from stripe_sync.core.report import table_cell
 from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
+from stripe_sync.core.wording import counted
 
 ARCHIVE, RESTORE, MISSING, RESET = "archive", "restore", "missing", "reset"
+# Where a row's reset goes: the catalog's write-back columns (and the sync state), or, for a
+# table without them, the sync state alone (the state store's table).
+CATALOG, SYNC_STATE = "catalog", "sync state"
 PLANNED, DONE, FAILED, SKIPPED = "planned", "done", "failed", "skipped"
 COUNTS = ("archived", "restored", "prices_restored", "catalog_rows_reset", "unchanged", "failed")
 
@@ -168,6 +172,7 @@ class RollbackPlan:
     product_steps: list[ProductStep]
     row_resets: list[RowReset]
     unchanged: int  # products already as they were before
+    resets_in: str = CATALOG  # CATALOG or SYNC_STATE
 
     @property
     def empty(self) -> bool:
@@ -184,8 +189,10 @@ class RollbackPlan:
     def report(self) -> RollbackReport:
         """The plan as a report of what a rollback would do (a dry run)."""
         steps = [_step_result(step, PLANNED) for step in self.product_steps]
-        steps += [_reset_result(reset, PLANNED) for reset in self.row_resets]
-        return RollbackReport(dry_run=True, steps=steps, unchanged=self.unchanged)
+        steps += [_reset_result(reset, self.resets_in, PLANNED) for reset in self.row_resets]
+        return RollbackReport(
+            dry_run=True, steps=steps, unchanged=self.unchanged, resets_in=self.resets_in
+        )
 
 
 def plan_rollback(
@@ -193,13 +200,16 @@ def plan_rollback(
     current_products: Mapping[str, dict],
     current_rows: Mapping[str, dict],
     current_prices: Mapping[str, list[dict]] | None = None,
+    *,
+    catalog_columns: bool = True,
 ) -> RollbackPlan:
     """The steps that bring every target back; nothing for what already is.
 
     `current_products`: the products that exist now, by id (default price expanded);
     `current_rows`: the catalog rows now, by id (a row not among them isn't reset: it is
     no longer in the catalog); `current_prices`: every price now of the products whose
-    prices a run changed (with a prices model), by product id.
+    prices a run changed (with a prices model), by product id; `catalog_columns`: whether
+    the catalog table has the write-back columns (else a reset is of the sync state alone).
     """
     steps, unchanged = [], 0
     for product_id, target in sorted(targets.products.items()):
@@ -222,7 +232,7 @@ def plan_rollback(
         )
         if changed:
             resets.append(RowReset(target, changed))
-    return RollbackPlan(steps, resets, unchanged)
+    return RollbackPlan(steps, resets, unchanged, CATALOG if catalog_columns else SYNC_STATE)
 
 
 def _product_step(
@@ -305,12 +315,14 @@ def apply_rollback(
     if resets:
         state.write_back([reset.write_back() for reset in resets])
     steps += [
-        _reset_result(reset, DONE)
+        _reset_result(reset, plan.resets_in, DONE)
         if reset.target.cms_id not in failed
-        else _reset_result(reset, SKIPPED, "its product was not rolled back")
+        else _reset_result(reset, plan.resets_in, SKIPPED, "its product was not rolled back")
         for reset in plan.row_resets
     ]
-    return RollbackReport(dry_run=False, steps=steps, unchanged=plan.unchanged)
+    return RollbackReport(
+        dry_run=False, steps=steps, unchanged=plan.unchanged, resets_in=plan.resets_in
+    )
 
 
 def _apply_step(api: StripeApi, step: ProductStep, refused: threading.Event) -> StepResult:
@@ -349,9 +361,11 @@ def _step_result(step: ProductStep, outcome: str, error: str | None = None) -> S
     )
 
 
-def _reset_result(reset: RowReset, outcome: str, error: str | None = None) -> StepResult:
+def _reset_result(
+    reset: RowReset, resets_in: str, outcome: str, error: str | None = None
+) -> StepResult:
     detail = "restore " + ", ".join(reset.changed)
-    return StepResult(reset.target.cms_id, "catalog", RESET, detail, outcome, error=error)
+    return StepResult(reset.target.cms_id, resets_in, RESET, detail, outcome, error=error)
 
 
 def roll_back(
@@ -360,17 +374,21 @@ def roll_back(
     state: StateStore,
     current_rows: Mapping[str, dict],
     *,
+    catalog_columns: bool = True,
     dry_run: bool = False,
     max_in_flight: int = 4,
 ) -> RollbackReport:
-    """Plan from the backups and the state now, then apply the plan (unless a dry run)."""
+    """Plan from the backups and the state now, then apply the plan (unless a dry run).
+    `catalog_columns`: whether the catalog table has the write-back columns."""
     targets = rollback_targets(backups)
     current = {product["id"]: product for product in api.list_products(sorted(targets.products))}
     priced = [id_ for id_, target in targets.products.items() if target.prices_before is not None]
     reads = read_prices_of(api, sorted(priced), max_in_flight=max_in_flight)
     if reads.failures:
         raise next(iter(reads.failures.values()))
-    plan = plan_rollback(targets, current, current_rows, reads.prices)
+    plan = plan_rollback(
+        targets, current, current_rows, reads.prices, catalog_columns=catalog_columns
+    )
     if dry_run:
         return plan.report()
     return apply_rollback(plan, api, state, max_in_flight=max_in_flight)
@@ -384,16 +402,17 @@ class RollbackReport:
     dry_run: bool
     steps: list[StepResult]
     unchanged: int
+    resets_in: str = CATALOG  # where the rows' resets go: CATALOG or SYNC_STATE
 
     @property
     def counts(self) -> dict[str, int]:
         """What was done (a dry run: what would be), and the steps that failed."""
-        counted = [s for s in self.steps if s.outcome in (PLANNED, DONE)]
+        taken = [s for s in self.steps if s.outcome in (PLANNED, DONE)]
         return {
-            "archived": sum(s.kind == ARCHIVE for s in counted),
-            "restored": sum(s.kind == RESTORE for s in counted),
-            "prices_restored": sum(s.restores_price for s in counted),
-            "catalog_rows_reset": sum(s.kind == RESET for s in counted),
+            "archived": sum(s.kind == ARCHIVE for s in taken),
+            "restored": sum(s.kind == RESTORE for s in taken),
+            "prices_restored": sum(s.restores_price for s in taken),
+            "catalog_rows_reset": sum(s.kind == RESET for s in taken),
             "unchanged": self.unchanged,
             "failed": sum(s.outcome == FAILED for s in self.steps),
         }
@@ -408,10 +427,11 @@ class RollbackReport:
 
     def to_markdown(self, row_limit: int = 200) -> str:
         title = "# Rollback plan (dry run: nothing written)" if self.dry_run else "# Rollback"
+        resets = "catalog rows reset" if self.resets_in == CATALOG else "sync states reset"
         lines = [
             title,
             "",
-            "| archived | restored | prices restored | catalog rows reset | unchanged | failed |",
+            f"| archived | restored | prices restored | {resets} | unchanged | failed |",
             "| ---: | ---: | ---: | ---: | ---: | ---: |",
             "| " + " | ".join(str(self.counts[name]) for name in COUNTS) + " |",
             "",
@@ -425,7 +445,7 @@ class RollbackReport:
                 f"| {table_cell(step.cms_id)} | {step.subject} | {table_cell(step.detail)} | {table_cell(result)} |"
             )
         if len(self.steps) > row_limit:
-            lines.append(f"\n… and {len(self.steps) - row_limit} more steps.")
+            lines.append(f"\n… and {counted(len(self.steps) - row_limit, 'more step')}.")
         return "\n".join(lines) + "\n"
 
 

@@ -19,11 +19,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from stripe_sync.core.backups import Backup
-from stripe_sync.core.batches import Batch
+from stripe_sync.core.batches import Registration, registration
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, Catalog, WriteBack, with_prices
 from stripe_sync.core.retry import RetryStats
 
+STATE_READ_PAGE = 1_000  # rows whose sync state one read fetches
 # batch -> catalog id -> the new checkpoint (None: forget it)
 CheckpointChanges = Mapping[str, Mapping[str, Checkpoint | None]]
 
@@ -53,7 +54,7 @@ class StateStore(Protocol):
         """Store the rows' sync state and the checkpoint changes and write the rows back to
         the catalog (when it has write-back columns), atomically where they share a
         database; returns the requests or statements made. `batch_of` names the batch of
-        new rows."""
+        rows that have none yet; a row's batch never changes."""
 
     def write_back(self, write_backs: Sequence[WriteBack]) -> int:
         """`record` without checkpoint changes: a `CatalogWriter`."""
@@ -64,9 +65,14 @@ class StateStore(Protocol):
     def forget_all(self) -> int:
         """Forget every checkpoint; returns how many rows had one."""
 
-    def batch_keys(self) -> list[str]:
-        """Every batch some state row belongs to, so a new Dagster instance registers the
-        batches the state was recorded under."""
+    def assign(self, members: Mapping[str, str]) -> None:
+        """Put each row into its batch (cms id -> batch key); a row that has a batch keeps it."""
+
+    def members(self, batch: str) -> list[str]:
+        """The ids of a batch's rows (rows deleted from the catalog included)."""
+
+    def memberships(self) -> dict[str, str]:
+        """Every row that has a batch, with its batch."""
 
     # --- per batch and run
     def save_outcomes(self, step: str, batch: str, record: dict) -> None: ...
@@ -104,30 +110,39 @@ class TrackedCatalog:
     def has_write_back_columns(self) -> bool:
         return self.catalog.has_write_back_columns
 
-    def iter_ids(self, start: str | None = None, page_size: int = 10_000) -> Iterator[str]:
-        return self.catalog.iter_ids(start, page_size)
+    def iter_ids(self, page_size: int = 10_000) -> Iterator[str]:
+        return self.catalog.iter_ids(page_size)
 
-    def count_ids(self, start: str | None = None) -> int:
-        return self.catalog.count_ids(start)
+    def count_ids(self) -> int:
+        return self.catalog.count_ids()
 
-    def read_rows(
-        self, lower: str | None, upper: str | None, page_size: int = 1_000
-    ) -> Iterator[dict]:
-        page: list[dict] = []
-        for row in self.catalog.read_rows(lower, upper, page_size):
-            page.append(row)
-            if len(page) == page_size:
-                yield from self._with_state(page)
-                page = []
-        yield from self._with_state(page)
+    def read_rows(self, ids: Sequence[str]) -> Iterator[dict]:
+        rows = list(self.catalog.read_rows(ids))
+        for start in range(0, len(rows), STATE_READ_PAGE):
+            yield from self._with_state(rows[start : start + STATE_READ_PAGE])
 
-    def read_batch(self, batch: Batch) -> tuple[list[dict], list[dict]]:
-        """The batch's rows (each with its `batch` and, with a prices model, its `prices`),
-        and the price rows in its range whose product is not among them."""
-        rows = [{"batch": batch.key, **row} for row in self.read_rows(batch.lower, batch.upper)]
+    def registration(self, registered: Sequence[str], batch_size: int) -> Registration:
+        """Which batches the catalog's rows that have none would get (nothing is written)."""
+        return registration(self.iter_ids(), self.state.memberships(), registered, batch_size)
+
+    def register(self, registered: Sequence[str], batch_size: int) -> list[str]:
+        """Give every row without a batch one; returns the batch keys to register."""
+        planned = self.registration(registered, batch_size)
+        if planned.assigned:
+            self.state.assign(planned.assigned)
+        return planned.keys
+
+    def read_batch(
+        self, key: str, members: Sequence[str] | None = None
+    ) -> tuple[list[dict], list[dict]]:
+        """The rows of a batch that the catalog still holds (each with its `batch` and, with a
+        prices model, its `prices`), and the price rows of its deleted rows. `members`: the
+        batch's row ids, when the caller knows them (a plan's registration, not written)."""
+        ids = self.state.members(key) if members is None else members
+        rows = [{"batch": key, **row} for row in self.read_rows(ids)]
         if not self.catalog.prices:
             return rows, []
-        return rows, with_prices(rows, self.catalog.read_prices(batch.lower, batch.upper))
+        return rows, with_prices(rows, self.catalog.read_prices(ids))
 
     def changed_since(self, after: tuple[str, str] | None, limit: int) -> list[dict]:
         return list(self._with_state(self.catalog.changed_since(after, limit)))

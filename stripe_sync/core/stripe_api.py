@@ -70,8 +70,9 @@ class StripeApi:
         self.mode = key_mode(secret_key)
         if self.mode == "live" and not allow_live_mode:
             raise ConfigError(
-                "STRIPE_SECRET_KEY is a live-mode key: pass --allow-live-mode (or set allow_live_mode on the "
-                "stripe resource) if you really mean to write to live Stripe."
+                "STRIPE_SECRET_KEY is a live-mode key: if you really mean to write to live "
+                "Stripe, pass --allow-live-mode, or set stripe.allow_live_mode: true in "
+                "stripe_sync.yaml (STRIPE_ALLOW_LIVE_MODE=true in the environment)."
             )
         self.api_base = api_base or STRIPE_API_BASE
         self._retry = retry or RetryPolicy()
@@ -203,7 +204,7 @@ class StripeApi:
             try:
                 return method(*args, **kwargs).to_dict()
             except stripe.StripeError as error:
-                raise classify(error) from None
+                raise classify(error, endpoint) from None
 
         on_rate_limited = (
             self._throttle.rate_limited if self._throttle is not None else lambda: None

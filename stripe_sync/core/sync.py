@@ -392,10 +392,12 @@ class BatchSync:
         validated: pd.DataFrame,
         seconds: float,
     ) -> dict[str, dict]:
-        """The ledger record of each batch: its rows' outcomes, requests, time, warnings."""
+        """The ledger record of each batch: its rows' outcomes, requests, time, warnings, and
+        the names of the rows the report lists (invalid, failed): an id alone says little."""
         records = {}
         for batch in batches:
             mine = [o for o in outcomes if batch_of[o.cms_id] == batch]
+            listed = {o.cms_id for o in mine if o.result in (Result.INVALID, Result.FAILED)}
             rows = validated[validated["batch"] == batch]
             records[batch] = {
                 "run_id": self._run_id,
@@ -409,6 +411,11 @@ class BatchSync:
                     for cms_id, warnings in zip(rows["cms_id"], rows["warnings"], strict=True)
                     for warning in warnings
                 ],
+                "names": {
+                    cms_id: name
+                    for cms_id, name in zip(rows["cms_id"], rows["name"], strict=True)
+                    if cms_id in listed
+                },
             }
         return records
 

@@ -72,6 +72,8 @@ class BatchVerification:
     mismatches: tuple[Mismatch, ...] = ()
     # Checkpoint changes for the next sync: None forgets a row's checkpoint.
     repairs: dict[str, Checkpoint | None] = field(default_factory=dict)
+    # Why Stripe's products could not be read (the batch was not compared); "" when they were.
+    stripe_unread: str = ""
 
     def of(self, subject: str) -> list[Mismatch]:
         return [m for m in self.mismatches if m.subject == subject]

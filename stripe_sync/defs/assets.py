@@ -5,6 +5,7 @@ Each is glue: the work is `core/` (validation, the plan, `BatchSync`, the report
 
 import time
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import dagster as dg
@@ -19,14 +20,15 @@ from stripe_sync.core.mapping import FieldMapping
 from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.core.planner import PlanOptions
 from stripe_sync.core.progress import RunProgress
-from stripe_sync.core.report import build_report, save_report
+from stripe_sync.core.report import Report, build_report, name_cell, save_report, table_cell
 from stripe_sync.core.schemas import CatalogRows, ValidatedProducts
 from stripe_sync.core.state import StateStore, TrackedCatalog
 from stripe_sync.core.sync import BatchSync, StepResult, deliver_kept
 from stripe_sync.core.validation import plan_frame, validate_batch
+from stripe_sync.core.wording import counted
 from stripe_sync.defs.dagster_compat import interrupts_deferred
 from stripe_sync.defs.outcomes import RunOutcome, record_outcome, step_outcome
-from stripe_sync.defs.partitions import batch_partitions, batches_for
+from stripe_sync.defs.partitions import batch_partitions
 from stripe_sync.defs.resources import (
     CatalogResource,
     PipelineSettings,
@@ -69,18 +71,18 @@ def supabase_products(context: dg.AssetExecutionContext, catalog: CatalogResourc
         undelivered = InstanceUndelivered(context)
         if delivered := deliver_kept(source.state, undelivered, context.partition_keys):
             context.log.info(
-                f"recorded the results of {delivered} batches an earlier run kept during a "
-                "catalog outage"
+                f"recorded the results of {counted(delivered, 'batch')} an earlier run kept "
+                "during a catalog outage"
             )
-        for batch in batches_for(context.instance, context.partition_keys):
+        for batch in context.partition_keys:
             batch_rows, orphans = source.read_batch(batch)
             rows += batch_rows
             unknown += orphans
-            read.append(f"batch {batch.key}: {len(batch_rows)} rows, {batch.describe()}")
+            read.append(f"batch {batch}: {counted(len(batch_rows), 'row')}")
     if unknown:
         read.append(
-            f"{len(unknown)} price rows name a product that is not in the catalog (left "
-            f"out): {', '.join(str(price['id']) for price in unknown[:20])}"
+            f"{counted(len(unknown), 'price row')} naming a product deleted from the catalog "
+            f"(left out): {', '.join(str(price['id']) for price in unknown[:20])}"
         )
     # One message for the run's batches: each message is a write to the run's event log.
     context.log.info("\n".join(read))
@@ -148,9 +150,10 @@ def validated_products(
             ),
             "quarantined": dg.MetadataValue.md(
                 "\n".join(
-                    ["| catalog id | reasons |", "| --- | --- |"]
+                    ["| catalog id | name | reasons |", "| --- | --- | --- |"]
                     + [
-                        f"| {row.cms_id} | {'; '.join(row.reasons)} |"
+                        f"| {table_cell(row.cms_id)} | {name_cell(row.name)} | "
+                        f"{table_cell('; '.join(row.reasons))} |"
                         for row in invalid.head(50).itertuples()
                     ]
                 )
@@ -263,7 +266,8 @@ def stripe_prices(
     if result.failed:
         examples = "; ".join(f"{o.cms_id}: {o.error}" for o in result.failed[:3])
         message = (
-            f"{len(result.failed)} of {len(result.final)} products failed (e.g. {examples}); "
+            f"{len(result.failed)} of {counted(len(result.final), 'product')} failed (e.g. "
+            f"{examples}); "
             "the rest synced and were written back. Rerun the failed batches."
         )
         record_outcome(context, RunOutcome.FAILED_BATCHES, message)
@@ -282,23 +286,35 @@ def migration_report(
     return dg.MaterializeResult(metadata=report_metadata(context.instance, catalog, settings))
 
 
-def report_metadata(
-    instance: dg.DagsterInstance, catalog: CatalogResource, settings: PipelineSettings
-) -> dict:
-    """The report of every registered batch, saved as JSON and Markdown: the metadata of a
-    `migration_report` materialization."""
+def latest_report(
+    instance: dg.DagsterInstance,
+    catalog: CatalogResource,
+    *,
+    of_runs: Collection[str] | None = None,
+) -> Report:
+    """What the latest run of every registered batch did; `of_runs`: only the batches whose
+    latest run is one of these."""
     with catalog.opened() as source:
         records = [
             record
             for key in instance.get_dynamic_partitions(batch_partitions.name)
             if (record := final_record(source.state, key)) is not None
+            and (of_runs is None or record["run_id"] in of_runs)
         ]
     report = build_report(records[0]["mode"] if records else "unknown", records)
     # An empty filter would be every run; a run still going, or deleted, tells no time.
     runs = instance.get_run_records(dg.RunsFilter(run_ids=report.run_ids)) if report.run_ids else []
-    report = report.with_run_spans(
+    return report.with_run_spans(
         (run.start_time, run.end_time) for run in runs if run.start_time and run.end_time
     )
+
+
+def report_metadata(
+    instance: dg.DagsterInstance, catalog: CatalogResource, settings: PipelineSettings
+) -> dict:
+    """The report of every registered batch, saved as JSON and Markdown: the metadata of a
+    `migration_report` materialization."""
+    report = latest_report(instance, catalog)
     json_path, markdown_path = save_report(Path(settings.reports_dir), report)
     timings = {
         "run_seconds": report.run_seconds,
@@ -352,8 +368,8 @@ def _fail_if_undelivered(context: dg.AssetExecutionContext, result: StepResult) 
         return
     message = (
         f"The catalog was unreachable ({result.undelivered}): the Stripe results of "
-        f"{len(result.applied)} products are kept in this run and written back by the next "
-        "run, before anything else and with no Stripe request for them."
+        f"{counted(len(result.applied), 'product')} are kept in this run and written back by "
+        "the next run, before anything else and with no Stripe request for them."
     )
     record_outcome(context, RunOutcome.FAILED_BATCHES, message)
     raise dg.Failure(message, metadata=result.summary())

@@ -10,7 +10,7 @@ import pandas as pd
 from pydantic import Field
 
 from stripe_sync.core.checkpoints import Checkpoint
-from stripe_sync.core.errors import ConfigError, ErrorKind
+from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
 from stripe_sync.core.product_reads import Page, PriceReads, read_pages, read_prices_of
 from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
@@ -26,6 +26,7 @@ from stripe_sync.core.verify import (
     product_ids,
     verify_batch,
 )
+from stripe_sync.core.wording import counted
 from stripe_sync.defs.assets import stripe_prices, stripe_products, validated_products
 from stripe_sync.defs.dagster_compat import CheckTarget
 from stripe_sync.defs.outcomes import RunOutcome, record_outcome
@@ -113,7 +114,10 @@ def _invalid_share(rows: pd.DataFrame, threshold: float) -> dict:
     return {
         "passed": share <= threshold,
         "severity": dg.AssetCheckSeverity.WARN,
-        "description": f"{invalid} of {len(rows)} rows invalid ({share:.1%}; warns above {threshold:.1%})",
+        "description": (
+            f"{invalid} of {counted(len(rows), 'row')} invalid ({share:.1%}; warns above "
+            f"{threshold:.1%})"
+        ),
         "metadata": {"invalid": invalid, "rows": len(rows), "invalid_share": share},
     }
 
@@ -308,7 +312,7 @@ def _compare(
     the requests, `requests` (the product pages') and the price reads."""
     failed = [page.failure for page in pages if page.failure is not None]
     if failed:
-        return _unverified("not verified", f"could not read Stripe: {failed[0]}"), requests
+        return _stripe_unread(failed[0]), requests
     products = {product["id"]: product for page in pages for product in page.products}
     priced = [
         desired.stripe_id
@@ -318,18 +322,18 @@ def _compare(
     reads = prices_of(priced)
     requests += sum(reads.requests.values())
     if reads.failures:
-        failure = next(iter(reads.failures.values()))
-        return _unverified("not verified", f"could not read Stripe: {failure}"), requests
+        return _stripe_unread(next(iter(reads.failures.values()))), requests
     result = verify_batch(rows, saved, products, mirror=mirror, prices=reads.prices)
     if result.repairs:
         store.record([], {batch: result.repairs})
         context.log.warning(
-            f"batch {batch}: {len(result.repairs)} drifted rows; the next sync reconciles them"
+            f"batch {batch}: {counted(len(result.repairs), 'drifted row')}; the next sync "
+            "reconciles them"
         )
     return result, requests
 
 
-def _unverified(actual: str, note: str) -> BatchVerification:
+def _unverified(actual: str, note: str, *, stripe_unread: str = "") -> BatchVerification:
     """A batch that could not be compared: a mismatch for both checks."""
     return BatchVerification(
         0,
@@ -337,6 +341,14 @@ def _unverified(actual: str, note: str) -> BatchVerification:
             Mismatch("", "", subject, "batch", "verified", actual, note=note)
             for subject in (PRODUCT, PRICE)
         ),
+        stripe_unread=stripe_unread,
+    )
+
+
+def _stripe_unread(failure: StripeFailure) -> BatchVerification:
+    """A batch whose products Stripe did not give (unreachable past the retries)."""
+    return _unverified(
+        "not verified", f"could not reach Stripe: {failure}", stripe_unread=str(failure)
     )
 
 
@@ -380,12 +392,15 @@ def _evaluation(
 ) -> dg.AssetCheckEvaluation:
     errors = [m for m in mismatches if m.severity == ERROR]
     warned = [m for m in mismatches if m.severity == WARNING]
-    if mismatches:
+    if result.stripe_unread:
+        description = f"not verified: could not reach Stripe: {result.stripe_unread}"
+    elif mismatches:
         description = (
-            f"{len(errors)} mismatches, {len(warned)} warnings in {result.products} products"
+            f"{counted(len(errors), 'mismatch')}, {counted(len(warned), 'warning')} in "
+            f"{counted(result.products, 'product')}"
         )
     else:
-        description = f"all {result.products} products match the catalog"
+        description = f"no mismatch in {counted(result.products, 'product')}"
     return _batch_evaluation(
         spec,
         batch,
@@ -398,6 +413,7 @@ def _evaluation(
             "mismatches": len(errors),
             "warnings": len(warned),
             "stripe_requests": requests,
+            "stripe_unread": result.stripe_unread,
             "mismatch_table": dg.MetadataValue.table(
                 records=[dg.TableRecord(m.as_row()) for m in mismatches[:MISMATCH_TABLE_ROWS]],
                 schema=dg.TableSchema(columns=[dg.TableColumn(name) for name in MISMATCH_COLUMNS]),

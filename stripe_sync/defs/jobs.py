@@ -4,6 +4,7 @@ import dagster as dg
 from pydantic import Field
 
 from stripe_sync.core.rollback import RollbackReport, roll_back, rollback_window
+from stripe_sync.core.wording import counted
 from stripe_sync.defs.assets import (
     STRIPE_WRITES_POOL,
     migration_report,
@@ -15,7 +16,7 @@ from stripe_sync.defs.assets import (
 from stripe_sync.defs.checks import stripe_matches_catalog
 from stripe_sync.defs.dagster_compat import pool_limit_set
 from stripe_sync.defs.outcomes import RunOutcome, record_outcome, step_outcome
-from stripe_sync.defs.partitions import batch_partitions, batches_for, keys_to_register
+from stripe_sync.defs.partitions import batch_partitions
 from stripe_sync.defs.resources import (
     CatalogResource,
     PipelineSettings,
@@ -48,11 +49,12 @@ def register_batches(
     *,
     deadline_s: float | None = None,
 ) -> list[str]:
-    """Append partitions for catalog rows beyond the registered batches; returns the new keys.
-    `deadline_s` shortens the catalog's retry deadline (a tick's)."""
+    """Give the catalog's rows that have no batch one and add the partitions that are new to
+    this instance; returns their keys. `deadline_s` shortens the catalog's retry deadline (a
+    tick's)."""
     with catalog.opened(deadline_s=deadline_s) as source:
         registered = instance.get_dynamic_partitions(batch_partitions.name)
-        new_keys = keys_to_register(source, registered, batch_size)
+        new_keys = source.register(registered, batch_size)
     if new_keys:
         instance.add_dynamic_partitions(batch_partitions.name, new_keys)
     pool_limit_set(instance, STRIPE_WRITES_POOL)
@@ -77,7 +79,7 @@ def register_new_batches(
             context.instance, catalog, config.batch_size or settings.batch_size
         )
     context.log.info(
-        f"registered {len(new_keys)} new batches"
+        f"registered {counted(len(new_keys), 'new batch')}"
         + (f": {new_keys[0]} … {new_keys[-1]}" if new_keys else "")
     )
 
@@ -113,18 +115,15 @@ def roll_back_runs(
     with step_outcome(context), catalog.opened() as source:
         window = rollback_window(source.state, config.since)
         context.log.info(f"backups since {config.since or 'the first run'}: {len(window)}")
-        batches = batches_for(context.instance, sorted({backup.batch for backup in window}))
         with stripe.opened() as api:
-            rows = {
-                row["id"]: row
-                for batch in batches
-                for row in source.read_rows(batch.lower, batch.upper)
-            }
+            backed_up = {row["id"] for backup in window for row in backup.catalog_rows}
+            rows = {row["id"]: row for row in source.read_rows(sorted(backed_up))}
             report: RollbackReport = roll_back(
                 window,
                 api,
                 source.state,
                 rows,
+                catalog_columns=source.has_write_back_columns,
                 dry_run=config.dry_run,
                 max_in_flight=stripe.in_flight(api),
             )
@@ -140,9 +139,9 @@ def roll_back_runs(
     if report.unfinished:
         first = report.unfinished[0]
         message = (
-            f"{len(report.unfinished)} rollback steps failed or were skipped (e.g. "
-            f"{first.cms_id}: {first.error}); the rest were rolled back. Rerun the rollback "
-            "to retry them."
+            f"{counted(len(report.unfinished), 'rollback step')} not done, failed or skipped "
+            f"(e.g. {first.cms_id}: {first.error}); the rest were rolled back. Rerun the "
+            "rollback to retry them."
         )
         record_outcome(context, RunOutcome.FAILED_BATCHES, message)
         raise dg.Failure(message)

@@ -21,7 +21,13 @@ from pydantic import Field, PrivateAttr
 
 from stripe_sync.catalog import Catalog, open_catalog
 from stripe_sync.core.errors import ConfigError
-from stripe_sync.core.mapping import FieldMapping, PriceMapping, PricesModel, ValueRule
+from stripe_sync.core.mapping import (
+    FieldMapping,
+    PriceMapping,
+    PricesModel,
+    ValueRule,
+    value_text,
+)
 from stripe_sync.core.progress import NoProgress, RunProgress
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 from stripe_sync.core.state import TrackedCatalog
@@ -57,7 +63,8 @@ class CatalogMapping(dg.Config):
             found = getattr(mapping, name)
             return {
                 f"{name}_column": found.column if found else "",
-                f"{name}_values": [str(value) for value in found.values] if found else [],
+                # As SQL and PostgREST spell them: `true`, which the rows' values match.
+                f"{name}_values": [value_text(value) for value in found.values] if found else [],
             }
 
         return cls(
@@ -214,6 +221,9 @@ class StripeResource(dg.ConfigurableResource):
     # machines; "" is a SQLite file in `state_dir` (one machine; see `throttle_store`).
     throttle_url: str = Field(default="", repr=False)
     throttle_fraction: float = 0.8  # of Stripe's limits for the key's mode
+    # The account's limits when Stripe raised them; None: its defaults for the key's mode.
+    throttle_global_rate: float | None = None
+    throttle_endpoint_rate: float | None = None
     state_dir: str = ".dagster_home/stripe_sync"
     # Requests in flight; 0 sizes it so latency never caps throughput (rate x latency).
     max_in_flight: int = 0
@@ -228,6 +238,8 @@ class StripeResource(dg.ConfigurableResource):
             # A hash of the key names the account's budget: never the key itself.
             namespace=hashlib.sha256(self.secret_key.encode()).hexdigest()[:16],
             fraction=self.throttle_fraction,
+            global_rate=self.throttle_global_rate,
+            endpoint_rate=self.throttle_endpoint_rate,
         )
         return StripeApi(
             self.secret_key,
@@ -389,6 +401,8 @@ def build_resources(settings: Settings, progress: RunProgress | None = None) -> 
             max_in_flight=settings.stripe.max_in_flight,
             throttle_url=secret(throttle_store(settings)),
             throttle_fraction=settings.throttle.fraction,
+            throttle_global_rate=settings.throttle.global_rate,
+            throttle_endpoint_rate=settings.throttle.endpoint_rate,
             state_dir=state_dir,
         ),
         "settings": PipelineSettings(

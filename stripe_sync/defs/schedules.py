@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from stripe_sync.core.errors import CatalogFailure, ConfigError
+from stripe_sync.core.wording import counted
 from stripe_sync.defs.assets import BATCHES_PER_RUN
 from stripe_sync.defs.jobs import migrate_batches_job, register_batches
 from stripe_sync.defs.partitions import batch_partitions
@@ -59,7 +60,8 @@ def _reconcile_schedule(cron: str, status: dg.DefaultScheduleStatus) -> dg.Sched
             return dg.SkipReason("no batches: the catalog is empty")
         tick = context.scheduled_execution_time.isoformat()
         context.log.info(
-            f"reconciling {len(keys)} batches ({len(new_keys)} new), {BATCHES_PER_RUN} per run"
+            f"reconciling {counted(len(keys), 'batch')} ({len(new_keys)} new), "
+            f"{BATCHES_PER_RUN} per run"
         )
         runs = [keys[at : at + BATCHES_PER_RUN] for at in range(0, len(keys), BATCHES_PER_RUN)]
         return [run_request(run, f"reconcile_batches:{tick}:{run[0]}..{run[-1]}") for run in runs]

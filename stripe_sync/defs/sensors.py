@@ -23,9 +23,9 @@ from stripe_sync.core.automation import (
     retry_states_to_json,
     runs_of,
 )
-from stripe_sync.core.batches import locate
 from stripe_sync.core.contract import change_cursor
 from stripe_sync.core.errors import CatalogFailure
+from stripe_sync.core.wording import counted
 from stripe_sync.defs.assets import (
     BATCHES_PER_RUN,
     migration_report,
@@ -36,7 +36,7 @@ from stripe_sync.defs.assets import (
 )
 from stripe_sync.defs.dagster_compat import partition_range_tags
 from stripe_sync.defs.jobs import migrate_batches_job
-from stripe_sync.defs.partitions import batch_partitions, keys_to_register
+from stripe_sync.defs.partitions import batch_partitions
 from stripe_sync.defs.resources import (
     AutomationResource,
     CatalogResource,
@@ -139,7 +139,7 @@ def _catalog_changes(
         changed = needing_sync(rows, settings.validation_rules())
         if rows:
             context.log.info(
-                f"{len(rows)} rows changed since the last tick: {len(changed)} need a sync, "
+                f"{counted(len(rows), 'row')} changed since the last tick: {len(changed)} to sync, "
                 f"{len(rows) - len(changed)} changed nothing that reaches Stripe (a touched "
                 "updated_at, or the pipeline's own write-back)"
             )
@@ -157,15 +157,14 @@ def _catalog_changes(
                     removed[key] = gone
             scanned_at = now.isoformat()
             context.log.info(
-                f"removal scan: {len(present)} ids in the catalog; "
-                f"{sum(map(len, removed.values()))} synced rows deleted, in {len(removed)} batches"
+                f"removal scan: {counted(len(present), 'id')} in the catalog; "
+                f"{counted(sum(map(len, removed.values())), 'synced row')} deleted, in "
+                f"{counted(len(removed), 'batch')}"
             )
-        new_keys = keys_to_register(source, registered, settings.batch_size) if changed else []
+        new_keys = source.register(registered, settings.batch_size) if changed else []
         keys = [*registered, *new_keys]
-        located = {i: key for key, entries in saved.items() for i in entries if i in changed}
-        unknown = [i for i in changed if i not in located]
-        if unknown and keys:
-            located |= locate(source, keys, unknown)
+        batch_of = source.state.memberships() if changed else {}
+        located = {i: batch_of[i] for i in changed if i in batch_of}
     except CatalogFailure as failure:
         if not failure.retryable:
             raise
@@ -191,11 +190,13 @@ def _catalog_changes(
         batches = run[0] if len(run) == 1 else f"{run[0]} to {run[-1]}"
         context.log.info(
             f"requesting a run of {batches}: "
-            f"{sum(len(changes[k]) for k in run)} rows changed or deleted"
+            f"{counted(sum(len(changes[k]) for k in run), 'row')} changed or deleted"
         )
     if new_keys:
-        context.log.info(f"registering {len(new_keys)} new batches: {new_keys[0]} … {new_keys[-1]}")
-    nothing = f"{len(rows)} rows changed, none in a way that reaches Stripe" + (
+        context.log.info(
+            f"registering {counted(len(new_keys), 'new batch')}: {new_keys[0]} … {new_keys[-1]}"
+        )
+    nothing = f"{counted(len(rows), 'row')} changed, none in a way that reaches Stripe" + (
         "; no synced row was deleted" if scan_due else ""
     )
     return dg.SensorResult(
@@ -236,7 +237,7 @@ def _failed_batch_retry(
     for key in decision.gave_up:
         state = decision.states[key]
         context.log.warning(
-            f"gave up on batch {key} after {state.attempts} attempts (failed since "
+            f"gave up on batch {key} after {counted(state.attempts, 'attempt')} (failed since "
             f"{state.first_failed_at}): fix the cause, then rerun it (e.g. backfill its failed "
             "partitions); this sensor takes it up again only once it has succeeded"
         )
@@ -249,7 +250,7 @@ def _failed_batch_retry(
         )
     waiting = [key for key, state in decision.states.items() if key in failed and not state.gave_up]
     nothing = (
-        f"{len(waiting)} failed batches wait for their next retry"
+        f"{counted(len(waiting), 'failed batch')} waiting for the next retry"
         if waiting
         else "no failed batch to retry"
     )

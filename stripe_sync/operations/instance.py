@@ -13,6 +13,7 @@ from filelock import FileLock  # a dependency of dagster's
 
 from stripe_sync.defs.dagster_compat import instance_at, partition_range_tags
 from stripe_sync.defs.resources import build_resources
+from stripe_sync.operations.ui import workspace_file
 from stripe_sync.settings import Settings
 
 _HOST_TAG, _PID_TAG = "stripe_sync/host", "stripe_sync/pid"
@@ -21,9 +22,10 @@ _LOCAL_INSTANCE_YAML = Path("dagster.yaml")  # the repository's, for a new home
 
 def dagster_home(settings: Settings) -> Path:
     """The Dagster home (`paths.dagster_home`, default ./.dagster_home), made if missing with
-    the repository's dagster.yaml."""
+    the repository's dagster.yaml, and with the workspace file the UI hint names."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
+    workspace_file(home)
     instance_yaml = home / "dagster.yaml"
     if not instance_yaml.exists():
         instance_yaml.write_text(

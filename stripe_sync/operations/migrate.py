@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
 from stripe_sync.core.progress import MigrationProgress, RunProgress
 from stripe_sync.core.secrets import redact
+from stripe_sync.core.wording import counted
 from stripe_sync.definitions import build_definitions
-from stripe_sync.defs.assets import BATCHES_PER_RUN, migration_report, report_metadata
+from stripe_sync.defs.assets import (
+    BATCHES_PER_RUN,
+    latest_report,
+    migration_report,
+    report_metadata,
+)
 from stripe_sync.defs.jobs import register_batches
 from stripe_sync.defs.outcomes import RecordedOutcome, RunOutcome, outcome_of
 from stripe_sync.defs.partitions import batch_partitions
+from stripe_sync.defs.resources import CatalogResource
 from stripe_sync.operations.instance import (
     dagster_home,
     fail_abandoned_runs,
@@ -50,14 +57,19 @@ class MigrationResult:
     run_ids: list[str]
     failed_batches: list[str]
     new_batches: list[str]
-    report_markdown: str
-    report: dict
+    report_markdown: str  # this migration's report, or the sentence saying why it has none
+    report: dict  # this migration's report ({} if none)
     stopped: RunOutcome | None = None  # why no further run started, if one was held back
     report_failed: bool = False  # the report's own run failed: `report_markdown` says why
+    # Left for the next migration by a stop on request: the stopped run's and the unstarted.
+    stopped_batches: list[str] = field(default_factory=list)
+    # Its runs recorded results or backed up what they were about to change in Stripe, so
+    # `rollback --since` its start may have something to undo.
+    may_have_written: bool = True
 
     @property
     def succeeded(self) -> bool:
-        return not self.failed_batches and not self.report_failed
+        return not self.failed_batches and not self.stopped_batches and not self.report_failed
 
 
 @dataclass(frozen=True)
@@ -107,15 +119,16 @@ def migrate(
         new_batches = register_batches(instance, built.catalog, settings.sync.batch_size)
     progress.start(rows)
     keys = instance.get_dynamic_partitions(batch_partitions.name)
-    say(f"{len(keys)} batches ({len(new_batches)} new), {batches_per_run} per run")
+    say(f"{counted(len(keys), 'batch')} ({len(new_batches)} new), {batches_per_run} per run")
     job = definitions.resolve_job_def("migrate_batches")
     run_config = options.migrate_config(settings)
     run_ids: list[str] = []
     failed: list[str] = []
+    left: list[str] = []  # by a stop on request: not failed, nothing to retry
     stopped = None
     for start in range(0, len(keys), batches_per_run):
         if stop_requested():
-            failed.extend(keys[start:])
+            left.extend(keys[start:])
             stopped = RunOutcome.STOPPED
             say(f"{_STOPS[stopped]}: the remaining batches are left for the next run")
             break
@@ -123,30 +136,31 @@ def migrate(
         result = run_batches(job, instance, chunk, run_config)
         progress.run_finished()
         run_ids.append(result.run_id)
-        if not result.success:
-            failed.extend(chunk)
         recorded = outcome_of(instance, result.run_id, succeeded=result.success)
-        say(
-            f"batches {start + 1}-{start + len(chunk)} of {len(keys)}: "
-            + (
-                f"ok (run {result.run_id})"
-                if result.success
-                else f"FAILED (run {result.run_id}): {_why_failed(result, recorded, options.log_file)}"
-            )
-        )
         outcome = recorded.outcome
+        batches = f"batches {start + 1}-{start + len(chunk)} of {len(keys)}"
+        if result.success:
+            say(f"{batches}: ok (run {result.run_id})")
+        elif outcome is RunOutcome.STOPPED:
+            left.extend(chunk)
+            say(f"{batches}: stopped (run {result.run_id})")
+        else:
+            failed.extend(chunk)
+            why = _why_failed(result, recorded, options.log_file)
+            say(f"{batches}: FAILED (run {result.run_id}): {why}")
         if outcome.stops_migration:
-            failed.extend(keys[start + len(chunk) :])
+            (left if outcome is RunOutcome.STOPPED else failed).extend(keys[start + len(chunk) :])
             stopped = outcome
             say(f"{_STOPS[outcome]}: the remaining batches are left for the next run")
             break
-    if not failed:
+    if not failed and not left:
         progress.all_batches_ran()
     # The report needs no run of its own (a run costs more than building it): it is reported
     # as a materialization of `migration_report`, as the `report` job would make it.
     try:
         with resources(settings, "catalog", "settings", instance=instance) as built:
             metadata = report_metadata(instance, built.catalog, built.settings)
+            own = _own_report(instance, built.catalog, metadata, run_ids)
     except Exception as error:  # noqa: BLE001 - any failure: say it, never show an older report
         return MigrationResult(
             run_ids=run_ids,
@@ -156,6 +170,7 @@ def migrate(
             report={},
             stopped=stopped,
             report_failed=True,
+            stopped_batches=left,
         )
     instance.report_runless_asset_event(
         dg.AssetMaterialization(migration_report.key, metadata=metadata)
@@ -164,7 +179,38 @@ def migrate(
         run_ids=run_ids,
         failed_batches=failed,
         new_batches=new_batches,
-        report_markdown=metadata["report"].value,
-        report=json.loads(Path(metadata["json"].value).read_text()),
+        report_markdown=own.markdown,
+        report=own.report,
         stopped=stopped,
+        stopped_batches=left,
+        may_have_written=own.may_have_written,
+    )
+
+
+@dataclass(frozen=True)
+class _OwnReport:
+    markdown: str
+    report: dict
+    may_have_written: bool
+
+
+def _own_report(
+    instance: dg.DagsterInstance, catalog: CatalogResource, metadata: dict, run_ids: list[str]
+) -> _OwnReport:
+    """The report of what this migration's runs did: the materialized one (`metadata`, every
+    batch's latest run) when those runs are all this migration's, else one of the batches
+    whose latest run is, or a sentence when there are none. A run that recorded nothing may
+    still have written to Stripe (the record failed): its backups say so."""
+    every_batch = json.loads(Path(metadata["json"].value).read_text())
+    if set(every_batch["run_ids"]) <= set(run_ids):
+        markdown, report = metadata["report"].value, every_batch
+    else:
+        own = latest_report(instance, catalog, of_runs=run_ids)
+        markdown, report = own.to_markdown(), own.to_json()
+    if report["run_ids"]:
+        return _OwnReport(markdown, report, may_have_written=True)
+    with catalog.opened() as source:
+        backed_up = bool(run_ids) and any(b.run_id in run_ids for b in source.state.backups())
+    return _OwnReport(
+        "No report: no run of this migration recorded any result.", {}, may_have_written=backed_up
     )

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from stripe_sync.core.batches import batches
 from stripe_sync.core.contract import catalog_frame
 from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.core.validation import plan_frame, validate_batch
-from stripe_sync.defs.partitions import batch_partitions, keys_to_register
+from stripe_sync.defs.partitions import batch_partitions
 from stripe_sync.operations.instance import dagster_home, open_instance, resources
 from stripe_sync.operations.options import RunOptions
 from stripe_sync.settings import Settings
@@ -21,10 +20,12 @@ def plan(settings: Settings, options: RunOptions, summary: PlanSummary) -> PlanS
         plan_options = options.plan_options(settings)
         with built.catalog.opened() as source:
             registered = instance.get_dynamic_partitions(batch_partitions.name)
-            keys = [*registered, *keys_to_register(source, registered, settings.sync.batch_size)]
-            for batch in batches(keys):
-                rows, _unknown_prices = source.read_batch(batch)
+            # The batches registration would give the new rows, kept in memory only.
+            registration = source.registration(registered, settings.sync.batch_size)
+            for batch in dict.fromkeys([*registered, *registration.keys]):
+                members = [*source.state.members(batch), *registration.members(batch)]
+                rows, _deleted_rows_prices = source.read_batch(batch, members)
                 validated = validate_batch(catalog_frame(rows), rules)
-                planned = plan_frame(validated, [batch.key], source.state, plan_options)
-                summary.add(batch.key, planned[batch.key])
+                planned = plan_frame(validated, [batch], source.state, plan_options)
+                summary.add(batch, planned[batch])
     return summary

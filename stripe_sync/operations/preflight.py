@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
+from stripe_sync.core.wording import counted
 from stripe_sync.operations.instance import resources
 from stripe_sync.settings import Settings
 
@@ -29,7 +30,7 @@ class PreflightResult:
             else "no write-back columns: the table is left untouched"
         )
         return [
-            f"catalog: {self.catalog} ({self.catalog_rows} rows, {mode})",
+            f"catalog: {self.catalog} ({counted(self.catalog_rows, 'row')}, {mode})",
             "mapping: " + "; ".join(self.mapping),
             f"state: {self.state}",
             f"stripe: {self.stripe_mode.upper()} mode at {self.stripe_api_base}, account {self.stripe_account}",

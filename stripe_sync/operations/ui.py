@@ -30,6 +30,7 @@ WORKSPACE = {
         }
     ]
 }
+WORKSPACE_FILE = "workspace.yaml"  # in the Dagster home
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 120.0
 # How long the webserver, the daemon and the code servers get to shut down after SIGTERM
@@ -69,11 +70,18 @@ def serve_dagster_ui(
     return failure
 
 
+def workspace_file(dagster_home: Path) -> Path:
+    """The workspace file in the Dagster home, written: `dagster dev -w` on it serves the
+    pipeline's code location from any directory, as `stripe_sync`."""
+    workspace = dagster_home / WORKSPACE_FILE
+    workspace.write_text(yaml.safe_dump(WORKSPACE))
+    return workspace
+
+
 def _start_dagster_dev(
     dagster_home: Path, port: int, environment: Mapping[str, str], log: Path
 ) -> subprocess.Popen:
-    workspace = dagster_home / "workspace.yaml"
-    workspace.write_text(yaml.safe_dump(WORKSPACE))
+    workspace = workspace_file(dagster_home)
     command = [
         str(Path(sys.executable).with_name("dagster")),
         "dev",

@@ -9,6 +9,7 @@ import dagster as dg
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.report import table_cell
 from stripe_sync.core.verify import ERROR
+from stripe_sync.core.wording import counted
 from stripe_sync.definitions import build_definitions
 from stripe_sync.defs.assets import BATCHES_PER_RUN
 from stripe_sync.defs.checks import products_match_catalog
@@ -32,19 +33,29 @@ class Verification:
     failed_checks: int = 0
     failures: list[str] = field(default_factory=list)
     wrong_configuration: bool = False
+    stripe_unread: list[str] = field(default_factory=list)  # why, for each batch not compared
 
     @property
     def exit_code(self) -> int:
-        """0: everything matches (warnings allowed); 1: a mismatch or a failed run; 2: the
-        configuration (or the key) is wrong."""
+        """0: everything matches (warnings allowed); 1: a mismatch; 2: the configuration (or
+        the key) is wrong; 3: some batches could not be verified (Stripe or the catalog
+        unreachable, a run failed): run it again."""
         if self.wrong_configuration:
             return 2
-        return 1 if self.failed_checks or self.failures else 0
+        if self.failed_checks:
+            return 1
+        return 3 if self.stripe_unread or self.failures else 0
 
     def add(self, evaluation: dg.AssetCheckEvaluation) -> None:
-        if evaluation.check_name == products_match_catalog.name:
+        products_check = evaluation.check_name == products_match_catalog.name
+        if products_check:
             self.batches += 1
             self.products += evaluation.metadata["products"].value
+        unread = evaluation.metadata["stripe_unread"].value
+        if unread:  # not compared: no mismatch of its own
+            if products_check:
+                self.stripe_unread.append(unread)
+            return
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             self.failed_checks += 1
         listed = evaluation.metadata["mismatch_table"].records
@@ -57,8 +68,19 @@ class Verification:
     def markdown(self) -> str:
         errors = sum(row["severity"] == ERROR for row in self.rows.values())
         warned = len(self.rows) - errors
-        summary = f"{self.products} products in {self.batches} batches"
-        lines = [f"verify: {summary}: {errors} mismatches, {warned} warnings"]
+        compared = self.batches - len(self.stripe_unread)
+        lines = []
+        if self.stripe_unread:
+            lines.append(
+                f"verify: Stripe could not be reached ({self.stripe_unread[0]}): "
+                f"{counted(len(self.stripe_unread), 'batch')} not verified; run "
+                "`stripe-sync verify` again."
+            )
+        if compared or not self.stripe_unread:
+            summary = f"{counted(self.products, 'product')} in {counted(compared, 'batch')}"
+            lines.append(
+                f"verify: {summary}: {counted(errors, 'mismatch')}, {counted(warned, 'warning')}"
+            )
         if self.rows:
             lines += [
                 "",

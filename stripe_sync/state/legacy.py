@@ -20,6 +20,7 @@ from pathlib import Path
 from stripe_sync.core.backups import Backup
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.state import StateStore
+from stripe_sync.core.wording import counted
 
 log = logging.getLogger(__name__)
 IMPORTED = ".imported"
@@ -38,11 +39,15 @@ class Imported:
 
     def describe(self) -> str:
         text = (
-            f"imported the state kept in files by an earlier version: {self.checkpoints} "
-            f"checkpoints, {self.outcome_records} outcome records, {self.backups} backups"
+            "imported the state kept in files by an earlier version: "
+            f"{counted(self.checkpoints, 'checkpoint')}, "
+            f"{counted(self.outcome_records, 'outcome record')}, {counted(self.backups, 'backup')}"
         )
         if self.unreadable:
-            text += f"; skipped {len(self.unreadable)} unreadable files (rebuilt by the next run)"
+            text += (
+                f"; skipped {counted(len(self.unreadable), 'unreadable file')} (rebuilt by the "
+                "next run)"
+            )
         return text
 
 

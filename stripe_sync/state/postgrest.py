@@ -1,7 +1,8 @@
 """The state store in a Supabase project, through PostgREST: the tables of
 `supabase/migrations/20261203000000_stripe_sync_state.sql` (the same as `state/sql.py`
-creates), read with filters and written with upserts; the write-back and the state of a batch
-go in one RPC request, `stripe_sync_record`, one transaction in the database.
+creates), read with filters in keyset pages to their end whatever the project's row cap
+(`keyset_pages`), and written with upserts; the write-back and the state of a batch go in one
+RPC request, `stripe_sync_record`, one transaction in the database.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from dataclasses import asdict
 
 from postgrest.types import ReturnMethod
 
-from stripe_sync.catalog.supabase import SupabaseCatalog, quoted
+from stripe_sync.catalog.database import chunks
+from stripe_sync.catalog.supabase import (
+    SupabaseCatalog,
+    id_chunks,
+    keyset_pages,
+    listed,
+    quoted,
+)
 from stripe_sync.core.backups import Backup
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WriteBack
@@ -21,8 +29,8 @@ from stripe_sync.core.state import CheckpointChanges
 from stripe_sync.state.rows import checkpoint_of, write_back_of
 
 STATE_MIGRATION = "supabase/migrations/20261203000000_stripe_sync_state.sql"
-PAGE = 1_000  # rows a read request (PostgREST's usual max-rows)
-IDS_PER_REQUEST = 1_000
+PAGE = 1_000  # rows a read request asks for (Supabase's default cap)
+ROWS_PER_REQUEST = 1_000  # ids or rows in the JSON body of one request
 
 
 class PostgrestState:
@@ -58,9 +66,11 @@ class PostgrestState:
 
     def sync_states(self, cms_ids: Sequence[str]) -> dict[str, WriteBack]:
         found: dict[str, WriteBack] = {}
-        for at in range(0, len(cms_ids), IDS_PER_REQUEST):
-            chunk = list(cms_ids[at : at + IDS_PER_REQUEST])
-            rows = self._rpc("stripe_sync_sync_states", state_namespace=self.namespace, ids=chunk)
+        # A function's one JSON value: no row cap cuts it.
+        for chunk in chunks(cms_ids, ROWS_PER_REQUEST):
+            rows = self._rpc(
+                "stripe_sync_sync_states", state_namespace=self.namespace, ids=list(chunk)
+            )
             found |= {row["catalog_id"]: write_back_of(row["catalog_id"], row) for row in rows}
         return found
 
@@ -108,8 +118,57 @@ class PostgrestState:
         )
         return len(self._catalog.execute(query.select("catalog_id")).data)
 
-    def batch_keys(self) -> list[str]:
-        return self._rpc("stripe_sync_batch_keys", state_namespace=self.namespace)
+    def assign(self, members: Mapping[str, str]) -> None:
+        rows = [
+            {"namespace": self.namespace, "catalog_id": cms_id, "batch": batch}
+            for cms_id, batch in members.items()
+        ]
+        held: dict[str, list[str]] = {}  # batch -> its rows that had a state row already
+        for chunk in chunks(rows, ROWS_PER_REQUEST):
+            # New state rows; those there already are left as they are. The answer names the
+            # rows inserted (a write's answer is never capped).
+            insert = (
+                self._table("stripe_sync_state")
+                .upsert(
+                    chunk,
+                    on_conflict="namespace,catalog_id",
+                    ignore_duplicates=True,
+                    returning=ReturnMethod.representation,
+                )
+                .select("catalog_id")
+            )
+            inserted = {row["catalog_id"] for row in self._catalog.execute(insert).data}
+            for row in chunk:
+                if row["catalog_id"] not in inserted:
+                    held.setdefault(row["batch"], []).append(row["catalog_id"])
+        for batch, cms_ids in held.items():
+            for ids in id_chunks(cms_ids):  # only a row without a batch gets one
+                update = (
+                    self._table("stripe_sync_state")
+                    .update({"batch": batch}, returning=ReturnMethod.minimal)
+                    .eq("namespace", self.namespace)
+                    .is_("batch", "null")
+                    .filter("catalog_id", "in", listed(ids))
+                )
+                self._catalog.execute(update)
+
+    def members(self, batch: str) -> list[str]:
+        rows = self._rows(
+            "stripe_sync_state",
+            "catalog_id",
+            ("catalog_id",),
+            lambda query: query.eq("batch", batch),
+        )
+        return [row["catalog_id"] for row in rows]
+
+    def memberships(self) -> dict[str, str]:
+        rows = self._rows(
+            "stripe_sync_state",
+            "catalog_id,batch",
+            ("catalog_id",),
+            lambda query: query.not_.is_("batch", "null"),
+        )
+        return {row["catalog_id"]: row["batch"] for row in rows}
 
     # --- per batch and run -----------------------------------------------------------------
 
@@ -168,22 +227,21 @@ class PostgrestState:
         return self._table(table).select(columns).eq("namespace", self.namespace)
 
     def _rows(self, table: str, columns: str, keys: tuple[str, ...], where=None) -> Iterator[dict]:
-        """Every row of `table` in this namespace, keyset-paged on `keys` (one or two
-        columns, unique in the namespace; all of them in `columns`)."""
-        after = None
-        while True:
+        """Every row of `table` in this namespace (narrowed by `where`), keyset-paged on `keys`
+        (one or two columns, unique in the namespace; all of them in `columns`)."""
+
+        def read(last: dict | None) -> list[dict]:
             query = self._select(table, columns)
             if where is not None:
                 query = where(query)
-            if after is not None:
-                query = _after(query, keys, after)
+            if last is not None:
+                query = _after(query, keys, [last[key] for key in keys])
             for key in keys:
                 query = query.order(key)
-            page = self._catalog.execute(query.limit(PAGE)).data
+            return self._catalog.execute(query.limit(PAGE)).data
+
+        for page in keyset_pages(read):
             yield from page
-            if len(page) < PAGE:
-                return
-            after = [page[-1][key] for key in keys]
 
     def _upsert(self, table: str, row: dict, on_conflict: str) -> None:
         query = self._table(table).upsert(

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from stripe_sync.catalog.database import Database
+from stripe_sync.catalog.database import Database, chunks
 from stripe_sync.core.backups import Backup
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, Catalog, WriteBack
@@ -37,9 +37,6 @@ from stripe_sync.state.rows import checkpoint_of, write_back_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Ids per IN list (SQLite binds at most 32,766 parameters a statement).
-IDS_PER_QUERY = 2_000
 
 metadata = sa.MetaData()
 STATE = sa.Table(
@@ -124,7 +121,7 @@ class SqlState:
     def sync_states(self, cms_ids: Sequence[str]) -> dict[str, WriteBack]:
         columns = [STATE.c.catalog_id, *(STATE.c[column] for column in WRITE_BACK_COLUMNS)]
         found: dict[str, WriteBack] = {}
-        for chunk in _chunks(list(cms_ids), IDS_PER_QUERY):
+        for chunk in chunks(list(cms_ids)):
             query = sa.select(*columns).where(
                 STATE.c.namespace == self.namespace, STATE.c.catalog_id.in_(chunk)
             )
@@ -170,14 +167,34 @@ class SqlState:
         )
         return self._write(lambda connection: connection.execute(update).rowcount)
 
-    def batch_keys(self) -> list[str]:
+    def assign(self, members: Mapping[str, str]) -> None:
+        rows = [
+            {
+                "namespace": self.namespace,
+                "catalog_id": cms_id,
+                "batch": batch,
+                "updated_at": _now(),
+            }
+            for cms_id, batch in members.items()
+        ]
+        for chunk in chunks(rows):
+            self._write(lambda connection, chunk=chunk: self._upsert(connection, chunk, []))
+
+    def members(self, batch: str) -> list[str]:
         query = (
-            sa.select(STATE.c.batch)
-            .distinct()
-            .where(STATE.c.namespace == self.namespace, STATE.c.batch.is_not(None))
-            .order_by(STATE.c.batch)
+            sa.select(STATE.c.catalog_id)
+            .where(STATE.c.namespace == self.namespace, STATE.c.batch == batch)
+            .order_by(STATE.c.catalog_id)
         )
         return self._read(lambda connection: list(connection.execute(query).scalars()))
+
+    def memberships(self) -> dict[str, str]:
+        query = sa.select(STATE.c.catalog_id, STATE.c.batch).where(
+            STATE.c.namespace == self.namespace, STATE.c.batch.is_not(None)
+        )
+        return self._read(
+            lambda connection: {cms_id: batch for cms_id, batch in connection.execute(query)}
+        )
 
     # --- per batch and run -----------------------------------------------------------------
 
@@ -251,14 +268,14 @@ class SqlState:
         return self._upsert(connection, rows, ["checkpoint", "updated_at"])
 
     def _upsert(self, connection: Connection, rows: list[dict], columns: list[str]) -> int:
-        """Insert the state rows, or set `columns` (and the batch, when given) of those that
-        exist: never the other columns."""
+        """Insert the state rows, or set `columns` of those that exist (and the batch of those
+        that have none: a row never changes batch), never the other columns."""
         insert = self._insert(STATE)
         upsert = insert.on_conflict_do_update(
             index_elements=[STATE.c.namespace, STATE.c.catalog_id],
             set_={
                 **{column: insert.excluded[column] for column in columns},
-                "batch": sa.func.coalesce(insert.excluded.batch, STATE.c.batch),
+                "batch": sa.func.coalesce(STATE.c.batch, insert.excluded.batch),
             },
         )
         if not rows:
@@ -345,10 +362,6 @@ def _shut_out_api_roles(connection: Connection, tables: list[sa.Table]) -> None:
         connection.execute(sa.text(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY"))
         for role in roles:
             connection.execute(sa.text(f"REVOKE ALL ON TABLE {name} FROM {role}"))
-
-
-def _chunks(rows: list, size: int) -> list[list]:
-    return [rows[at : at + size] for at in range(0, len(rows), size)]
 
 
 def _json(value: object) -> str:

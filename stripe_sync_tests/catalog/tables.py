@@ -135,3 +135,8 @@ def _column_definitions(types: dict[str, str], write_back: bool | Sequence[str])
 
 def _json(value: object) -> str | None:
     return None if value is None else json.dumps(value)
+
+
+def every_row(catalog) -> list[dict]:
+    """Every row of a catalog, read as a batch reads its rows: by id."""
+    return list(catalog.read_rows(list(catalog.iter_ids())))

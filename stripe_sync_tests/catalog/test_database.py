@@ -59,7 +59,7 @@ def test_a_permission_refusal_is_not_retried_and_says_what_to_fix(
         catalog = SqlCatalog(url, table, retry=QUICK, stats=stats)
 
         with pytest.raises(CatalogFailure) as failure:
-            list(catalog.read_rows(None, None))
+            list(catalog.iter_ids())
 
         catalog.close()
     finally:

@@ -1,6 +1,7 @@
-"""The PostgREST look-alike's writes and `in` filters, driven through supabase-py's own
-client as the project's code drives a real Supabase: upserts, inserts, deletes, `in`
-lists, and PostgreSQL's grants deciding who may do what."""
+"""The PostgREST look-alike's writes, `in` filters and row cap, driven through supabase-py's
+own client as the project's code drives a real Supabase (or plain HTTP where supabase-py
+cannot say it): upserts, inserts, deletes, `in` lists, reads cut at `db-max-rows`, and
+PostgreSQL's grants deciding who may do what."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from postgrest.types import CountMethod, ReturnMethod
 from psycopg import sql
 from supabase import Client, ClientOptions, create_client
 
-from stripe_sync_tests.postgrest import grant_like_supabase, mint_key, service_role_key
+from stripe_sync_tests.postgrest import (
+    grant_like_supabase,
+    mint_key,
+    run_postgrest,
+    service_role_key,
+)
 
 NAMESPACE = "ns"
 ODD_KEYS = ("plain", "a,b", 'say "hi"', "(paren)", "back\\slash", "with space", "colon:x")
@@ -419,3 +425,64 @@ def test_a_delete_without_a_filter_is_refused_as_supabase_refuses_it(
         client.table(odd_keys).delete().execute()
     assert (statuses, refused.value.code) == ([400], "21000")
     assert len(contents(database, odd_keys)) == len(ODD_KEYS) + 1
+
+
+# ---------------------------------------------------------------- row cap (db-max-rows)
+CAP = 5
+
+
+@pytest.fixture
+def capped(fresh_database_url, jwt_secret, database, table) -> Iterator[httpx.Client]:
+    """Plain HTTP to a look-alike that answers at most CAP rows a read, its base URL
+    `<url>/rest/v1/`; `table` holds 8 rows, k1..k8."""
+    seed(database, table, *(row(f"k{n}", f"v{n}") for n in range(1, 9)))
+    with (
+        run_postgrest(fresh_database_url, jwt_secret, max_rows=CAP) as url,
+        httpx.Client(
+            base_url=f"{url}/rest/v1/", headers={"apikey": service_role_key(jwt_secret)}
+        ) as http,
+    ):
+        yield http
+
+
+@pytest.mark.parametrize(
+    ("limit", "keys", "content_range"),
+    [
+        ({}, ["k1", "k2", "k3", "k4", "k5"], "0-4/*"),
+        ({"limit": "100"}, ["k1", "k2", "k3", "k4", "k5"], "0-4/*"),
+        ({"limit": "3"}, ["k1", "k2", "k3"], "0-2/*"),
+        ({"limit": "0"}, [], "*/*"),
+    ],
+    ids=["no-limit", "above-the-cap", "below-the-cap", "zero"],
+)
+def test_a_read_answers_at_most_max_rows_whatever_its_limit_and_says_which(
+    capped, table, limit, keys, content_range
+):
+    answer = capped.get(table, params={"select": "key", "order": "key", **limit})
+    assert (answer.status_code, [r["key"] for r in answer.json()]) == (200, keys)
+    assert answer.headers["content-range"] == content_range
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize(
+    ("filters", "status", "content_range"),
+    [({}, 206, "0-4/8"), ({"key": "lt.k4"}, 200, "0-2/3"), ({"key": "eq.none"}, 200, "*/0")],
+    ids=["cut", "whole", "none"],
+)
+def test_a_counted_read_the_cap_cut_is_partial_content_with_the_whole_count(
+    capped, table, method, filters, status, content_range
+):
+    answer = capped.request(
+        method, table, params={"select": "key", **filters}, headers={"Prefer": "count=exact"}
+    )
+    assert (answer.status_code, answer.headers["content-range"]) == (status, content_range)
+
+
+def test_a_write_answers_every_row_it_wrote_whatever_the_cap(capped, table):
+    answer = capped.patch(
+        table,
+        params={"key": "neq.none", "select": "key"},
+        json={"note": "changed"},
+        headers={"Prefer": "return=representation"},
+    )
+    assert (answer.status_code, len(answer.json())) == (200, 8)

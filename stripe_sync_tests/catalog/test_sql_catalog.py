@@ -17,6 +17,7 @@ from stripe_sync_tests.catalog.tables import (
     SYNCED_AT,
     UPDATED_AT,
     create_sqlite_products,
+    every_row,
     synced,
 )
 
@@ -25,23 +26,7 @@ def test_check_passes_on_a_table_with_every_contract_column(sql_sample):
     sql_sample.catalog.check()
 
 
-def test_ids_come_in_the_id_columns_order_from_start(sql_sample):
-    ids = sql_sample.ids
-    assert list(sql_sample.catalog.iter_ids(page_size=7)) == ids
-    assert list(sql_sample.catalog.iter_ids(start=ids[9], page_size=7)) == ids[9:]
-    assert sql_sample.catalog.count_ids() == len(ids)
-    assert sql_sample.catalog.count_ids(start=ids[9]) == len(ids) - 9
-
-
-def test_integer_ids_are_ordered_and_bounded_numerically(postgres_table, fresh_database_url):
-    table, _ = postgres_table("integer", 12)
-    catalog = SqlCatalog(fresh_database_url, table)
-    assert list(catalog.iter_ids(start="9")) == ["9", "10", "11", "12"]
-    assert [row["id"] for row in catalog.read_rows("2", "10")] == [str(n) for n in range(2, 10)]
-    catalog.close()
-
-
-def test_read_rows_keeps_lower_bound_drops_upper_bound_and_pages_by_keyset(sql_sample):
+def test_ids_come_in_the_id_columns_order_in_keyset_pages(sql_sample):
     ids = sql_sample.ids
     sql_sample.catalog.check()  # reflects the table: its queries are not counted
     pages = []
@@ -50,18 +35,31 @@ def test_read_rows_keeps_lower_bound_drops_upper_bound_and_pages_by_keyset(sql_s
         "before_cursor_execute",
         lambda conn, cursor, statement, params, *_: pages.append(params),
     )
-    rows = list(sql_sample.catalog.read_rows(ids[3], ids[20], page_size=5))
-    assert [row["id"] for row in rows] == ids[3:20]
-    assert len(pages) == 4  # 17 rows in pages of 5
-    for page, last_of_previous in zip(pages[1:], (ids[7], ids[12], ids[17])):
+    assert list(sql_sample.catalog.iter_ids(page_size=7)) == ids
+    assert len(pages) == len(ids) // 7 + 1
+    for page, last_of_previous in zip(pages[1:], ids[6::7]):
         values = page.values() if isinstance(page, dict) else page
         assert last_of_previous in values  # the next page starts after the last id seen
-    assert [row["id"] for row in sql_sample.catalog.read_rows(None, ids[2])] == ids[:2]
-    assert [row["id"] for row in sql_sample.catalog.read_rows(ids[-2], None)] == ids[-2:]
+    assert sql_sample.catalog.count_ids() == len(ids)
+
+
+def test_integer_ids_are_ordered_and_read_numerically(postgres_table, fresh_database_url):
+    table, _ = postgres_table("integer", 12)
+    catalog = SqlCatalog(fresh_database_url, table)
+    assert list(catalog.iter_ids()) == [str(n) for n in range(1, 13)]
+    assert [row["id"] for row in catalog.read_rows(["10", "2", "9"])] == ["2", "9", "10"]
+    catalog.close()
+
+
+def test_read_rows_reads_the_rows_of_some_ids_in_id_order(sql_sample):
+    ids = sql_sample.ids
+    wanted = [ids[20], ids[3], ids[7]]
+    assert [row["id"] for row in sql_sample.catalog.read_rows(wanted)] == [ids[3], ids[7], ids[20]]
+    assert list(sql_sample.catalog.read_rows([])) == []
 
 
 def test_a_row_holds_exactly_the_contract_columns_with_raw_values(sql_sample):
-    row = next(sql_sample.catalog.read_rows(None, None))
+    row = next(sql_sample.catalog.read_rows(sql_sample.ids[:1]))
     assert tuple(row) == SOURCE_COLUMNS + WRITE_BACK_COLUMNS
     assert row["id"] == sql_sample.ids[0]
     assert row["name"] == "Product 0"
@@ -81,7 +79,7 @@ def test_write_back_is_one_statement_that_changes_only_the_write_back_columns(sq
     assert catalog.write_back(results) == 1
     assert len(statements) == 1 and "UPDATE" in statements[0]
     assert sql_sample.cms_rows() == before
-    rows = {row["id"]: row for row in catalog.read_rows(None, None)}
+    rows = {row["id"]: row for row in every_row(catalog)}
     assert rows[sql_sample.ids[4]]["stripe_product_id"] == "prod_4"
     assert rows[sql_sample.ids[4]]["sync_status"] == "synced"
     assert rows[sql_sample.ids[4]]["sync_hash"] == "hash4"
@@ -102,7 +100,7 @@ def test_write_back_can_clear_values_and_record_a_failure(sql_sample):
         sync_hash=None,
     )
     catalog.write_back([failure])
-    row = next(catalog.read_rows(None, sql_sample.ids[1]))
+    row = next(catalog.read_rows(sql_sample.ids[:1]))
     assert (row["stripe_product_id"], row["sync_status"], row["sync_error"]) == (
         None,
         "failed",
@@ -113,7 +111,7 @@ def test_write_back_can_clear_values_and_record_a_failure(sql_sample):
 def test_a_write_back_of_many_rows_is_one_statement(sql_sample):
     results = [synced(id_, n) for n, id_ in enumerate(sql_sample.ids[:10])]
     assert sql_sample.catalog.write_back(results) == 1
-    rows = list(sql_sample.catalog.read_rows(None, sql_sample.ids[10]))
+    rows = list(sql_sample.catalog.read_rows(sql_sample.ids[:10]))
     assert [row["stripe_product_id"] for row in rows] == [f"prod_{n}" for n in range(10)]
 
 
@@ -136,7 +134,7 @@ def test_a_table_without_write_back_columns_passes_and_its_rows_hold_none_of_the
     catalog.check()
 
     assert catalog.has_write_back_columns is False
-    assert set(next(catalog.read_rows(None, None))) == set(CMS_COLUMNS)
+    assert set(every_row(catalog)[0]) == set(CMS_COLUMNS)
 
 
 @pytest.mark.parametrize("kind", ["postgres", "sqlite"])
@@ -208,7 +206,7 @@ def test_mapped_metadata_columns_are_read_as_text_under_their_prefix(
         metadata = {"currency": "currency", "price": "price"}
         catalog = SqlCatalog(url, name, FieldMapping(metadata=metadata))
         catalog.check()
-        [row, *_] = catalog.read_rows(None, None)
+        [row, *_] = every_row(catalog)
         assert (row["metadata.currency"], row["metadata.price"]) == (
             row["currency"],
             str(row["price"]),
@@ -250,7 +248,7 @@ def test_changes_come_in_updated_at_then_id_order_after_the_cursor(sql_sample):
     assert _all_changes(catalog) == [*untouched, ids[1], ids[3], ids[7]]
     [first] = catalog.changed_since(None, 1)
     assert tuple(first) == SOURCE_COLUMNS + WRITE_BACK_COLUMNS
-    assert first == next(catalog.read_rows(ids[0], ids[1]))
+    assert first == next(catalog.read_rows(ids[:1]))
     touched = catalog.changed_since(change_cursor(first), 100)
     assert [row["id"] for row in touched] == [*untouched[1:], ids[1], ids[3], ids[7]]
     assert _all_changes(catalog, after=change_cursor(touched[-3])) == [ids[3], ids[7]]

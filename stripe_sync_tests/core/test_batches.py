@@ -1,104 +1,94 @@
-import math
 import random
+import uuid
+from urllib.parse import unquote
 
 import pytest
 
-from stripe_sync.core.batches import batch_key, batches, first_id_of, locate, new_batch_keys
-
-
-class Ids:
-    """An id source ordered like a database would order these ids (`order`: sort key)."""
-
-    def __init__(self, ids, order=str):
-        self.order = order
-        self.ids = sorted(ids, key=order)
-        self.counts = 0
-
-    def iter_ids(self, start=None, page_size=10_000):
-        return iter([i for i in self.ids if start is None or self.order(i) >= self.order(start)])
-
-    def count_ids(self, start=None):
-        self.counts += 1
-        return sum(1 for _ in self.iter_ids(start))
+from stripe_sync.core.batches import batch_key, position_of, registration
 
 
 def ids(n, start=0):
     return [f"p{i:04d}" for i in range(start, start + n)]
 
 
-def test_a_new_catalog_is_cut_into_batches_of_batch_size():
-    keys = new_batch_keys(Ids(ids(25)), [], batch_size=10)
-    assert [first_id_of(k) for k in keys] == ["p0000", "p0010", "p0020"]
+class Batches:
+    """Registration run again and again over a catalog, the assignments kept as the state
+    keeps them."""
+
+    def __init__(self, batch_size):
+        self.batch_size = batch_size
+        self.registered: list[str] = []
+        self.memberships: dict[str, str] = {}
+
+    def register(self, catalog_ids):
+        planned = registration(
+            sorted(catalog_ids), self.memberships, self.registered, self.batch_size
+        )
+        self.memberships |= planned.assigned
+        self.registered += planned.keys
+        return planned
+
+    def sizes(self):
+        return [list(self.memberships.values()).count(key) for key in self.registered]
 
 
-def test_registration_only_appends_and_new_ids_fill_the_last_batch_first():
-    catalog = Ids(ids(25))
-    keys = new_batch_keys(catalog, [], batch_size=10)
-    catalog.ids += ids(4, start=25)  # the last batch now holds 9
-    assert new_batch_keys(catalog, keys, batch_size=10) == []
-    catalog.ids += ids(3, start=29)  # 12 beyond the last start
-    added = new_batch_keys(catalog, keys, batch_size=10)
-    assert [first_id_of(k) for k in added] == ["p0030"]
-    assert added[0].startswith("00003")
+def test_a_new_catalog_is_cut_into_batches_of_batch_size_in_id_order():
+    batches = Batches(batch_size=10)
+    planned = batches.register(ids(25))
+    assert planned.keys == ["00000~p0000", "00001~p0010", "00002~p0020"]
+    assert planned.members("00001~p0010") == ids(10, start=10)
+    assert batches.sizes() == [10, 10, 5]
 
 
-def test_a_new_id_inside_an_old_range_joins_that_batch_without_reshuffling():
-    keys = new_batch_keys(Ids(ids(20)), [], batch_size=10)
-    ranges = batches(keys)
-    assert (ranges[0].lower, ranges[0].upper) == (None, "p0010")
-    assert (ranges[1].lower, ranges[1].upper) == ("p0010", None)
-    assert new_batch_keys(Ids([*ids(20), "p0005a"]), keys, batch_size=10) == []
+def test_new_rows_fill_the_last_batch_first_then_new_batches():
+    batches = Batches(batch_size=10)
+    batches.register(ids(25))
+    assert batches.register(ids(29)).keys == []  # the last batch now holds 9
+    added = batches.register(ids(32))
+    assert added.keys == ["00003~p0030"]
+    assert batches.sizes() == [10, 10, 10, 2]
+
+
+@pytest.mark.parametrize("id_kind", ["uuid", "text", "integer"])
+def test_no_row_ever_changes_batch_as_the_catalog_grows_and_shrinks(id_kind):
+    rng = random.Random(7)
+    make = {
+        "uuid": lambda: str(uuid.UUID(int=rng.getrandbits(128))),
+        "text": lambda: f"sku-{rng.randrange(10**6)}",
+        "integer": lambda: str(rng.randrange(10**6)),
+    }[id_kind]
+    batches = Batches(batch_size=100)
+    catalog = {make() for _ in range(300)}
+    batches.register(catalog)
+    for _ in range(5):
+        before = dict(batches.memberships)
+        catalog |= {make() for _ in range(150)}  # new ids land among the old ones
+        catalog -= set(rng.sample(sorted(catalog), 10))
+        batches.register(catalog)
+        assert {i: batches.memberships[i] for i in before} == before
+        assert set(batches.memberships) >= catalog
+        assert max(batches.sizes()) <= 100
+
+
+def test_a_new_dagster_instance_first_registers_the_batches_the_state_knows():
+    batches = Batches(batch_size=10)
+    batches.register(ids(25))
+    fresh = registration(ids(40), batches.memberships, [], batch_size=10)
+    assert fresh.keys == [*batches.registered, "00003~p0030"]
+    assert set(fresh.assigned) == set(ids(15, start=25))
+    assert fresh.members("00002~p0020") == ids(5, start=25)
+
+
+def test_registering_again_without_new_rows_changes_nothing():
+    batches = Batches(batch_size=10)
+    batches.register(ids(25))
+    again = batches.register(ids(25))
+    assert (again.keys, again.assigned) == ([], {})
 
 
 @pytest.mark.parametrize("cms_id", ["a b", "x/y", "ümlaut", "tab\there", "50%", "a~b"])
 def test_any_id_survives_the_round_trip_through_a_partition_key(cms_id):
     key = batch_key(7, cms_id)
-    assert first_id_of(key) == cms_id
-    assert key.startswith("00007~")
+    assert unquote(key.split("~", 1)[1]) == cms_id
+    assert position_of(key) == 7
     assert "\t" not in key and " " not in key
-
-
-def holder(keys, cms_id, order=str):
-    """The batch whose range holds `cms_id`, by comparing ids directly."""
-    return next(
-        b.key
-        for b in batches(keys)
-        if (b.lower is None or order(cms_id) >= order(b.lower))
-        and (b.upper is None or order(cms_id) < order(b.upper))
-    )
-
-
-@pytest.mark.parametrize("seed", range(20))
-def test_locate_finds_the_batch_whose_range_holds_each_id(seed):
-    rng = random.Random(seed)
-    catalog = Ids(rng.sample(ids(400), rng.randint(1, 120)))
-    keys = new_batch_keys(catalog, [], batch_size=rng.randint(1, 15))
-    catalog.ids = sorted({*catalog.ids, *rng.sample(ids(400), 30)})  # new ids in old ranges
-    assert locate(catalog, keys, catalog.ids) == {i: holder(keys, i) for i in catalog.ids}
-
-
-def test_locate_follows_the_databases_order_not_the_texts():
-    catalog = Ids([str(n) for n in range(1, 31)], order=int)  # 2 before 10, as integer ids
-    keys = new_batch_keys(catalog, [], batch_size=10)
-    assert [first_id_of(k) for k in keys] == ["1", "11", "21"]
-    located = locate(catalog, keys, ["2", "9", "10", "11", "19", "20", "21", "30"])
-    assert located == {
-        "2": keys[0], "9": keys[0], "10": keys[0], "11": keys[1],
-        "19": keys[1], "20": keys[1], "21": keys[2], "30": keys[2],
-    }  # fmt: skip
-
-
-def test_ids_before_the_first_batch_and_beyond_the_last_join_the_first_and_last():
-    catalog = Ids(ids(30, start=10))
-    keys = new_batch_keys(catalog, [], batch_size=10)
-    catalog.ids = sorted([*catalog.ids, "p0001", "p0050"])
-    assert locate(catalog, keys, ["p0001", "p0050"]) == {"p0001": keys[0], "p0050": keys[-1]}
-
-
-def test_locating_an_id_costs_a_count_per_halving_of_the_batches():
-    catalog = Ids(ids(5_000))
-    keys = new_batch_keys(catalog, [], batch_size=5)
-    assert len(keys) == 1_000
-    catalog.counts = 0
-    assert locate(catalog, keys, ["p2222"]) == {"p2222": keys[444]}
-    assert catalog.counts <= 1 + math.ceil(math.log2(len(keys)))

@@ -31,7 +31,7 @@ def test_the_markdown_shows_the_counts_and_the_diff_of_the_sample():
     summary = PlanSummary(sample=1)
     summary.add("b1", renamed_and_invalid_batch())
     markdown = summary.to_markdown()
-    assert "# Plan: 2 products in 1 batches" in markdown
+    assert "# Plan: 2 products in 1 batch" in markdown
     assert "## Changes (first 1 of 2)" in markdown
     assert "- **42**: update\n  - name: 'Hat' -> 'Cap'" in markdown
     assert "43" not in markdown  # beyond the sample

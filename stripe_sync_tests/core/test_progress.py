@@ -21,7 +21,7 @@ class Clock:
     [
         ("created", Tally(done=1)),
         ("updated", Tally(done=1)),
-        ("unchanged", Tally(done=1)),
+        ("unchanged", Tally(done=1, unchanged=1)),  # done by an earlier run
         ("failed", Tally(failed=1)),
         ("invalid", Tally(quarantined=1)),
         # products of rows deleted from the catalog: not rows of the catalog
@@ -34,7 +34,7 @@ def test_every_result_of_the_report_counts_as_done_failed_quarantined_or_no_row(
 
 
 def test_every_result_the_report_names_has_its_place_and_an_unknown_one_is_refused():
-    assert Tally.of_results(RESULTS) == Tally(done=3, failed=1, quarantined=1)
+    assert Tally.of_results(RESULTS) == Tally(done=3, failed=1, quarantined=1, unchanged=1)
     with pytest.raises(ValueError, match="'repriced'"):
         Tally.of_results(["repriced"])
 
@@ -93,6 +93,28 @@ def test_every_change_is_told_with_the_rate_and_time_left_since_the_start():
     assert told[-1].describe() == (
         "75.0% (150/200): 140 done, 5 failed, 5 quarantined; 2.5/s, ETA 20 s"
     )
+
+
+def test_a_resumed_migration_takes_its_rate_and_time_left_from_the_rows_it_did_itself():
+    """800 rows an earlier run did settle at once as unchanged; this one does 40 in 10 s."""
+    clock = Clock()
+    progress = MigrationProgress(clock=clock)
+    progress.start(1_200)
+    progress.run_progressed(Tally.of_results(["unchanged"] * 800))
+    clock.now += 10.0
+    progress.run_progressed(Tally.of_results(["unchanged"] * 800 + ["created"] * 40))
+
+    snapshot = progress.snapshot()
+    assert snapshot.rate == 4.0
+    assert snapshot.eta_s == 90.0  # 360 rows left at 4 a second
+
+
+def test_a_migration_of_rows_all_done_before_has_no_time_left():
+    progress = MigrationProgress()
+    progress.start(10)
+    progress.run_progressed(Tally.of_results(["unchanged"] * 10))
+
+    assert progress.snapshot().eta_s == 0.0
 
 
 def test_before_any_row_settled_the_time_left_is_unknown():

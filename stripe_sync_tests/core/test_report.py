@@ -41,11 +41,29 @@ def test_the_report_counts_results_and_lists_failures_and_invalid_rows():
         "failed": 1,
     }
     assert (report.products, report.stripe_requests, report.stripe_seconds) == (4, 3, 3.0)
-    assert report.failures == [{"cms_id": "2", "batch": "b1", "error": "boom"}]
+    assert report.failures == [{"cms_id": "2", "batch": "b1", "error": "boom", "name": None}]
     markdown = report.to_markdown()
     assert "| 1 | 0 | 1 | 0 | 0 | 1 | 1 |" in markdown
     assert "name_missing: x \\| y" in markdown  # a pipe in a reason can't break the table
     assert report.to_json()["rate_per_s"] == round(2 / 3.0, 2)
+
+
+def test_quarantined_and_failed_rows_are_listed_with_their_names():
+    quarantined = record("b1", outcome("7", "invalid", "price_missing: no price"))
+    failed = record("b2", outcome("8", "failed", "boom"))
+    quarantined["names"], failed["names"] = {"7": "Wool | hat"}, {"8": "Tote " + "x" * 80}
+
+    markdown = build_report("test", [quarantined, failed]).to_markdown()
+
+    assert "| catalog id | name | batch | reason |" in markdown
+    assert "| 7 | Wool \\| hat | b1 | price_missing: no price |" in markdown
+    assert f"| 8 | Tote {'x' * 54}… | b2 | boom |" in markdown  # a long name shortened
+
+
+def test_the_report_of_a_batch_recorded_without_names_lists_its_rows_without():
+    markdown = build_report("test", [record("b1", outcome("7", "invalid", "bad"))]).to_markdown()
+
+    assert "| 7 |  | b1 | bad |" in markdown
 
 
 def test_rows_deleted_from_the_catalog_are_always_listed_archived_or_not():

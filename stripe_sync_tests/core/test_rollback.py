@@ -310,6 +310,21 @@ def test_a_dry_run_report_counts_what_would_be_done_and_lists_every_step():
     assert "| a | catalog | restore stripe_price_id | planned |" in markdown
 
 
+def test_without_write_back_columns_in_the_catalog_a_dry_run_plans_the_sync_state_alone():
+    plan = plan_rollback(
+        rollback_targets([backup(rows=[row("a")])]),
+        {},
+        {"a": row("a", sync_hash="v1:after")},
+        catalog_columns=False,
+    )
+
+    markdown = plan.report().to_markdown()
+
+    assert "| a | sync state | restore sync_hash | planned |" in markdown
+    assert "| sync states reset |" in markdown
+    assert "| catalog |" not in markdown and "catalog rows" not in markdown
+
+
 def test_an_empty_plan_says_there_is_nothing_to_roll_back():
     report = plan_for([backup(product("a"))], [product("a")]).report()
 

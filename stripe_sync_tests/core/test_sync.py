@@ -16,6 +16,7 @@ from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.core.sync import BatchSync
 from stripe_sync.core.validation import ValidationRules, validate_batch
 from stripe_sync.state import open_state
+from stripe_sync_tests.catalog.tables import every_row
 from stripe_sync_tests.conftest import TEST_SECRET_KEY, stripe_state, write_requests
 
 BATCH = "batch-0001"
@@ -40,7 +41,7 @@ def sync_of(products_table, emulator):
             secret_key, api_base=emulator.base_url, retry=RetryPolicy(attempts=1, deadline_s=5)
         )
         opened.extend([catalog, api])
-        raw = catalog_frame([{"batch": BATCH, **row} for row in catalog.read_rows(None, None)])
+        raw = catalog_frame([{"batch": BATCH, **row} for row in every_row(catalog)])
         make.state = state
         return BatchSync(api, state, run_id, max_in_flight=4), validate_batch(
             raw, ValidationRules()

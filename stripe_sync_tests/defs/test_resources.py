@@ -2,7 +2,13 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from stripe_sync.defs.resources import BatchFrameIOManager, CatalogResource, build_resources
+from stripe_sync.core.mapping import FieldMapping, ValueRule
+from stripe_sync.defs.resources import (
+    BatchFrameIOManager,
+    CatalogMapping,
+    CatalogResource,
+    build_resources,
+)
 from stripe_sync.settings import load_settings
 from stripe_sync_tests.catalog.tables import create_sqlite_products
 
@@ -134,3 +140,12 @@ def test_a_step_reads_the_frames_its_run_wrote_in_this_process_from_memory(tmp_p
 
     assert load(this_run, "r1") == ["mine"]  # what its own run made, not a newer run's
     assert load(this_run, "an earlier run") == ["theirs"]  # not of this run: the database's
+
+
+def test_a_rule_with_boolean_values_holds_alike_in_a_run_as_in_the_settings():
+    mapping = FieldMapping(active=ValueRule("is_live", (True,)))
+
+    in_run = CatalogMapping.of(mapping).field_mapping()
+
+    assert in_run.shaped({"active": True})["active"] is True
+    assert in_run.shaped({"active": False})["active"] is False

@@ -80,7 +80,7 @@ def test_an_edit_requests_a_run_of_its_batch_only_and_the_run_syncs_it(
     # The run's write-back touched the row's updated_at: nothing that reaches Stripe changed.
     after_run = automation.tick(CHANGES)
     assert after_run.run_requests == []
-    assert after_run.skip_message == "1 rows changed, none in a way that reaches Stripe"
+    assert after_run.skip_message == "1 row changed, none in a way that reaches Stripe"
 
 
 def test_a_touch_that_changes_nothing_requests_nothing_and_says_so(
@@ -92,7 +92,7 @@ def test_a_touch_that_changes_nothing_requests_nothing_and_says_so(
     assert tick.run_requests == []
     assert tick.skip_message == "3 rows changed, none in a way that reaches Stripe"
     assert (
-        "3 rows changed since the last tick: 0 need a sync, 3 changed nothing that reaches "
+        "3 rows changed since the last tick: 0 to sync, 3 changed nothing that reaches "
         "Stripe (a touched updated_at, or the pipeline's own write-back)"
     ) in capfd.readouterr().err
 
@@ -156,14 +156,14 @@ def test_new_rows_register_a_new_batch_and_run_with_their_neighbours_in_one_rang
     assert len(stripe_state(pipeline_env.emulator_url)[0]) == 37
 
 
-def test_a_new_id_inside_an_old_range_runs_the_batch_whose_range_holds_it(
+def test_a_new_id_that_sorts_among_old_ones_joins_the_last_batch_and_runs_only_it(
     synced_catalog, automation, pipeline_env
 ):
     synced_catalog.insert([{"id": "sku-00015a", "name": "Between", "price": "3.00"}])
     tick = automation.tick(CHANGES)
     assert tick.dynamic_partitions_requests == []
     [request] = tick.run_requests
-    assert batches_of(request) == (BATCH_1, BATCH_1)
+    assert batches_of(request) == (BATCH_2, BATCH_2)
     assert automation.run(request).success
     assert stripe_product(pipeline_env, "sku-00015a")["name"] == "Between"
 
@@ -222,7 +222,7 @@ def failing_batch_1(synced_catalog, automation, emulator):
 def test_a_failed_batch_waits_for_the_backoff_before_its_first_retry(failing_batch_1, automation):
     tick = automation.tick(RETRY)
     assert tick.run_requests == []
-    assert tick.skip_message == "1 failed batches wait for their next retry"
+    assert tick.skip_message == "1 failed batch waiting for the next retry"
     assert json.loads(automation.cursors[RETRY])[BATCH_1]["attempts"] == 0
 
 

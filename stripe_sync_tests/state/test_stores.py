@@ -34,9 +34,25 @@ def test_checkpoints_are_kept_per_batch_and_forgotten_on_request(store_case):
     assert state.checkpoints("b1") == {a: checkpoint(a)}
     assert state.checkpoints("b1")[a].synced == {"name": "Product 1"}
     assert state.checkpoints("b2") == {c: checkpoint(c)}
-    assert state.batch_keys() == ["b1", "b2"]
+    assert state.memberships() == {a: "b1", b: "b1", c: "b2"}
     assert state.forget_all() == 2
     assert state.checkpoints("b1") == state.checkpoints("b2") == {}
+
+
+def test_a_row_is_assigned_a_batch_once_and_keeps_it(store_case):
+    state, (a, b, c, d, *_) = store_case.state, store_case.ids
+    state.record([synced(a)], batch_of={a: "b1"})
+
+    state.assign({a: "b2", b: "b2", c: "b2"})
+    state.assign({b: "b3"})
+    state.record([synced(c)], {"b3": {c: checkpoint(c)}}, batch_of={c: "b3"})
+
+    assert state.memberships() == {a: "b1", b: "b2", c: "b2"}
+    assert state.members("b2") == sorted([b, c])
+    assert state.members("b9") == []
+    assert d not in state.memberships()
+    never_synced = WriteBack(b, None, None, None, None, None, None)
+    assert state.sync_states([b]).get(b, never_synced) == never_synced
 
 
 def test_the_sync_state_of_rows_comes_back_as_written(store_case):
@@ -112,7 +128,7 @@ def test_tables_made_on_postgres_are_closed_to_supabases_api_roles(
     _forget_made_tables()
     create_postgres_products(catalog_connection, "products_rls", "text", 1)
     catalog = SqlCatalog(fresh_database_url, "products_rls")
-    open_state(catalog).batch_keys()  # made on first use
+    open_state(catalog).memberships()  # made on first use
     catalog.close()
 
     for table in ("stripe_sync_state", "stripe_sync_frames"):

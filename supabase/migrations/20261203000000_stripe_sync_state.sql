@@ -64,7 +64,8 @@ $$;
 -- the rows' sync state and their checkpoints. `write_backs`: JSON
 -- array of {id, batch, stripe_product_id, stripe_price_id, sync_status, sync_error, synced_at,
 -- sync_hash}; `checkpoints`: JSON array of {id, batch, checkpoint} (a null checkpoint forgets
--- it). `security invoker`: it runs with the caller's privileges.
+-- it); `batch` goes only to a row that has none: a row never changes batch. `security
+-- invoker`: it runs with the caller's privileges.
 create or replace function public.stripe_sync_record(
   target_table text, state_namespace text, write_backs jsonb, checkpoints jsonb,
   write_back_table boolean)
@@ -90,7 +91,7 @@ begin
            id text, batch text, stripe_product_id text, stripe_price_id text, sync_status text,
            sync_error text, synced_at timestamptz, sync_hash text)
   on conflict (namespace, catalog_id) do update
-     set batch = coalesce(excluded.batch, s.batch),
+     set batch = coalesce(s.batch, excluded.batch),
          stripe_product_id = excluded.stripe_product_id,
          stripe_price_id = excluded.stripe_price_id,
          sync_status = excluded.sync_status,
@@ -102,7 +103,7 @@ begin
   select state_namespace, r.id, r.batch, r.checkpoint, pg_catalog.now()
     from pg_catalog.jsonb_to_recordset(checkpoints) as r(id text, batch text, checkpoint text)
   on conflict (namespace, catalog_id) do update
-     set batch = coalesce(excluded.batch, s.batch),
+     set batch = coalesce(s.batch, excluded.batch),
          checkpoint = excluded.checkpoint,
          updated_at = excluded.updated_at;
   return pg_catalog.jsonb_array_length(write_backs) + pg_catalog.jsonb_array_length(checkpoints);
