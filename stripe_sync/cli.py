@@ -303,10 +303,13 @@ def _stop_on_signal() -> Iterator[threading.Event]:
             raise KeyboardInterrupt
         stop.set()
 
-    previous = {
-        signum: signal.signal(signum, request_stop)
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: terminal closed
-    }
+    def as_ctrl_c(signum, frame):
+        # The terminal closed: whoever takes a Ctrl+C now takes this (Dagster's handler, during
+        # a run, takes SIGINT and SIGTERM only).
+        signal.raise_signal(signal.SIGINT)
+
+    handlers = {signal.SIGINT: request_stop, signal.SIGTERM: request_stop, signal.SIGHUP: as_ctrl_c}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     try:
         yield stop
     finally:

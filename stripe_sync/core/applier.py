@@ -46,6 +46,9 @@ from stripe_sync.core.progress import Tally
 from stripe_sync.core.stripe_api import StripeApi
 
 Item = TypeVar("Item")
+# How often `should_stop` is asked while every slot is taken: a stop that the caller defers
+# raises nothing here, so a wait for a product to finish must not outlast it.
+STOP_POLL_S = 0.1
 
 
 class Result:
@@ -564,13 +567,17 @@ class Applier:
         with ThreadPoolExecutor(self._max_in_flight, thread_name_prefix="stripe") as pool:
             try:
                 for item in items:
+                    while (
+                        len(pending) >= self._max_in_flight
+                        and fatal is None
+                        and not self._should_stop()
+                    ):
+                        done, pending = wait(
+                            pending, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED
+                        )
+                        fatal = collect(done)
                     if fatal is not None or self._should_stop():
                         break
-                    if len(pending) >= self._max_in_flight:
-                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        fatal = collect(done)
-                        if fatal is not None:
-                            break
                     pending.add(pool.submit(apply_counted, item))
             except BaseException as error:  # noqa: BLE001 - Ctrl+C, SIGTERM, a Dagster run termination
                 interrupt = error

@@ -11,10 +11,12 @@ The two Stripe steps of a run are two calls:
   changed their new default price, then writes back, records and ledgers the same way.
 
 A stop (Ctrl+C, a run terminated, Stripe refusing the key) never loses finished work: what
-finished is written back and recorded before the result says the run stopped. The write-back
-and the checkpoints are one `StateStore.record` (one transaction where the catalog and the
-state share a database), run inside `shielded()`, where the caller defers a stop until it is
-done. Nor does a catalog outage: when the record still fails after the catalog's retry
+finished is written back and recorded before the result says the run stopped. While a step
+writes to Stripe and records the answers it runs inside `shielded()`, where the caller defers
+every stop (one or several) to the end: the applier asks whether one came, starts nothing new
+once it did, and lets the requests in flight finish. The write-back and the checkpoints are
+one `StateStore.record` (one transaction where the catalog and the state share a database).
+Nor does a catalog outage lose it: when the record still fails after the catalog's retry
 deadline, the batch's results go to `Undelivered` (the run's own storage) and the result says
 so; the next run records them first (`deliver_kept`, before it reads the catalog), with no
 Stripe request for those products.
@@ -58,6 +60,16 @@ from stripe_sync.core.validation import plan_frame, planning_inputs, records
 
 _NOTHING_NEW = (ActionKind.UNCHANGED, ActionKind.ORPHANED)  # their checkpoints stay as they are
 _STATE_COLUMNS = ("stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "sync_hash")
+
+
+# Runs its body to the end whatever stops arrive meanwhile, and gives it what says whether one
+# came (the caller passes the stop on after the body).
+Shield = Callable[[], AbstractContextManager[Callable[[], bool]]]
+
+
+def unshielded() -> AbstractContextManager[Callable[[], bool]]:
+    """No shield: nothing defers a stop, and none is ever said to have come."""
+    return contextlib.nullcontext(lambda: False)
 
 
 class Undelivered(Protocol):
@@ -116,7 +128,7 @@ class BatchSync:
         *,
         max_in_flight: int,
         on_progress: Callable[[Progress], None] | None = None,
-        shielded: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+        shielded: Shield = unshielded,
         undelivered: Undelivered | None = None,
         catalog_retries: RetryStats | None = None,
     ):
@@ -153,17 +165,22 @@ class BatchSync:
             # The backup's read is the run's first request: a refused key stops it here.
             refused = ApplyStopped(f"Stripe refused the key ({failure.message})", [], fatal=True)
             return StepResult([], [], 0, time.monotonic() - started, stopped=refused)
-        applier = Applier(
-            self._api, max_in_flight=self._max_in_flight, on_progress=self._on_progress
-        )
         stopped = None
-        try:
-            outcomes = applier.apply_products(actions)
-        except ApplyStopped as error:
-            outcomes, stopped = error.finished, error
-        settled = [o for o in outcomes if not o.price_pending]
-        ledgers = self._ledgers(batches, outcomes, batch_of, validated, time.monotonic() - started)
-        with self._shielded():
+        with self._shielded() as stop_requested:
+            applier = Applier(
+                self._api,
+                max_in_flight=self._max_in_flight,
+                on_progress=self._on_progress,
+                should_stop=stop_requested,
+            )
+            try:
+                outcomes = applier.apply_products(actions)
+            except ApplyStopped as error:
+                outcomes, stopped = error.finished, error
+            settled = [o for o in outcomes if not o.price_pending]
+            ledgers = self._ledgers(
+                batches, outcomes, batch_of, validated, time.monotonic() - started
+            )
             write_backs, undelivered = self._record(
                 PRODUCTS, settled, rows, batch_of, desired, ledgers
             )
@@ -191,32 +208,33 @@ class BatchSync:
         ]
         pending = [(o, desired[o.cms_id]) for o in products if o.price_pending]
         stopped, unread, reads = None, [], PriceReads({}, {}, {})
-        try:
-            pending, reads, unread = self._prices_backed_up(pending, batch_of)
-            repriced = Applier(self._api, max_in_flight=self._max_in_flight).apply_prices(
-                pending, reads.prices
+        with self._shielded() as stop_requested:
+            try:
+                pending, reads, unread = self._prices_backed_up(pending, batch_of)
+                applier = Applier(
+                    self._api, max_in_flight=self._max_in_flight, should_stop=stop_requested
+                )
+                repriced = applier.apply_prices(pending, reads.prices)
+            except ApplyStopped as error:
+                repriced, stopped = error.finished, error
+            # The backup's reads are the products' own requests too.
+            repriced = [
+                replace(o, requests=o.requests + reads.requests.get(o.stripe_product_id, 0))
+                for o in [*repriced, *unread]
+            ]
+            by_id = {o.cms_id: o for o in repriced}
+            final = [
+                replace(by_id[o.cms_id], requests=by_id[o.cms_id].requests + o.requests)
+                if o.cms_id in by_id
+                else o
+                for o in products
+            ]
+            # None in a dry run: the products step wrote nothing.
+            ledgers = (
+                self._ledgers(batches, final, batch_of, validated, time.monotonic() - started)
+                if records_of_run
+                else {}
             )
-        except ApplyStopped as error:
-            repriced, stopped = error.finished, error
-        # The backup's reads are the products' own requests too.
-        repriced = [
-            replace(o, requests=o.requests + reads.requests.get(o.stripe_product_id, 0))
-            for o in [*repriced, *unread]
-        ]
-        by_id = {o.cms_id: o for o in repriced}
-        final = [
-            replace(by_id[o.cms_id], requests=by_id[o.cms_id].requests + o.requests)
-            if o.cms_id in by_id
-            else o
-            for o in products
-        ]
-        # None in a dry run: the products step wrote nothing.
-        ledgers = (
-            self._ledgers(batches, final, batch_of, validated, time.monotonic() - started)
-            if records_of_run
-            else {}
-        )
-        with self._shielded():
             write_backs, undelivered = self._record(
                 PRICES, repriced, _rows_by_id(validated), batch_of, desired, ledgers
             )

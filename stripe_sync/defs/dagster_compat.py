@@ -8,9 +8,10 @@ fails there, by name, rather than in a run.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -28,7 +29,15 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 # (5-10 ms each, about 165 events a run); a subclass that keeps them is the only way to
 # change that, and it must override the private `_connect`.
 from dagster._core.instance.ref import InstanceRef
+
+# Dagster's capture of a run's stdout and stderr (the UI's "stdout/stderr") starts `tail` and a
+# Python watcher (`watch_orphans.py`) in the command's process group, so a Ctrl+C reaches them
+# too and the watcher dies of it printing a KeyboardInterrupt traceback. Only a compute log
+# manager of one's own (a `LocalComputeLogManager` capturing into a `CapturedLogContext`) can
+# start them otherwise, and Dagster exports neither.
+from dagster._core.storage.compute_log_manager import CapturedLogContext
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 
 # A run over a range of partitions is requested (and run in process) with these two tags:
@@ -41,8 +50,9 @@ from dagster._core.storage.tags import (
 )
 from dagster._serdes import ConfigurableClassData
 
-# A write-back must run to its end when a stop arrives meanwhile: Dagster turns SIGINT,
-# SIGTERM and a run termination into an interrupt of the step, and only these defer it.
+# Stripe's answered work must be recorded whatever stops arrive meanwhile: Dagster turns
+# SIGINT, SIGTERM and a run termination (a SIGINT to the step's process) into an exception
+# raised in the step wherever it is, and only these defer it and tell that one came.
 from dagster._utils.interrupts import capture_interrupts, check_captured_interrupt
 from sqlalchemy.engine import Connection, Engine
 
@@ -51,6 +61,7 @@ __all__ = [
     "PARTITION_RANGE_START_TAG",
     "CheckTarget",
     "PooledSqliteEventLogStorage",
+    "QuietComputeLogManager",
     "instance_at",
     "interrupts_deferred",
     "partition_range_tags",
@@ -65,10 +76,12 @@ def partition_range_tags(first: str, last: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Run the body to its end; a stop that arrived meanwhile interrupts right after it."""
+def interrupts_deferred() -> Iterator[Callable[[], bool]]:
+    """Run the body to its end whatever stops arrive meanwhile (one or many); the body polls
+    the function it is given to learn whether one came. A stop that came interrupts right
+    after the body."""
     with capture_interrupts():
-        yield
+        yield check_captured_interrupt
         interrupted = check_captured_interrupt()
     if interrupted:
         raise dg.DagsterExecutionInterruptedError()
@@ -79,19 +92,25 @@ def instance_at(home: Path) -> dg.DagsterInstance:
     home only through the DAGSTER_HOME environment variable, which nothing here writes.
 
     On a home with Dagster's default SQLite storage, its event log keeps its connections
-    (`PooledSqliteEventLogStorage`): same files, so `dagster dev` on the home reads them."""
+    (`PooledSqliteEventLogStorage`); with Dagster's default compute logs, their helper
+    processes ignore a Ctrl+C (`QuietComputeLogManager`). Same files, so `dagster dev` on the
+    home reads them."""
     config_file = home / "dagster.yaml"
     config = (yaml.safe_load(config_file.read_text()) if config_file.exists() else None) or {}
-    if config.keys() & {"storage", "event_log_storage", "run_storage", "schedule_storage"}:
-        return dg.DagsterInstance.from_config(str(home))
-    pooled = {
-        "module": __name__,
-        "class": PooledSqliteEventLogStorage.__name__,
-        "config": {"base_dir": str(home.absolute() / "history" / "runs")},
-    }
-    return dg.DagsterInstance.from_ref(
-        InstanceRef.from_dir(str(home), overrides={"event_log_storage": pooled})
-    )
+    overrides = {}
+    if not config.keys() & {"storage", "event_log_storage", "run_storage", "schedule_storage"}:
+        overrides["event_log_storage"] = {
+            "module": __name__,
+            "class": PooledSqliteEventLogStorage.__name__,
+            "config": {"base_dir": str(home.absolute() / "history" / "runs")},
+        }
+    if "compute_logs" not in config:
+        overrides["compute_logs"] = {
+            "module": __name__,
+            "class": QuietComputeLogManager.__name__,
+            "config": {"base_dir": str(home.absolute() / "storage")},
+        }
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=overrides))
 
 
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
@@ -151,6 +170,29 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self._dispose_engines()
         super().dispose()
+
+
+class QuietComputeLogManager(LocalComputeLogManager):
+    """Dagster's local compute logs, whose helper processes (`tail`, `watch_orphans.py`) start
+    with SIGINT blocked, a mask they keep across exec: a Ctrl+C to the command's process group
+    stops the command, which ends them when its run's capture ends, and prints nothing."""
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping
+    ) -> QuietComputeLogManager:
+        return cls(inst_data=inst_data, **config_value)
+
+    @contextlib.contextmanager
+    def capture_logs(self, log_key: Sequence[str]) -> Iterator[CapturedLogContext]:
+        with contextlib.ExitStack() as capture:
+            # Blocked, not ignored: a SIGINT that comes meanwhile is delivered once unblocked.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                captured = capture.enter_context(super().capture_logs(log_key))
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            yield captured
 
 
 def tag_run(instance: dg.DagsterInstance, run_id: str, tags: Mapping[str, str]) -> None:

@@ -16,7 +16,7 @@ import dagster as dg
 
 from stripe_sync.core.errors import CatalogError, ConfigError
 from stripe_sync.core.secrets import redact
-from stripe_sync.defs.dagster_compat import tag_run
+from stripe_sync.defs.dagster_compat import interrupts_deferred, tag_run
 
 OUTCOME_TAG = "stripe_sync/outcome"
 DETAIL_TAG = "stripe_sync/outcome_detail"
@@ -77,5 +77,6 @@ def step_outcome(context: dg.OpExecutionContext) -> Iterator[None]:
         record_outcome(context, RunOutcome.WRONG_CONFIGURATION, str(error))
         raise dg.Failure(str(error)) from None
     except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
-        record_outcome(context, RunOutcome.STOPPED, "stopped on request")
+        with interrupts_deferred():  # a second Ctrl+C must not leave the run looking failed
+            record_outcome(context, RunOutcome.STOPPED, "stopped on request")
         raise

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from stripe_sync.defs import dagster_compat as compat
+from stripe_sync_tests.conftest import descendants
 
 
 def test_the_check_target_type_is_what_asset_check_evaluation_takes():
@@ -42,14 +43,19 @@ def test_the_partition_range_tags_run_a_range_in_process(tmp_path):
     assert seen == ["b", "c"]
 
 
-def test_interrupts_are_deferred_to_the_end_of_the_body():
+def test_interrupts_are_deferred_to_the_end_of_the_body_which_can_ask_whether_one_came():
     finished = []
 
-    with pytest.raises(dg.DagsterExecutionInterruptedError), compat.interrupts_deferred():
+    with (
+        pytest.raises(dg.DagsterExecutionInterruptedError),
+        compat.interrupts_deferred() as stop_requested,
+    ):
+        finished.append(stop_requested())
         os.kill(os.getpid(), signal.SIGINT)
-        finished.append("write-back")
+        os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl+C is deferred too
+        finished.append(stop_requested())
 
-    assert finished == ["write-back"]
+    assert finished == [False, True]
 
 
 def test_an_instance_is_opened_at_a_home_without_the_environment(tmp_path):
@@ -106,6 +112,31 @@ def test_an_instance_with_storage_of_its_own_is_opened_as_configured(tmp_path):
         _materialize_runs(instance, 1)
         assert not isinstance(instance.event_log_storage, compat.PooledSqliteEventLogStorage)
         assert (tmp_path / "own" / "history" / "runs" / "index.db").exists()
+
+
+def test_the_compute_logs_helper_processes_start_deaf_to_a_ctrl_c(tmp_path):
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+    with compat.instance_at(tmp_path) as instance, open(tmp_path / "out", "w") as console:
+        manager = instance.compute_log_manager
+        assert isinstance(manager, compat.QuietComputeLogManager)
+        with contextlib.redirect_stdout(console), manager.capture_logs(["run", "steps"]):
+            masks = {
+                args: _blocked_signals(pid)
+                for pid, args in descendants(os.getpid()).items()
+                if "tail" in args or "watch_orphans" in args  # not `ps`, gone by now
+            }
+
+    assert any("watch_orphans" in args for args in masks), masks
+    assert all(signal.SIGINT in blocked for blocked in masks.values()), masks
+
+
+def _blocked_signals(pid: int) -> set[signal.Signals]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(
+        next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16
+    )
+    return {s for s in signal.Signals if mask & (1 << (s - 1))}
 
 
 def test_a_step_can_tag_its_own_run(tmp_path):
