@@ -211,7 +211,11 @@ def run_postgrest(
     SUPABASE_URL would be). Requests are appended to `request_log` when given; `faults`
     misbehave as Supabase's gateway may; `max_rows` caps every read's answer (None: no cap,
     PostgREST's own default)."""
-    api = _Api(psycopg.connect(database_url, autocommit=True), jwt_secret, request_log, max_rows)
+    # No prepared statements: a test may make a table again with another id type, and a
+    # statement prepared for the old one would cast to it (PostgREST reloads its schema cache
+    # on DDL; Supabase's event trigger tells it to).
+    connection = psycopg.connect(database_url, autocommit=True, prepare_threshold=None)
+    api = _Api(connection, jwt_secret, request_log, max_rows)
     api.faults = faults or GatewayFaults()
     handler = type("Handler", (_Handler,), {"api": api})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
