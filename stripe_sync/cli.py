@@ -244,6 +244,13 @@ def migrate(
     sys.exit(0 if _migrate(settings, options, batches_per_run) else 1)
 
 
+def _say(line: str) -> None:
+    """A line of the command's own while the progress bar may be drawn: through `sys.stdout`
+    as it is now, which puts it above the bar on a terminal (click.echo writes to the stream's
+    binary buffer, past rich's redirection, onto the bar's own line)."""
+    print(line, flush=True)
+
+
 def _migrate(settings, options, batches_per_run: int) -> bool:
     """Pre-flight, then the migration under its progress bar, then the report."""
     from stripe_sync.operations.migrate import migrate as run_migration
@@ -260,7 +267,7 @@ def _migrate(settings, options, batches_per_run: int) -> bool:
                 settings,
                 options,
                 batches_per_run=batches_per_run,
-                say=click.echo,
+                say=_say,
                 stop_requested=stop.is_set,
                 progress=progress,
                 dagster=dagster,
@@ -513,7 +520,7 @@ def demo(products: int, demo_dir: pathlib.Path, ui: bool, ui_port: int) -> None:
             demo_dir,
             products,
             log_file=str(log_file),
-            say=click.echo,
+            say=_say,
             stop_requested=stop.is_set,
             progress=progress,
         )

@@ -14,6 +14,7 @@ import subprocess
 import termios
 from dataclasses import dataclass
 
+import pyte
 import pytest
 
 from stripe_sync.core.progress import MigrationProgress, Tally
@@ -75,9 +76,14 @@ def test_on_a_terminal_one_bar_spans_every_run_and_ends_at_100_percent(
     a_catalog_of_several_batches(products_table, pipeline_env)
     emulator.configure(latency_ms=50)  # a run takes a while: the bar must move during it
 
-    exit_code, screen = run_on_a_terminal([stripe_sync_script(), *MIGRATE], pipeline_env.cli_env())
+    exit_code, screen, shown = run_on_a_terminal(
+        [stripe_sync_script(), *MIGRATE], pipeline_env.cli_env()
+    )
 
     assert exit_code == 0, screen
+    # What the command says of each run stands above the bar, whole, as a person sees it.
+    said = [line for line in shown if re.fullmatch(r"batches \d-\d of 5: ok \(run [-\w]+\)", line)]
+    assert len(said) == 3, "\n".join(shown)
     frames = bar_frames(screen)
     assert frames, screen
     assert {frame.total for frame in frames} == {ROWS}, "one bar over all runs, not one a run"
@@ -183,10 +189,10 @@ def run_without_a_terminal(arguments: list[str], env: dict[str, str]):
     )
 
 
-def run_on_a_terminal(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+def run_on_a_terminal(command: list[str], env: dict[str, str]) -> tuple[int, str, list[str]]:
     """Run `command` with a pseudo-terminal of 24 lines of 80 columns as its stdin, stdout
-    and stderr; its exit code and everything it wrote, escape sequences removed, redraws (\\r)
-    as lines."""
+    and stderr; its exit code, everything it wrote (escape sequences removed, redraws (\\r)
+    as lines), and what the terminal shows at the end, the lines scrolled off it first."""
     primary, secondary = os.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     # The terminal's own size, not one a variable claims.
@@ -217,8 +223,12 @@ def run_on_a_terminal(command: list[str], env: dict[str, str]) -> tuple[int, str
         os.close(primary)
         if process.poll() is None:
             process.kill()
-    screen = ANSI.sub("", output.decode("utf-8", "replace")).replace("\r", "\n")
-    return exit_code, screen
+    text = output.decode("utf-8", "replace")
+    terminal = pyte.HistoryScreen(80, 24, history=10_000)
+    pyte.Stream(terminal).feed(text.replace("\n", "\r\n"))  # the pty's own onlcr
+    shown = ["".join(char.data for char in line.values()) for line in terminal.history.top]
+    shown = [line.rstrip() for line in (*shown, *terminal.display)]
+    return exit_code, ANSI.sub("", text).replace("\r", "\n"), shown
 
 
 def bar_frames(screen: str) -> list[BarFrame]:
