@@ -15,6 +15,7 @@ import urllib.request
 
 import click
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from stripe_sync.cli import _Invocation, _ui_hint, main
@@ -164,6 +165,17 @@ def test_the_ui_hint_is_a_command_that_serves_the_runs_from_where_the_user_is(
         DagsterUI(f"http://127.0.0.1:{port}", process, log).wait_until_serving()
     finally:
         stop_process_group(process)
+
+
+def test_a_new_dagster_home_gets_the_projects_instance_settings_wherever_the_command_runs(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # not the repository: no dagster.yaml here
+
+    home = dagster_home(load_settings())
+
+    instance = yaml.safe_load((home / "dagster.yaml").read_text())
+    assert {"run_coordinator", "concurrency", "run_retries"} <= set(instance)
 
 
 def test_the_ui_hint_names_the_settings_file_given_with_config(tmp_path: pathlib.Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import os
 import socket
 from collections.abc import Iterator, Sequence
@@ -17,22 +18,20 @@ from stripe_sync.operations.ui import workspace_file
 from stripe_sync.settings import Settings
 
 _HOST_TAG, _PID_TAG = "stripe_sync/host", "stripe_sync/pid"
-_LOCAL_INSTANCE_YAML = Path("dagster.yaml")  # the repository's, for a new home
+# The project's instance settings (run queue, the stripe_writes pool, run retries), shipped
+# in the package: a new home gets them wherever the command runs.
+_INSTANCE_YAML = importlib.resources.files("stripe_sync") / "dagster.yaml"
 
 
 def dagster_home(settings: Settings) -> Path:
     """The Dagster home (`paths.dagster_home`, default ./.dagster_home), made if missing with
-    the repository's dagster.yaml, and with the workspace file the UI hint names."""
+    the project's dagster.yaml, and with the workspace file the UI hint names."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     workspace_file(home)
     instance_yaml = home / "dagster.yaml"
     if not instance_yaml.exists():
-        instance_yaml.write_text(
-            _LOCAL_INSTANCE_YAML.read_text()
-            if _LOCAL_INSTANCE_YAML.exists()
-            else "telemetry:\n  enabled: false\n"
-        )
+        instance_yaml.write_text(_INSTANCE_YAML.read_text())
     return home
 
 
