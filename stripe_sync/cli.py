@@ -163,8 +163,9 @@ _allow_live_mode = click.option(
 
 
 def _ui_hint(home: pathlib.Path) -> str:
-    """A command that serves the runs in the Dagster UI, run from this directory: the code
-    location reads the settings here (or from the --config file, named in the command)."""
+    """A command that serves the runs in the Dagster UI from wherever it is run: it goes to
+    this directory, whose settings the code location reads (or the --config file, named in
+    the command)."""
     from stripe_sync.operations.ui import WORKSPACE_FILE
     from stripe_sync.settings import CONFIG_FILE_VARIABLE
 
@@ -174,7 +175,9 @@ def _ui_hint(home: pathlib.Path) -> str:
     if config is not None:
         variables.append(f"{CONFIG_FILE_VARIABLE}={shlex.quote(str(config.resolve()))}")
     workspace = shlex.quote(str(home / WORKSPACE_FILE))
-    command = f"{' '.join(variables)} {shlex.quote(str(_DAGSTER))} dev -w {workspace}"
+    # From this directory: the code location reads stripe_sync.yaml and .env where it starts.
+    here = shlex.quote(str(pathlib.Path.cwd()))
+    command = f"cd {here} && {' '.join(variables)} {shlex.quote(str(_DAGSTER))} dev -w {workspace}"
     return f"Dagster runs are in {home}: see them with `{command}`."
 
 

@@ -142,21 +142,24 @@ def test_emulator_subprocess_serves_and_stops_on_sigterm(tmp_path: pathlib.Path)
             proc.wait(timeout=5)
 
 
-def test_the_ui_hint_is_a_command_that_serves_the_runs_from_where_the_user_is(
+def test_the_ui_hint_is_a_command_that_serves_the_runs_from_anywhere(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # no pyproject.toml or workspace.yaml here
+    project = tmp_path / "shop"  # no pyproject.toml or workspace.yaml here
+    project.mkdir()
+    monkeypatch.chdir(project)
     home = dagster_home(load_settings())
     with click.Context(main, obj=_Invocation(config_file=None)):
         command = re.search(r"`(.+)`", _ui_hint(home)).group(1)
     log = tmp_path / "dagster-dev.log"
     port = free_port()
 
+    assert command.startswith(f"cd {project} && ")
     with log.open("w") as output:
         process = subprocess.Popen(
             f"{command} -h 127.0.0.1 -p {port}",
             shell=True,
-            cwd=tmp_path,
+            cwd=tmp_path,  # somewhere else
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
