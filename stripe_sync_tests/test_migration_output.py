@@ -34,6 +34,20 @@ def test_a_migration_whose_runs_recorded_nothing_prints_neither_an_older_report_
     assert "rollback" not in failed.output
 
 
+def test_the_rollback_hint_follows_a_migration_that_wrote_and_not_a_rerun_that_changed_nothing(
+    products_table, pipeline_env, emulator
+):
+    pipeline_env.use_catalog(products_table(sample_products(5)))
+
+    first = CliRunner().invoke(main, ["migrate"], catch_exceptions=False)
+    rerun = CliRunner().invoke(main, ["migrate"], catch_exceptions=False)
+
+    assert first.exit_code == rerun.exit_code == 0, first.output + rerun.output
+    assert "To undo this migration: stripe-sync rollback --since " in first.output
+    assert "| 0 | 0 | 5 |" in rerun.output  # created, updated, unchanged
+    assert "To undo" not in rerun.output
+
+
 def test_a_stopped_migration_says_it_was_stopped_and_counts_no_failed_batch(
     products_table, pipeline_env, emulator, tmp_path
 ):

@@ -187,6 +187,11 @@ def migrate(
     )
 
 
+# The results of rows a run may have written to Stripe for (a failed row's requests may have
+# gone through); unchanged, invalid and orphaned rows send no write.
+_MAY_HAVE_WRITTEN = ("created", "updated", "archived", "failed")
+
+
 @dataclass(frozen=True)
 class _OwnReport:
     markdown: str
@@ -208,7 +213,8 @@ def _own_report(
         own = latest_report(instance, catalog, of_runs=run_ids)
         markdown, report = own.to_markdown(), own.to_json()
     if report["run_ids"]:
-        return _OwnReport(markdown, report, may_have_written=True)
+        wrote = any(report["counts"][result] for result in _MAY_HAVE_WRITTEN)
+        return _OwnReport(markdown, report, may_have_written=wrote)
     with catalog.opened() as source:
         backed_up = bool(run_ids) and any(b.run_id in run_ids for b in source.state.backups())
     return _OwnReport(
