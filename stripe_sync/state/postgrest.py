@@ -8,6 +8,7 @@ RPC request, `stripe_sync_record`, one transaction in the database.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 
@@ -168,7 +169,7 @@ class PostgrestState:
             ("catalog_id",),
             lambda query: query.not_.is_("batch", "null"),
         )
-        return {row["catalog_id"]: row["batch"] for row in rows}
+        return {row["catalog_id"]: sys.intern(row["batch"]) for row in rows}  # one key string
 
     # --- per batch and run -----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -168,17 +169,17 @@ class SqlState:
         return self._write(lambda connection: connection.execute(update).rowcount)
 
     def assign(self, members: Mapping[str, str]) -> None:
-        rows = [
-            {
-                "namespace": self.namespace,
-                "catalog_id": cms_id,
-                "batch": batch,
-                "updated_at": _now(),
-            }
-            for cms_id, batch in members.items()
-        ]
-        for chunk in chunks(rows):
-            self._write(lambda connection, chunk=chunk: self._upsert(connection, chunk, []))
+        for chunk in chunks(list(members)):  # one chunk's rows at a time: a million take GBs
+            rows = [
+                {
+                    "namespace": self.namespace,
+                    "catalog_id": cms_id,
+                    "batch": members[cms_id],
+                    "updated_at": _now(),
+                }
+                for cms_id in chunk
+            ]
+            self._write(lambda connection, rows=rows: self._upsert(connection, rows, []))
 
     def members(self, batch: str) -> list[str]:
         query = (
@@ -192,8 +193,12 @@ class SqlState:
         query = sa.select(STATE.c.catalog_id, STATE.c.batch).where(
             STATE.c.namespace == self.namespace, STATE.c.batch.is_not(None)
         )
+        # Streamed, each batch key one string: a million rows' memberships stay ~100 MB.
         return self._read(
-            lambda connection: {cms_id: batch for cms_id, batch in connection.execute(query)}
+            lambda connection: {
+                cms_id: sys.intern(batch)
+                for cms_id, batch in connection.execution_options(yield_per=10_000).execute(query)
+            }
         )
 
     # --- per batch and run -----------------------------------------------------------------
