@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dagster_graphql.client.client_queries import TERMINATE_RUN_JOB_MUTATION
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from playwright.sync_api import Page, expect, sync_playwright
 
@@ -94,6 +95,7 @@ query ($assetKey: AssetKeyInput!, $check: String!) {
     runId status partition evaluation { success description } } }
 """
 FINISHED_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
+CREATE = ("POST", "/v1/products")
 FINISHED_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
@@ -213,7 +215,8 @@ def test_in_dagster_dev_a_batch_migrates_its_checks_pass_and_a_failed_batch_back
         [{"id": f"sku-{n:03d}", "name": f"Product {n}", "price": "12.50"} for n in range(12)]
     )
     pipeline_env.use_catalog(table)
-    pipeline_env.set(STRIPE_SYNC_BATCH_SIZE="4")
+    # One product at a time: a stop from the UI lands between a batch's creates.
+    pipeline_env.set(STRIPE_SYNC_BATCH_SIZE="4", STRIPE_SYNC_MAX_IN_FLIGHT="1")
     shutil.copy(REPO_ROOT / "dagster.yaml", pipeline_env.dagster_home / "dagster.yaml")
 
     with dagster_dev(pipeline_env.cli_env(), tmp_path / "dagster-dev.log") as ui:
@@ -241,6 +244,19 @@ def test_in_dagster_dev_a_batch_migrates_its_checks_pass_and_a_failed_batch_back
         emulator.configure(api_keys=None)
         assert ui.partitions("stripe_products")["failedPartitions"] == [keys[1]]
 
+        # The last batch is stopped from the UI midway: what Stripe made is recorded.
+        emulator.configure(latency_ms=500)
+        stopped = ui.launch_run(
+            "migrate_batches", {"dagster/partition": keys[2], "dagster/max_retries": "0"}
+        )
+        stop_after_the_first_create(ui, emulator, stopped)
+        assert ui.wait_for_run(stopped) == "CANCELED"
+        emulator.configure(latency_ms=0)
+        made = {p["metadata"]["cms_id"] for p in stripe_state(pipeline_env.emulator_url)[0]}
+        rows = table.rows()
+        assert 4 < len(made) < 8, made  # the first batch's 4, and some but not all of these
+        assert all(rows[cms_id]["stripe_product_id"] == f"cms_{cms_id}" for cms_id in made)
+
         # Backfill the failed and the missing batch, as the UI's "failed and missing" does.
         launched = ui.graphql(
             LAUNCH_PARTITION_BACKFILL_MUTATION,
@@ -259,11 +275,24 @@ def test_in_dagster_dev_a_batch_migrates_its_checks_pass_and_a_failed_batch_back
             assert statuses["failedPartitions"] == [], asset
 
         assert ui.wait_for_run(ui.launch_run("report")) == "SUCCESS"
-        look_in_a_browser(ui, artifacts_dir())
+        # The latest run of each batch: 4 created, 4 created, and what the stop left to make.
+        made_before_the_stop = len(made) - 4
+        look_in_a_browser(ui, artifacts_dir(), created=4 + 4 + (4 - made_before_the_stop))
 
     products, _ = stripe_state(pipeline_env.emulator_url)
     assert sorted(p["metadata"]["cms_id"] for p in products) == sorted(table.rows())
     assert {row["sync_status"] for row in table.rows().values()} == {"synced"}
+
+
+def stop_after_the_first_create(ui: DagsterUI, emulator, run_id: str) -> None:
+    """Terminate the run, as its "Terminate" button does, once it has made one product."""
+    before = sum(1 for e in emulator.requests() if (e["method"], e["path"]) == CREATE)
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while sum(1 for e in emulator.requests() if (e["method"], e["path"]) == CREATE) == before:
+        assert time.monotonic() < deadline, "the run never created a product"
+        time.sleep(0.05)
+    answer = ui.graphql(TERMINATE_RUN_JOB_MUTATION, runId=run_id)["terminateRun"]
+    assert answer["__typename"] == "TerminateRunSuccess", answer
 
 
 def assert_code_location_loads_everything(ui: DagsterUI) -> None:
@@ -286,7 +315,7 @@ def assert_code_location_loads_everything(ui: DagsterUI) -> None:
     assert {s["name"] for s in repository["schedules"]} == SCHEDULES
 
 
-def look_in_a_browser(ui: DagsterUI, screenshots: Path) -> None:
+def look_in_a_browser(ui: DagsterUI, screenshots: Path, *, created: int) -> None:
     """The group's asset graph shows the five assets, each with its kind; the report's page
     shows its counts table."""
     ui.graphql("mutation { setNuxSeen }")  # the community sign-up dialog would cover the page
@@ -317,7 +346,7 @@ def look_in_a_browser(ui: DagsterUI, screenshots: Path) -> None:
             )
             expect(report).to_be_visible(timeout=30_000)
             expect(report.get_by_role("columnheader", name="created", exact=True)).to_be_visible()
-            expect(report.get_by_role("cell", name="12", exact=True)).to_be_visible()
+            expect(report.get_by_role("cell", name=str(created), exact=True)).to_be_visible()
             report.scroll_into_view_if_needed()
             _settle(page)
             page.screenshot(path=screenshots / "migration-report.png")
