@@ -155,7 +155,9 @@ class SqlCatalog:
         )
 
     def iter_ids(self, page_size: int = 10_000) -> Iterator[str]:
-        query = self._select(self._id_text).order_by(self._id).limit(page_size)
+        # A row without an id can't be read back by it (a view's or a query's id may be NULL).
+        query = self._select(self._id_text).where(self._id.is_not(None))
+        query = query.order_by(self._id).limit(page_size)
         page_query = query
         while True:
             # A page is read again whole after a dropped connection: the same keyset, the
@@ -384,7 +386,7 @@ class SqlCatalog:
         sent untyped, so the database reads it as the column's type."""
         if isinstance(column.type, sa.types.NullType):
             return sa.bindparam(None, text, type_=sa.types.NULLTYPE)
-        return sa.cast(sa.literal(text, sa.Text), column.type)
+        return sa.cast(sa.literal(text, sa.Text), _unsized(column.type))
 
     def _one_of(self, column: sa.ColumnElement, ids: Sequence[str]) -> sa.ColumnElement:
         """`column` is one of `ids` (text). PostgreSQL compares in the column's type, so its
@@ -393,7 +395,7 @@ class SqlCatalog:
         if self._is_sqlite or isinstance(column.type, sa.types.NullType):
             return sa.cast(column, sa.Text).in_(list(ids))
         ids_param = sa.literal(list(ids), postgresql.ARRAY(sa.Text))
-        return column == sa.any_(sa.cast(ids_param, postgresql.ARRAY(column.type)))
+        return column == sa.any_(sa.cast(ids_param, postgresql.ARRAY(_unsized(column.type))))
 
     @cached_property
     def _write_back_statement(self) -> sa.Update:
@@ -426,6 +428,17 @@ class SqlCatalog:
     def location(self) -> str:
         """Which database, e.g. "PostgreSQL 127.0.0.1:5432/cms"; never a password."""
         return self.database.location()
+
+
+def _unsized(type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
+    """A column's type without its size, to cast a value into: PostgreSQL silently cuts an
+    explicit cast to VARCHAR(5) or rounds one to NUMERIC(5, 0), so `draft_old` would match
+    `draft`."""
+    if isinstance(type_, sa.String) and not isinstance(type_, sa.Enum):
+        return sa.Text()
+    if isinstance(type_, sa.Numeric) and not isinstance(type_, sa.Float):
+        return sa.Numeric()
+    return type_
 
 
 def _query(query: str | None) -> str | None:

@@ -217,7 +217,9 @@ class SupabaseCatalog:
         limit = max(page_size, MIN_PAGE_SIZE)
 
         def read(last: dict | None) -> list[dict]:
-            query = self._filtered(self._select(_selected("id", self._id, as_text=True)))
+            selected = self._select(_selected("id", self._id, as_text=True))
+            # A row without an id can't be read back by it (a view's id may be NULL).
+            query = self._filtered(selected.not_.is_(self._id, "null"))
             if last is not None:
                 query = query.gt(self._id, last["id"])
             return self.execute(query.order(self._id).limit(limit)).data

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -11,7 +14,7 @@ import sqlalchemy as sa
 from stripe_sync.catalog.sql import SqlCatalog
 from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, WriteBack, change_cursor
 from stripe_sync.core.errors import CatalogError
-from stripe_sync.core.mapping import FieldMapping
+from stripe_sync.core.mapping import FieldMapping, ValueRule
 from stripe_sync_tests.catalog.tables import (
     CMS_COLUMNS,
     SYNCED_AT,
@@ -261,4 +264,50 @@ def test_rows_without_updated_at_are_not_changes(postgres_table, fresh_database_
     database.execute(f"update {table} set updated_at = null where id = 2")
     catalog = SqlCatalog(fresh_database_url, table)
     assert [row["id"] for row in catalog.changed_since(None, 10)] == ["1", "3"]
+    catalog.close()
+
+
+@pytest.mark.parametrize(
+    ("column_type", "values", "kept"),
+    [
+        ("varchar(5)", ["draft_old"], ["1", "2"]),  # cut to `draft` it would skip row 1
+        ("numeric(5, 0)", ["2.4"], ["1", "2"]),  # rounded to 2 it would skip row 2
+        ("varchar(5)", ["draft"], ["2"]),
+    ],
+)
+def test_a_skip_value_is_compared_whole_never_cut_to_the_columns_size(
+    database, fresh_database_url, column_type, values, kept
+):
+    table = f"sized_{secrets.token_hex(3)}"
+    database.execute(
+        f"create table {table} (id int primary key, name text, price numeric, status {column_type})"
+    )
+    status = ("draft", "2") if column_type.startswith("varchar") else (1, 2)
+    database.execute(
+        f"insert into {table} (id, name, price, status) values (1, 'A', 1, %s), (2, 'B', 1, %s)",
+        status,
+    )
+    mapping = FieldMapping(
+        columns={"description": None, "currency": None, "images": None, "active": None,
+                 "updated_at": None},
+        skip=ValueRule("status", tuple(values)),
+    )  # fmt: skip
+    catalog = SqlCatalog(fresh_database_url, table, mapping)
+    catalog.check()
+    assert list(catalog.iter_ids()) == kept
+    catalog.close()
+
+
+def test_a_row_without_an_id_is_not_among_the_ids(tmp_path):
+    path = tmp_path / "catalog.db"
+    ids = create_sqlite_products(path, "text", 3)
+    with closing(sqlite3.connect(path)) as connection, connection:
+        # SQLite lets a TEXT primary key be NULL; so may a view's or a query's id anywhere.
+        connection.execute(
+            "insert into products (id, name, price, updated_at) values (NULL, 'x', '1', '')"
+        )
+    catalog = SqlCatalog(f"sqlite:///{path}")
+
+    assert list(catalog.iter_ids()) == ids
+
     catalog.close()
