@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import quote
 
 _SEPARATOR = "~"
@@ -41,7 +42,14 @@ class Registration:
 
     def members(self, key: str) -> list[str]:
         """The new rows this registration puts into a batch."""
-        return [cms_id for cms_id, batch in self.assigned.items() if batch == key]
+        return self._by_batch.get(key, [])
+
+    @cached_property
+    def _by_batch(self) -> dict[str, list[str]]:  # once: a plan asks for every batch
+        grouped: dict[str, list[str]] = {}
+        for cms_id, batch in self.assigned.items():
+            grouped.setdefault(batch, []).append(cms_id)
+        return grouped
 
 
 def registration(
