@@ -539,6 +539,7 @@ class Applier:
             self._on_progress(progress)
         outcomes: list[Outcome] = []
         fatal: StripeFailure | None = None
+        unexpected: Exception | None = None  # a bug in one product's work, not Stripe's answer
         lock = threading.Lock()
 
         def apply_counted(item: Item) -> Outcome:
@@ -547,12 +548,16 @@ class Applier:
             return replace(outcome, requests=self._stripe.requests_sent_by_this_thread - before)
 
         def collect(done: set[Future]) -> StripeFailure | None:
+            nonlocal unexpected
             first_fatal = None
             for future in done:
                 try:
                     outcome = future.result()
                 except StripeFailure as failure:
                     first_fatal = first_fatal or failure
+                    continue
+                except Exception as error:  # noqa: BLE001 - the others' outcomes are still kept
+                    unexpected = unexpected or error
                     continue
                 with lock:
                     outcomes.append(outcome)
@@ -569,23 +574,25 @@ class Applier:
                 for item in items:
                     while (
                         len(pending) >= self._max_in_flight
-                        and fatal is None
+                        and fatal is unexpected is None
                         and not self._should_stop()
                     ):
                         done, pending = wait(
                             pending, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED
                         )
                         fatal = collect(done)
-                    if fatal is not None or self._should_stop():
+                    if fatal is not None or unexpected is not None or self._should_stop():
                         break
                     pending.add(pool.submit(apply_counted, item))
-            except BaseException as error:  # noqa: BLE001 - Ctrl+C, SIGTERM, a Dagster run termination
+            except BaseException as error:  # noqa: BLE001 - a stop the caller does not defer
                 interrupt = error
             # Requests in flight finish (each is idempotent); nothing new starts.
             done, _ = wait(pending)
             fatal = fatal or collect(done)
         if interrupt is not None:
             raise ApplyStopped("stopped on request", outcomes) from interrupt
+        if unexpected is not None:  # the step fails with it, once what finished is recorded
+            raise ApplyStopped(f"failed: {unexpected}", outcomes) from unexpected
         if fatal is not None:
             raise ApplyStopped(f"Stripe refused the key ({fatal.message})", outcomes, fatal=True)
         if len(outcomes) < len(items):

@@ -415,6 +415,8 @@ def _stop_if(context: dg.AssetExecutionContext, stopped: ApplyStopped | None) ->
         )
         record_outcome(context, RunOutcome.KEY_REFUSED, message)
         raise dg.Failure(message)
+    if isinstance(stopped.__cause__, Exception):  # an error, not a stop: the step fails of it
+        raise stopped.__cause__
     record_outcome(context, RunOutcome.STOPPED, str(stopped))
     if stopped.__cause__ is not None:
         raise stopped.__cause__

@@ -185,6 +185,38 @@ def test_a_stop_request_lets_finished_work_out_and_starts_nothing_new(base_url, 
     assert len([r for r in control.requests() if r["method"] == "POST"]) == len(finished)
 
 
+CREATE = ("POST", "/v1/products")
+
+
+class BrokenFor(StripeApi):
+    """Stripe as it is, but the pipeline's own code breaks on one product (a bug)."""
+
+    def __init__(self, product_id: str, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.product_id = product_id
+
+    def create_product(self, params: dict, idempotency_key: str) -> dict:
+        if params["id"] == self.product_id:
+            raise RuntimeError("a bug")
+        return super().create_product(params, idempotency_key)
+
+
+def test_an_error_in_one_products_work_fails_the_step_and_keeps_every_finished_product(
+    base_url, control
+):
+    applier = Applier(BrokenFor("cms_3", KEY, api_base=base_url), max_in_flight=3)
+    actions = [plan_row(str(n), hat(cms_id=str(n)), (), SyncState()) for n in range(10)]
+
+    with pytest.raises(ApplyStopped) as error:
+        applier.apply_products(actions)
+
+    assert isinstance(error.value.__cause__, RuntimeError) and not error.value.fatal
+    created = [r for r in control.requests() if (r["method"], r["path"]) == CREATE]
+    finished = error.value.finished
+    assert len(finished) == len(created) >= 3  # every product Stripe made is handed back
+    assert "3" not in {outcome.cms_id for outcome in finished}
+
+
 def test_unchanged_and_invalid_rows_cost_no_request(applier, control):
     state = state_after(sync(applier, hat()))
     outcomes = applier.apply_products(
