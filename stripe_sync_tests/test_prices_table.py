@@ -8,17 +8,22 @@ import random
 from collections import Counter
 from datetime import UTC, datetime
 
+import dagster as dg
 import pytest
 import stripe
 from click.testing import CliRunner
 
 from stripe_sync.cli import main
 from stripe_sync.core.plan_output import PlanSummary
+from stripe_sync.definitions import build_definitions
+from stripe_sync.defs.jobs import register_batches
+from stripe_sync.operations.instance import resources
 from stripe_sync.operations.options import RunOptions
 from stripe_sync.operations.plan import plan
 from stripe_sync.settings import load_settings
 from stripe_sync.testing.knobs import FAULT_KINDS
 from stripe_sync_tests.conftest import (
+    BATCH_ASSETS,
     PRICES_CHECK,
     TEST_SECRET_KEY,
     kill_when,
@@ -165,6 +170,31 @@ def test_plans_with_monthly_and_yearly_prices_in_two_currencies_sync_exactly(
     rerun = pipeline_env.migrate()
     assert rerun.succeeded
     assert write_requests(emulator.requests()[seen:]) == []
+
+
+def test_a_stop_between_the_products_and_the_prices_steps_leaves_no_create_to_send_again(
+    schema_cms, pipeline_env, emulator
+):
+    schema_cms("postgres", PLANS)
+    with dg.DagsterInstance.get() as instance:
+        with resources(load_settings(), "catalog", instance=instance) as built:
+            [batch] = register_batches(instance, built.catalog, batch_size=1_000)
+        # The run ends after its products step, as a stop between the two steps leaves it.
+        job = build_definitions().resolve_job_def("migrate_batches")
+        products_only = job.get_subset(
+            asset_selection={dg.AssetKey(asset) for asset in BATCH_ASSETS[:3]},
+            asset_check_selection=set(),
+        )
+        products_step = products_only.execute_in_process(instance=instance, partition_key=batch)
+    assert products_step.success
+    assert by_endpoint(write_requests(emulator.requests()))["POST /v1/products"] == 2
+    seen = len(emulator.requests())
+
+    rerun = pipeline_env.migrate()
+
+    assert rerun.succeeded, rerun.report_markdown
+    assert "POST /v1/products" not in by_endpoint(emulator.requests()[seen:])
+    assert stripe_prices_by_product(emulator.base_url) == PLANS_FIRST
 
 
 def test_verification_reports_a_price_archived_by_hand_and_the_next_sync_restores_it(

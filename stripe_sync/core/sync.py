@@ -5,7 +5,8 @@ The two Stripe steps of a run are two calls:
 
 - `sync_products`: plans the batches' rows against their checkpoints, backs up what the plan
   will change, applies the products (create with the default price, update, reconcile,
-  archive), writes back the rows that are settled, records their checkpoints and the
+  archive), writes back the rows that are settled (and the Stripe ids of those whose prices
+  are still to come), records their checkpoints and the
   outcome of every row in the ledger.
 - `sync_prices`: gives the products of this run's products step whose amount or currency
   changed their new default price, then writes back, records and ledgers the same way.
@@ -177,12 +178,11 @@ class BatchSync:
                 outcomes = applier.apply_products(actions)
             except ApplyStopped as error:
                 outcomes, stopped = error.finished, error
-            settled = [o for o in outcomes if not o.price_pending]
             ledgers = self._ledgers(
                 batches, outcomes, batch_of, validated, time.monotonic() - started
             )
             write_backs, undelivered = self._record(
-                PRODUCTS, settled, rows, batch_of, desired, ledgers
+                PRODUCTS, outcomes, rows, batch_of, desired, ledgers
             )
         seconds = time.monotonic() - started
         return StepResult(outcomes, outcomes, write_backs, seconds, backups, stopped, undelivered)
@@ -371,14 +371,17 @@ class BatchSync:
             if before is None:  # deleted from the catalog: no row to write to
                 continue
             synced = outcome.sync_status == "synced"
+            # Its prices still to come (the prices step): only its Stripe ids for now, so a
+            # stop before that step leaves a row the next run reconciles, never creates again.
+            pending = outcome.price_pending
             row = WriteBack(
                 id=outcome.cms_id,
                 stripe_product_id=outcome.stripe_product_id or before["stripe_product_id"],
                 stripe_price_id=outcome.stripe_price_id or before["stripe_price_id"],
-                sync_status=outcome.sync_status,
-                sync_error=outcome.error,
+                sync_status=before["sync_status"] if pending else outcome.sync_status,
+                sync_error=before["sync_error"] if pending else outcome.error,
                 synced_at=now,
-                sync_hash=outcome.sync_hash if synced else before["sync_hash"],
+                sync_hash=outcome.sync_hash if synced and not pending else before["sync_hash"],
             )
             if any(getattr(row, column) != before[column] for column in _STATE_COLUMNS):
                 write_backs.setdefault(row.id, row)
@@ -397,7 +400,11 @@ class BatchSync:
             if outcome.result == Result.ARCHIVED:
                 kept = self.checkpoints(batch)[outcome.cms_id]
                 changes.setdefault(batch, {})[outcome.cms_id] = replace(kept, removed=True)
-            elif outcome.sync_status == "synced" and outcome.action not in _NOTHING_NEW:
+            elif (
+                outcome.sync_status == "synced"
+                and outcome.action not in _NOTHING_NEW
+                and not outcome.price_pending
+            ):
                 checkpoint = Checkpoint.of(desired[outcome.cms_id], outcome.stripe_price_id)
                 changes.setdefault(batch, {})[outcome.cms_id] = checkpoint
         return changes
