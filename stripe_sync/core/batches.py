@@ -39,6 +39,11 @@ class Registration:
 
     keys: list[str]  # batch keys to register: those only the state knew of, then new ones
     assigned: dict[str, str]  # each new row's batch
+    earlier: Mapping[str, str]  # the batch of every row that had one before
+
+    def batch_of(self, cms_id: str) -> str | None:
+        """A row's batch after this registration (None: no batch, e.g. added since the read)."""
+        return self.assigned.get(cms_id) or self.earlier.get(cms_id)
 
     def members(self, key: str) -> list[str]:
         """The new rows this registration puts into a batch."""
@@ -80,4 +85,4 @@ def registration(
             position, room = position + 1, batch_size
         assigned[cms_id] = last
         room -= 1
-    return Registration([*unregistered, *new_keys], assigned)
+    return Registration([*unregistered, *new_keys], assigned, memberships)

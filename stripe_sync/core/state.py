@@ -125,12 +125,13 @@ class TrackedCatalog:
         """Which batches the catalog's rows that have none would get (nothing is written)."""
         return registration(self.iter_ids(), self.state.memberships(), registered, batch_size)
 
-    def register(self, registered: Sequence[str], batch_size: int) -> list[str]:
-        """Give every row without a batch one; returns the batch keys to register."""
+    def register(self, registered: Sequence[str], batch_size: int) -> Registration:
+        """Give every row without a batch one; returns what it did (the batch keys to
+        register, and every row's batch)."""
         planned = self.registration(registered, batch_size)
         if planned.assigned:
             self.state.assign(planned.assigned)
-        return planned.keys
+        return planned
 
     def read_batch(
         self, key: str, members: Sequence[str] | None = None

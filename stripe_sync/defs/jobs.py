@@ -54,7 +54,7 @@ def register_batches(
     tick's)."""
     with catalog.opened(deadline_s=deadline_s) as source:
         registered = instance.get_dynamic_partitions(batch_partitions.name)
-        new_keys = source.register(registered, batch_size)
+        new_keys = source.register(registered, batch_size).keys
     if new_keys:
         instance.add_dynamic_partitions(batch_partitions.name, new_keys)
     pool_limit_set(instance, STRIPE_WRITES_POOL)

@@ -161,10 +161,12 @@ def _catalog_changes(
                 f"{counted(sum(map(len, removed.values())), 'synced row')} deleted, in "
                 f"{counted(len(removed), 'batch')}"
             )
-        new_keys = source.register(registered, settings.batch_size) if changed else []
+        new_keys, located = [], {}
+        if changed:  # the batches of the changed rows, new ones registered
+            registration = source.register(registered, settings.batch_size)
+            new_keys = registration.keys
+            located = {i: batch for i in changed if (batch := registration.batch_of(i))}
         keys = [*registered, *new_keys]
-        batch_of = source.state.memberships() if changed else {}
-        located = {i: batch_of[i] for i in changed if i in batch_of}
     except CatalogFailure as failure:
         if not failure.retryable:
             raise

@@ -47,6 +47,8 @@ def test_new_rows_fill_the_last_batch_first_then_new_batches():
     added = batches.register(ids(32))
     assert added.keys == ["00003~p0030"]
     assert batches.sizes() == [10, 10, 10, 2]
+    assert (added.batch_of("p0031"), added.batch_of("p0003")) == ("00003~p0030", "00000~p0000")
+    assert added.batch_of("p9999") is None
 
 
 @pytest.mark.parametrize("id_kind", ["uuid", "text", "integer"])
