@@ -76,7 +76,7 @@ def _preflight(settings, instance=None):
     from stripe_sync.operations.preflight import preflight
 
     with _one_sentence_errors():
-        found = preflight(settings, instance)
+        found = preflight(settings, instance, say=_say)
     for line in found.lines():
         click.echo(line)
     return found

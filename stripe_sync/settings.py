@@ -189,21 +189,23 @@ class CatalogSettings(_Section):
     )
     timeout_s: float = setting(
         30.0,
-        "Seconds a catalog or state request (a PostgREST request, a connection, an SQL "
-        "statement on PostgreSQL) may take.",
+        "Seconds a catalog, state or throttle-store request (a PostgREST request, a "
+        "connection, an SQL statement on PostgreSQL) may take.",
         "STRIPE_SYNC_CATALOG_TIMEOUT_S",
         gt=0,
     )
-    retry_attempts: int = setting(
-        8,
-        "Attempts per catalog or state call, the first one included.",
+    retry_attempts: int | None = setting(
+        None,
+        "Attempts per call to the catalog, the state or the throttle's store, the first one "
+        "included (unset: as many as fit in retry_deadline_s, so a failover is waited out).",
         "STRIPE_SYNC_CATALOG_RETRY_ATTEMPTS",
         ge=1,
     )
     retry_deadline_s: float = setting(
         120.0,
-        "No new attempt of a catalog call after this many seconds: longer, the catalog is "
-        "down (a batch's finished Stripe work is then kept for the next run).",
+        "No new attempt of a call to the catalog, the state or the throttle's store after "
+        "this many seconds: longer, the database is down (a batch's finished Stripe work is "
+        "then kept for the next run).",
         "STRIPE_SYNC_CATALOG_RETRY_DEADLINE_S",
         gt=0,
     )

@@ -28,6 +28,16 @@ def postgres_url() -> str:
     return os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL") or DEFAULT_TEST_DATABASE_URL
 
 
+# ---------------------------------------------------------------- Redis
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis (scripts/test exports the server it found or started)."""
+    return os.environ.get("STRIPE_SYNC_TEST_REDIS_URL") or DEFAULT_TEST_REDIS_URL
+
+
 @pytest.fixture(scope="session")
 def fresh_database_url(postgres_url: str) -> Iterator[str]:
     """A new, empty database for this test session (one per xdist worker), dropped after.
@@ -638,9 +648,19 @@ def schema_cms(own_schema, tmp_path, pipeline_env):
 def flaky_catalog(fresh_database_url: str):
     """A `FlakyProxy` in front of the session's database, and that database's URL through it:
     `(proxy, url)`."""
+    yield from _behind_flaky_proxy(fresh_database_url, default_port=5432)
+
+
+@pytest.fixture
+def flaky_redis(redis_url: str):
+    """A `FlakyProxy` in front of the test Redis, and its URL through it: `(proxy, url)`."""
+    yield from _behind_flaky_proxy(redis_url, default_port=6379)
+
+
+def _behind_flaky_proxy(url: str, *, default_port: int):
     from stripe_sync_tests.tcp_proxy import flaky_proxy
 
-    direct = make_url(fresh_database_url)
-    with flaky_proxy(direct.host or "127.0.0.1", direct.port or 5432) as proxy:
+    direct = make_url(url)
+    with flaky_proxy(direct.host or "127.0.0.1", direct.port or default_port) as proxy:
         through = direct.set(host="127.0.0.1", port=proxy.port)
         yield proxy, through.render_as_string(hide_password=False)

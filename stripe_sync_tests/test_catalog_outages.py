@@ -1,14 +1,19 @@
-"""The catalog side of reliability: a flaky catalog costs retries, never a duplicate or a lost
-result, and an outage longer than the retry deadline loses none of Stripe's work.
+"""The catalog side of reliability: a flaky database costs retries, never a duplicate or a
+lost result, and an outage longer than the retry deadline loses none of Stripe's work.
 
 PostgreSQL is reached through a TCP proxy that cuts connections at a seeded rhythm and fails
 over (refuses new connections for a moment); Supabase's look-alike answers a seeded share of
-503s and 429s and stalls some requests past the client's timeout. The throttle's store stays
-outside the proxy: these tests are about the catalog and the state.
+503s and 429s and stalls some requests past the client's timeout.
+
+The default set-up is what a new user gets: one PostgreSQL for the catalog, the state and the
+throttle's store, all three behind the proxy, with the default retry settings. Other tests
+split the pieces (the throttle's store outside the proxy, or in Redis behind a proxy of its
+own) and use a quicker retry policy, to show each piece retries on its own.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -46,10 +51,53 @@ def product_reads(log: list[dict]) -> list[dict]:
     return [e for e in log if e["method"] == "GET" and e["path"].startswith("/v1/products")]
 
 
+def assert_each_product_made_once_and_exact(
+    result, emulator, table, source: dict[str, dict], *, clean_reads: int | None = None
+) -> None:
+    """The migration succeeded, every product was created once (no create repeated), Stripe
+    and the catalog are exact, and the outage cost at most N/100 + 10 product reads more than
+    a clean run's (`clean_reads`; default one batch's verification, N/100 pages)."""
+    log = emulator.requests()
+    count = len(source)
+    clean_reads = count // 100 if clean_reads is None else clean_reads
+    assert result.succeeded, result.report_markdown
+    assert len(creates(log)) == count and all(e["status"] == 200 for e in creates(log))
+    assert len(product_reads(log)) <= clean_reads + count // 100 + 10
+    assert_in_sync(table.rows(), source, *stripe_state(emulator.base_url))
+
+
+def noise(records: list[logging.LogRecord]) -> list[str]:
+    """Warnings and errors of the database drivers and the pool: an outage the pipeline rides
+    out must not print any."""
+    return [
+        record.getMessage()
+        for record in records
+        if record.levelno >= logging.WARNING
+        and record.name.split(".")[0] in ("psycopg", "sqlalchemy", "redis")
+    ]
+
+
+@pytest.fixture
+def default_set_up(products_table, pipeline_env, flaky_catalog):
+    """`make(count)`: a catalog table of `count` products, and the pipeline with its default
+    settings reaching it through the flaky proxy: catalog, state and throttle in that one
+    database. Returns (source rows, table, proxy)."""
+    proxy, through = flaky_catalog
+
+    def make(count: int):
+        source = {row["id"]: row for row in sample_products(count)}
+        table = products_table(list(source.values()))
+        pipeline_env.set(CATALOG_DATABASE_URL=through, CATALOG_TABLE=table.name)
+        return source, table, proxy
+
+    return make
+
+
 @pytest.fixture
 def proxied(products_table, pipeline_env, flaky_catalog, fresh_database_url):
     """`make(count)`: a catalog table of `count` products, the pipeline reaching it (and its
-    state) through the flaky proxy; returns (source rows, table, proxy)."""
+    state) through the flaky proxy, the throttle's store outside it, a patient retry policy
+    and batches of 50; returns (source rows, table, proxy)."""
     proxy, through = flaky_catalog
 
     def make(count: int):
@@ -93,8 +141,37 @@ def failing_over(proxy, *, every_s: float, for_s: float) -> threading.Event:
     return stop
 
 
+def cuts_and_failovers(proxy, emulator) -> threading.Event:
+    """Connections cut after 20 to 300 ms, a failover of 0.7 s every 2 s, and one of 1 s as
+    the last create arrives: the database is used in bursts (reads, then the record after the
+    writes), and this one is sure to meet the record, whatever the periodic ones meet."""
+    proxy.cut_rhythm(seed=7, lifetime_s=(0.02, 0.3))
+    when_creates_arrive(emulator, 300, lambda: proxy.failover(1.0))
+    return failing_over(proxy, every_s=2.0, for_s=0.7)
+
+
+RHYTHMS = {
+    "failovers of 1.5 s every 4 s": lambda proxy, emulator: failing_over(
+        proxy, every_s=4.0, for_s=1.5
+    ),
+    "cuts and failovers": cuts_and_failovers,
+}
+
+
+def started_migrate(pipeline_env, *, output: int) -> subprocess.Popen:
+    """`stripe-sync migrate` in a session of its own, both its streams to `output`."""
+    return subprocess.Popen(
+        [stripe_sync_script(), "migrate"],
+        env=pipeline_env.cli_env(),
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def catalog_retries(run_ids: list[str]) -> int:
-    """The catalog retries the batch steps of these runs report in their metadata."""
+    """The database retries the batch steps of these runs report in their metadata."""
     with dg.DagsterInstance.get() as instance:
         return sum(
             record.asset_materialization.metadata["catalog_retries"].value
@@ -104,26 +181,84 @@ def catalog_retries(run_ids: list[str]) -> int:
         )
 
 
-def test_a_flaky_postgres_costs_retries_never_a_duplicate_or_a_lost_row(
-    proxied, pipeline_env, emulator
+@pytest.mark.parametrize("rhythm", list(RHYTHMS), ids=list(RHYTHMS))
+def test_the_default_set_up_rides_out_a_flaky_database_in_one_run(
+    rhythm, default_set_up, pipeline_env, emulator, caplog
 ):
-    source, table, proxy = proxied(300)
-    proxy.cut_rhythm(seed=7, lifetime_s=(0.02, 0.3))
-    failovers = failing_over(proxy, every_s=2.0, for_s=0.7)
-    # The database is used in bursts (reads, then the record after the writes): one failover
-    # is sure to meet the record, whatever the periodic ones meet.
-    when_creates_arrive(emulator, 300, lambda: proxy.failover(1.0))
+    source, table, proxy = default_set_up(300)
+    flaking = RHYTHMS[rhythm](proxy, emulator)
 
     result = pipeline_env.migrate()
 
-    failovers.set()
-    log = emulator.requests()
-    assert result.succeeded, result.report_markdown
+    flaking.set()
+    assert_each_product_made_once_and_exact(result, emulator, table, source)
     assert proxy.cuts > 0 and proxy.refused > 0
     assert catalog_retries(result.run_ids) > 0
-    assert len(creates(log)) == 300 and all(e["status"] == 200 for e in creates(log))
-    assert len(product_reads(log)) <= 2 * 6 + 300 // 100 + 10  # backups, verification, extra
+    assert noise(caplog.records) == []
+
+
+def test_a_redis_throttle_store_behind_its_own_cutting_proxy_is_waited_for_too(
+    default_set_up, pipeline_env, emulator, flaky_redis, caplog
+):
+    source, table, proxy = default_set_up(300)
+    redis_proxy, redis_through = flaky_redis
+    pipeline_env.set(STRIPE_SYNC_THROTTLE_URL=redis_through)
+    redis_proxy.cut_rhythm(seed=3, lifetime_s=(0.05, 0.5))
+    flaking = [
+        failing_over(proxy, every_s=4.0, for_s=1.5),
+        failing_over(redis_proxy, every_s=3.0, for_s=1.0),
+    ]
+
+    result = pipeline_env.migrate()
+
+    for stop in flaking:
+        stop.set()
+    assert_each_product_made_once_and_exact(result, emulator, table, source)
+    assert redis_proxy.cuts > 0 and redis_proxy.refused > 0
+    assert noise(caplog.records) == []
+
+
+def test_a_migrate_started_during_a_failover_waits_says_so_once_and_succeeds(
+    default_set_up, pipeline_env, emulator
+):
+    source, table, proxy = default_set_up(20)
+    proxy.down()
+    migration = started_migrate(pipeline_env, output=subprocess.PIPE)
+    try:
+        lines = []
+        while not any("Waiting up to" in line for line in lines):  # pre-flight waits
+            line = migration.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        time.sleep(1.0)
+        proxy.up()
+        lines += migration.stdout.readlines()
+        migration.wait(timeout=120)
+    finally:
+        stop_process_group(migration)
+
+    output = "".join(lines)
+    assert migration.returncode == 0, output
+    [waiting] = [line for line in lines if "Waiting up to" in line]
+    assert waiting.startswith("Cannot reach the catalog database at 127.0.0.1:"), waiting
+    assert waiting.endswith("Waiting up to 120 s for it.\n"), waiting
+    assert "Traceback" not in output and "error ignored" not in output, output
     assert_in_sync(table.rows(), source, *stripe_state(emulator.base_url))
+
+
+def test_a_flaky_postgres_with_the_throttle_elsewhere_costs_retries_never_a_duplicate(
+    proxied, pipeline_env, emulator
+):
+    source, table, proxy = proxied(300)
+    flaking = cuts_and_failovers(proxy, emulator)
+
+    result = pipeline_env.migrate()
+
+    flaking.set()
+    # A clean run's reads: 6 batches' backups and verifications.
+    assert_each_product_made_once_and_exact(result, emulator, table, source, clean_reads=2 * 6)
+    assert proxy.cuts > 0 and proxy.refused > 0
+    assert catalog_retries(result.run_ids) > 0
 
 
 def test_a_flaky_supabase_costs_retries_never_a_duplicate_or_a_lost_row(
@@ -149,13 +284,9 @@ def test_a_flaky_supabase_costs_retries_never_a_duplicate_or_a_lost_row(
 
     faults = dict(gateway_faults.counts)
     gateway_faults.off()
-    log = emulator.requests()
-    assert result.succeeded, result.report_markdown
+    assert_each_product_made_once_and_exact(result, emulator, table, source, clean_reads=2 * 6)
     assert set(faults) == {"503", "429", "stall"}
     assert catalog_retries(result.run_ids) > 0
-    assert len(creates(log)) == 300 and all(e["status"] == 200 for e in creates(log))
-    assert len(product_reads(log)) <= 2 * 6 + 300 // 100 + 10
-    assert_in_sync(table.rows(), source, *stripe_state(emulator.base_url))
 
 
 def test_an_outage_past_the_deadline_after_the_stripe_writes_loses_nothing(
@@ -189,13 +320,7 @@ def test_a_kill_during_an_outage_converges_with_no_duplicate(proxied, pipeline_e
     source, table, proxy = proxied(40)
     emulator.configure(latency_ms=200)
     watcher = when_creates_arrive(emulator, 40, proxy.down)
-    migration = subprocess.Popen(
-        [stripe_sync_script(), "migrate"],
-        env=pipeline_env.cli_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    migration = started_migrate(pipeline_env, output=subprocess.DEVNULL)
     watcher.join()
     time.sleep(1.0)  # inside the catalog's retries
     os.killpg(migration.pid, signal.SIGKILL)

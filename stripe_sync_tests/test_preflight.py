@@ -37,6 +37,7 @@ class BadConfig:
     emulator_keys: tuple[str, ...] | None = None  # keys the emulator accepts (None: any)
     batch_size: str | None = None
     says: tuple[str, ...] = ()
+    prints: tuple[str, ...] = ()  # what stdout must show before the sentence
 
 
 BAD_CONFIGS = {
@@ -63,6 +64,7 @@ BAD_CONFIGS = {
     "an unreachable catalog host": BadConfig(
         catalog="unreachable host",
         says=("Cannot reach the catalog database", "CATALOG_DATABASE_URL"),
+        prints=("Waiting up to 2 s for it.",),
     ),
     "Stripe rejecting the key": BadConfig(
         emulator_keys=("sk_test_the_only_key_the_account_has",),
@@ -88,7 +90,9 @@ def configure(config: BadConfig, products_table, pipeline_env, emulator):
         pipeline_env.use_catalog(table)
     elif config.catalog == "unreachable host":
         pipeline_env.set(
-            CATALOG_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/catalog"
+            CATALOG_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/catalog",
+            # The default waits two minutes for a failover (test_catalog_outages shows it).
+            STRIPE_SYNC_CATALOG_RETRY_DEADLINE_S="2",
         )
     if config.stripe_key is None:
         pipeline_env.unset("STRIPE_SECRET_KEY")
@@ -138,6 +142,7 @@ def test_a_bad_configuration_stops_with_one_sentence_before_any_write(
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit), result.exception  # not an uncaught error
     assert_one_sentence(result.stderr, config.says)
+    assert all(words in result.stdout for words in config.prints), result.stdout
     assert_nothing_written(table, pipeline_env, emulator)
 
 

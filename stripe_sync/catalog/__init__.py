@@ -3,11 +3,10 @@ each implementing `stripe_sync.core.contract.Catalog`."""
 
 from __future__ import annotations
 
-from stripe_sync.catalog.database import NO_RETRY
 from stripe_sync.core.contract import Catalog
 from stripe_sync.core.errors import CatalogError
 from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping, PricesModel
-from stripe_sync.core.retry import RetryPolicy, RetryStats
+from stripe_sync.core.retry import NO_RETRY, RetryPolicy, RetryStats
 
 _NOTHING_CONFIGURED = (
     "No catalog configured: set CATALOG_DATABASE_URL (postgresql://… or sqlite:///…) "

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from stripe_sync.catalog.base import missing_columns_error
-from stripe_sync.catalog.database import NO_RETRY, Database, chunks
+from stripe_sync.catalog.database import Database, chunks
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import CatalogError, CatalogFailure
 from stripe_sync.core.mapping import (
@@ -36,7 +36,7 @@ from stripe_sync.core.mapping import (
     value_boolean,
     value_text,
 )
-from stripe_sync.core.retry import RetryPolicy, RetryStats
+from stripe_sync.core.retry import NO_RETRY, RetryPolicy, RetryStats
 
 T = TypeVar("T")
 # The contract's types, not the reflected ones: a SQLite file may declare anything
@@ -95,9 +95,7 @@ class SqlCatalog:
         return described + (f"; prices: {self.prices.describe()}" if self.prices else "")
 
     def check(self) -> None:
-        # No retries: a wrong URL or a database that is down fails the pre-flight at once.
-        if "_source" not in self.__dict__:
-            self.__dict__["_source"] = self._model(retry=False)
+        # Read like any read: a failover is waited out; a wrong URL is refused at once.
         present = set(self._source.c.keys())
         missing = [
             (key, column) for key, column in self.mapping.referenced() if column not in present
@@ -117,10 +115,6 @@ class SqlCatalog:
             self._check_prices(self.prices)
 
     def _check_prices(self, prices: PricesModel) -> None:
-        if "_prices_source" not in self.__dict__:
-            self.__dict__["_prices_source"] = self._reflected(
-                prices.table, _query(prices.query), "prices", retry=False
-            )
         self._prices_columns_present(prices)
         if prices.where:
             self._probe(
@@ -142,7 +136,7 @@ class SqlCatalog:
         """Refuse a condition (a `where` setting, a removal rule) the model can't run."""
         probe = sa.select(sa.literal(1)).select_from(source).where(condition).limit(0)
         try:
-            self._read(lambda connection: connection.execute(probe).all(), retry=False)
+            self._read(lambda connection: connection.execute(probe).all())
         except CatalogFailure as failure:
             if failure.retryable:
                 raise
@@ -252,18 +246,15 @@ class SqlCatalog:
 
     @cached_property
     def _source(self) -> sa.Table | sa.Subquery:
-        return self._model(retry=True)
+        return self._reflected(self.table, self.query, "catalog")
 
     @cached_property
     def _prices_source(self) -> sa.Table | sa.Subquery:
         assert self.prices is not None
-        return self._reflected(self.prices.table, _query(self.prices.query), "prices", retry=True)
-
-    def _model(self, *, retry: bool) -> sa.Table | sa.Subquery:
-        return self._reflected(self.table, self.query, "catalog", retry=retry)
+        return self._reflected(self.prices.table, _query(self.prices.query), "prices")
 
     def _reflected(
-        self, table: str | None, query: str | None, setting: str, *, retry: bool
+        self, table: str | None, query: str | None, setting: str
     ) -> sa.Table | sa.Subquery:
         """The table or view, reflected; or the query as a subquery with its columns (untyped:
         bounds are compared as the database casts them). `setting`: the settings section
@@ -272,9 +263,7 @@ class SqlCatalog:
             text = _sql_text(query)
             probe = sa.select(sa.text("*")).select_from(text.columns().subquery("model")).limit(0)
             try:
-                names = self._read(
-                    lambda connection: list(connection.execute(probe).keys()), retry=retry
-                )
+                names = self._read(lambda connection: list(connection.execute(probe).keys()))
             except CatalogFailure as failure:
                 if failure.retryable:
                     raise
@@ -293,7 +282,7 @@ class SqlCatalog:
                     f"{setting}.table."
                 ) from None
 
-        return self._read(reflect, retry=retry)
+        return self._read(reflect)
 
     def _model_name(self) -> str:
         return f"table {self.table}" if self.query is None else "catalog.query"
@@ -416,14 +405,14 @@ class SqlCatalog:
             )
         )
 
-    def _read(self, read: Callable[[Connection], T], *, retry: bool = True) -> T:
+    def _read(self, read: Callable[[Connection], T]) -> T:
         """`read(connection)` in a connection of its own, retried as a whole."""
 
         def attempt() -> T:
             with self.database.connect() as connection:
                 return read(connection)
 
-        return self.database.call(attempt, retry=retry)
+        return self.database.call(attempt)
 
     def location(self) -> str:
         """Which database, e.g. "PostgreSQL 127.0.0.1:5432/cms"; never a password."""

@@ -32,8 +32,8 @@ from postgrest.types import CountMethod, ReturnMethod
 from supabase import ClientOptions, SupabaseException, create_client
 
 from stripe_sync.catalog.base import MIGRATION, missing_columns_error
-from stripe_sync.catalog.database import NO_RETRY, RETRYABLE_SQLSTATES
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
+from stripe_sync.core.database_errors import RETRYABLE_SQLSTATES
 from stripe_sync.core.errors import (
     CatalogError,
     CatalogFailure,
@@ -49,7 +49,7 @@ from stripe_sync.core.mapping import (
     read_as_text,
     value_text,
 )
-from stripe_sync.core.retry import RetryPolicy, RetryStats, call_with_retries
+from stripe_sync.core.retry import NO_RETRY, RetryPolicy, RetryStats, call_with_retries
 from stripe_sync.core.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -139,8 +139,8 @@ class SupabaseCatalog:
                 f"SUPABASE_SERVICE_ROLE_KEY holds a key with role {role!r}: set it to the "
                 "project's service_role key (Project Settings > API)."
             )
-        try:  # no retries: a wrong URL or a project that is down fails the pre-flight at once
-            self.execute(self._select(self._source_selected).limit(1), retry=False)
+        try:  # retried like any read: an outage is waited out; a wrong key is refused at once
+            self.execute(self._select(self._source_selected).limit(1))
         except _ColumnMissing:
             missing = [
                 (key, column)
@@ -162,7 +162,7 @@ class SupabaseCatalog:
         ]
         for key, where, terms, column in checks:
             try:
-                self.execute(_filtered(self._select(self._id), where, terms).limit(0), retry=False)
+                self.execute(_filtered(self._select(self._id), where, terms).limit(0))
             except CatalogFailure as failure:
                 if failure.retryable:
                     raise
@@ -184,8 +184,7 @@ class SupabaseCatalog:
         table = self._client.table(prices.table)
         try:
             self.execute(
-                _filtered(table.select(self._prices_selected), self._prices_where, []).limit(0),
-                retry=False,
+                _filtered(table.select(self._prices_selected), self._prices_where, []).limit(0)
             )
         except _ColumnMissing as error:
             missing = [
@@ -373,12 +372,10 @@ class SupabaseCatalog:
         """supabase-py's client, for the state store in the same project."""
         return self._client
 
-    def execute(self, query, *, retry: bool = True):
+    def execute(self, query):
         """Execute a query of `client` (one request), its failures classified and retried by
         the catalog's policy (a request PostgREST answered with an error changed nothing)."""
-        return call_with_retries(
-            lambda: self._attempt(query), self.retry if retry else NO_RETRY, stats=self.stats
-        )
+        return call_with_retries(lambda: self._attempt(query), self.retry, stats=self.stats)
 
     def _attempt(self, query):
         self._last.status, self._last.retry_after = None, None

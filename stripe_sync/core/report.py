@@ -28,8 +28,10 @@ class Report:
     counts: dict[str, int]
     stripe_requests: int
     stripe_seconds: float
-    catalog_retries: int = 0  # retried catalog and state calls of the batches' latest runs
-    catalog_longest_outage_s: float = 0.0  # the longest a call waited for the catalog
+    # Retried calls to the catalog, the state and the throttle's store in the batches' latest
+    # runs, and the longest a call waited for one of them.
+    catalog_retries: int = 0
+    catalog_longest_outage_s: float = 0.0
     failures: list[dict] = field(default_factory=list)
     invalid: list[dict] = field(default_factory=list)
     removed: list[dict] = field(default_factory=list)
@@ -115,7 +117,8 @@ class Report:
             lines += [
                 "",
                 (
-                    f"Catalog: {counted(self.catalog_retries, 'call')} retried; the longest outage "
+                    "Databases (catalog, state, throttle): "
+                    f"{counted(self.catalog_retries, 'call')} retried; the longest outage "
                     f"{self.catalog_longest_outage_s:.1f} s."
                 ),
             ]

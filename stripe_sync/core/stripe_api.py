@@ -1,7 +1,9 @@
 """The Stripe calls the pipeline makes, on stripe-python's `StripeClient` (v1 services).
 
-Each call passes the shared throttle (throttle.py), then the one retry policy (retry.py);
-stripe-python's own retries are off, so every attempt is throttled and counted.
+Each call passes the shared throttle (throttle/), then the one retry policy (retry.py);
+stripe-python's own retries are off, so every attempt is throttled and counted. An attempt
+waits for its booking however long the throttle's store takes to answer (within the store's
+own deadline), and is never sent without one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import stripe
 
-from stripe_sync.core.errors import ConfigError, classify
+from stripe_sync.core.errors import ConfigError, StripeFailure, classify
 from stripe_sync.core.retry import RetryPolicy, call_with_retries
 from stripe_sync.core.throttle.policy import STRIPE_RATE_LIMITS
 
@@ -209,7 +211,10 @@ class StripeApi:
         on_rate_limited = (
             self._throttle.rate_limited if self._throttle is not None else lambda: None
         )
-        return call_with_retries(attempt, self._retry, on_rate_limited=on_rate_limited)
+        # Stripe's answers only: the throttle's store retried on its own, by its own policy.
+        return call_with_retries(
+            attempt, self._retry, on_rate_limited=on_rate_limited, retried=StripeFailure
+        )
 
 
 def _key(idempotency_key: str) -> dict:

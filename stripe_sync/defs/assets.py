@@ -220,7 +220,7 @@ def stripe_products(
             mapping = catalog.field_mapping()
             _observe_plan(context, validated_products, source.state, options, mapping)
         return
-    with step_outcome(context), catalog.opened() as source, stripe.opened() as api:
+    with step_outcome(context), catalog.opened() as source, stripe.opened(source.retries) as api:
         # Again here: a run retried from its failed step starts at this one.
         deliver_kept(source.state, InstanceUndelivered(context), context.partition_keys)
         context.log.info(f"Stripe {api.mode} mode at {api.api_base}")
@@ -255,7 +255,7 @@ def stripe_prices(
 ) -> dg.MaterializeResult:
     """Stripe prices of the batch: a new default price where the amount or currency changed
     (created, made the default, the old one archived). The batch fails if any product did."""
-    with step_outcome(context), catalog.opened() as source, stripe.opened() as api:
+    with step_outcome(context), catalog.opened() as source, stripe.opened(source.retries) as api:
         result = _batch_sync(context, api, source, stripe, progress).sync_prices(
             validated_products, context.partition_keys
         )

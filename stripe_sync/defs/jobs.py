@@ -1,5 +1,7 @@
 """Jobs: migrate batches, register batches, the report, and rollback."""
 
+from collections.abc import Callable
+
 import dagster as dg
 from pydantic import Field
 
@@ -48,11 +50,12 @@ def register_batches(
     batch_size: int,
     *,
     deadline_s: float | None = None,
+    on_waiting: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Give the catalog's rows that have no batch one and add the partitions that are new to
     this instance; returns their keys. `deadline_s` shortens the catalog's retry deadline (a
-    tick's)."""
-    with catalog.opened(deadline_s=deadline_s) as source:
+    tick's); `on_waiting` is told once when the catalog must be waited for (a failover)."""
+    with catalog.opened(deadline_s=deadline_s, on_waiting=on_waiting) as source:
         registered = instance.get_dynamic_partitions(batch_partitions.name)
         new_keys = source.register(registered, batch_size).keys
     if new_keys:

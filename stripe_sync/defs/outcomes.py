@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from stripe_sync.core.errors import CatalogError, ConfigError
+from stripe_sync.core.errors import CatalogError, CatalogFailure, ConfigError
 from stripe_sync.core.secrets import redact
 from stripe_sync.defs.dagster_compat import interrupts_deferred, tag_run
 
@@ -70,11 +70,15 @@ def outcome_of(instance: dg.DagsterInstance, run_id: str, *, succeeded: bool) ->
 @contextlib.contextmanager
 def step_outcome(context: dg.OpExecutionContext) -> Iterator[None]:
     """Around a step's work: a configuration problem fails the step with its one sentence (no
-    traceback) and records `wrong_configuration`; a stop records `stopped` and goes on."""
+    traceback) and records `wrong_configuration`; so does a database that stayed away past
+    the retry deadline, recorded as `failed_batches` (the next run may find it back); a stop
+    records `stopped` and goes on."""
     try:
         yield
     except (ConfigError, CatalogError) as error:
-        record_outcome(context, RunOutcome.WRONG_CONFIGURATION, str(error))
+        outage = isinstance(error, CatalogFailure) and error.retryable
+        outcome = RunOutcome.FAILED_BATCHES if outage else RunOutcome.WRONG_CONFIGURATION
+        record_outcome(context, outcome, str(error))
         raise dg.Failure(str(error)) from None
     except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
         with interrupts_deferred():  # a second Ctrl+C must not leave the run looking failed

@@ -11,7 +11,7 @@ import hashlib
 import math
 import pickle
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -155,21 +155,32 @@ class CatalogResource(dg.ConfigurableResource):
         description="A database of its own for the state (default: the catalog's).",
     )
     timeout_s: float = 30.0  # per request, connection or statement
-    retry_attempts: int = 8  # per call, the first one included
+    retry_attempts: int | None = None  # per call, the first one included; None: the deadline
     retry_deadline_s: float = 120.0  # per call, all attempts: longer is an outage
     retry_base_delay_s: float = 0.5
     retry_max_delay_s: float = 10.0
 
-    def open(self, *, deadline_s: float | None = None) -> TrackedCatalog:
-        """The catalog with its state store, retried by one policy (`deadline_s` shortens its
-        deadline) and counted in one `RetryStats`; close it after use."""
-        retry = RetryPolicy(
+    def retry_policy(self, *, deadline_s: float | None = None) -> RetryPolicy:
+        """How every database the pipeline talks to is retried: the catalog, the state and the
+        throttle's store (`deadline_s` shortens the deadline)."""
+        return RetryPolicy(
             attempts=self.retry_attempts,
             deadline_s=min(self.retry_deadline_s, deadline_s or self.retry_deadline_s),
             base_delay_s=self.retry_base_delay_s,
             max_delay_s=self.retry_max_delay_s,
         )
-        stats = RetryStats()
+
+    def open(
+        self,
+        *,
+        deadline_s: float | None = None,
+        on_waiting: Callable[[str], None] | None = None,
+    ) -> TrackedCatalog:
+        """The catalog with its state store, retried by one policy (`deadline_s` shortens its
+        deadline) and counted in one `RetryStats` (`on_waiting`: told once when a call waits
+        for a database that does not answer); close it after use."""
+        retry = self.retry_policy(deadline_s=deadline_s)
+        stats = RetryStats(on_waiting=on_waiting)
         catalog = self._open_catalog(retry, stats)
         try:
             state = open_state(
@@ -200,8 +211,13 @@ class CatalogResource(dg.ConfigurableResource):
         return self.mapping.field_mapping(prices_elsewhere=self.prices.model() is not None)
 
     @contextlib.contextmanager
-    def opened(self, *, deadline_s: float | None = None) -> Iterator[TrackedCatalog]:
-        source = self.open(deadline_s=deadline_s)
+    def opened(
+        self,
+        *,
+        deadline_s: float | None = None,
+        on_waiting: Callable[[str], None] | None = None,
+    ) -> Iterator[TrackedCatalog]:
+        source = self.open(deadline_s=deadline_s, on_waiting=on_waiting)
         try:
             yield source
         finally:
@@ -210,6 +226,9 @@ class CatalogResource(dg.ConfigurableResource):
 
 class StripeResource(dg.ConfigurableResource):
     """Stripe through stripe-python's StripeClient; `api_base` points it at an emulator."""
+
+    # The throttle's store is a database like the catalog's: retried by the same policy.
+    catalog: CatalogResource
 
     secret_key: str = Field(default="", repr=False)
     api_base: str = ""
@@ -220,6 +239,7 @@ class StripeResource(dg.ConfigurableResource):
     # Where every process shares the rate budget: postgresql://… or redis://… across
     # machines; "" is a SQLite file in `state_dir` (one machine; see `throttle_store`).
     throttle_url: str = Field(default="", repr=False)
+    throttle_setting: str = "STRIPE_SYNC_THROTTLE_URL"  # where throttle_url came from
     throttle_fraction: float = 0.8  # of Stripe's limits for the key's mode
     # The account's limits when Stripe raised them; None: its defaults for the key's mode.
     throttle_global_rate: float | None = None
@@ -229,7 +249,8 @@ class StripeResource(dg.ConfigurableResource):
     max_in_flight: int = 0
     expected_latency_s: float = 0.3
 
-    def api(self) -> StripeApi:
+    def api(self, retries: RetryStats | None = None) -> StripeApi:
+        """The API, its throttle's store retried as the catalog is (counted in `retries`)."""
         mode = key_mode(self.secret_key) if self.secret_key else "test"
         store = self.throttle_url or f"sqlite:///{Path(self.state_dir, 'stripe_throttle.sqlite')}"
         throttle = open_throttle(
@@ -240,6 +261,10 @@ class StripeResource(dg.ConfigurableResource):
             fraction=self.throttle_fraction,
             global_rate=self.throttle_global_rate,
             endpoint_rate=self.throttle_endpoint_rate,
+            setting=self.throttle_setting,
+            timeout_s=self.catalog.timeout_s,
+            retry=self.catalog.retry_policy(),
+            stats=retries,
         )
         return StripeApi(
             self.secret_key,
@@ -251,8 +276,8 @@ class StripeResource(dg.ConfigurableResource):
         )
 
     @contextlib.contextmanager
-    def opened(self) -> Iterator[StripeApi]:
-        api = self.api()
+    def opened(self, retries: RetryStats | None = None) -> Iterator[StripeApi]:
+        api = self.api(retries)
         try:
             yield api
         finally:
@@ -356,22 +381,28 @@ def secret(value: Secret | None) -> dg.EnvVar | str:
     return dg.EnvVar(value.variable) if value.variable else value.value
 
 
-def throttle_store(settings: Settings) -> Secret | None:
-    """Where the Stripe budget is shared: `throttle.url`, else the state's database when it is
-    PostgreSQL (every machine that runs the pipeline reaches it), else None: a SQLite file
-    in `paths.state_dir`, for one machine."""
-    state = settings.state.url or settings.catalog.database_url
+def throttle_store(settings: Settings) -> tuple[Secret | None, str]:
+    """Where the Stripe budget is shared, and the setting that says so: `throttle.url`, else
+    the state's database when it is PostgreSQL (every machine that runs the pipeline reaches
+    it), else None: a SQLite file in `paths.state_dir`, for one machine."""
     if settings.throttle.url is not None:
-        return settings.throttle.url
-    if state is not None and state.value.startswith(("postgresql:", "postgres:")):
-        return state
-    return None
+        return settings.throttle.url, "STRIPE_SYNC_THROTTLE_URL"
+    for url, setting in (
+        (settings.state.url, "STRIPE_SYNC_STATE_URL"),
+        (settings.catalog.database_url, "CATALOG_DATABASE_URL"),
+    ):
+        if url is not None:
+            if url.value.startswith(("postgresql:", "postgres:")):
+                return url, setting
+            break
+    return None, "STRIPE_SYNC_STATE_DIR"
 
 
 def build_resources(settings: Settings, progress: RunProgress | None = None) -> dict[str, object]:
     """Every resource, configured from `settings`. `progress`: where the runs of a command
     that draws a migration's progress say how far they are (in process only)."""
     state_dir = str(settings.state_dir)
+    throttle_url, throttle_setting = throttle_store(settings)
     catalog = CatalogResource(
         database_url=secret(settings.catalog.database_url),
         supabase_url=settings.catalog.supabase_url,
@@ -399,7 +430,9 @@ def build_resources(settings: Settings, progress: RunProgress | None = None) -> 
             max_attempts=settings.stripe.max_attempts,
             deadline_s=settings.stripe.deadline_s,
             max_in_flight=settings.stripe.max_in_flight,
-            throttle_url=secret(throttle_store(settings)),
+            catalog=catalog,
+            throttle_url=secret(throttle_url),
+            throttle_setting=throttle_setting,
             throttle_fraction=settings.throttle.fraction,
             throttle_global_rate=settings.throttle.global_rate,
             throttle_endpoint_rate=settings.throttle.endpoint_rate,

@@ -111,12 +111,14 @@ def migrate(
             f"run {run_id} was killed before it finished: marked failed, its Stripe pool slots freed"
         )
     with resources(settings, "catalog", instance=instance) as built:
-        with built.catalog.opened() as source:
+        with built.catalog.opened(on_waiting=say) as source:
             imported = import_files(source.state, settings.state_dir, settings.backups_dir)
             rows = source.count_ids() if catalog_rows is None else catalog_rows
         if imported.anything:
             say(imported.describe())
-        new_batches = register_batches(instance, built.catalog, settings.sync.batch_size)
+        new_batches = register_batches(
+            instance, built.catalog, settings.sync.batch_size, on_waiting=say
+        )
     progress.start(rows)
     keys = instance.get_dynamic_partitions(batch_partitions.name)
     say(f"{counted(len(keys), 'batch')} ({len(new_batches)} new), {batches_per_run} per run")

@@ -101,8 +101,7 @@ class SqlState:
 
     def check(self) -> None:
         self._read(
-            lambda connection: connection.execute(sa.select(STATE.c.namespace).limit(1)).all(),
-            retry=False,
+            lambda connection: connection.execute(sa.select(STATE.c.namespace).limit(1)).all()
         )
 
     # --- per catalog row -------------------------------------------------------------------
@@ -306,13 +305,13 @@ class SqlState:
         )
         return self._read(lambda connection: connection.execute(query).scalar_one_or_none())
 
-    def _read(self, read: Callable[[Connection], T], *, retry: bool = True) -> T:
+    def _read(self, read: Callable[[Connection], T]) -> T:
         def attempt() -> T:
             self._create_tables()
             with self.database.connect() as connection:
                 return read(connection)
 
-        return self.database.call(attempt, retry=retry)
+        return self.database.call(attempt)
 
     def _write(self, write: Callable[[Connection], T]) -> T:
         """`write(connection)` in one transaction, retried as a whole."""

@@ -2,13 +2,13 @@ import time
 
 import pytest
 
-from stripe_sync.core.errors import ErrorKind, StripeFailure
-from stripe_sync.core.retry import RetryPolicy, call_with_retries
+from stripe_sync.core.errors import CatalogFailure, ErrorKind, Failure, StripeFailure
+from stripe_sync.core.retry import RetryPolicy, RetryStats, call_with_retries
 
 FAST = RetryPolicy(attempts=4, deadline_s=10, base_delay_s=0.001, max_delay_s=0.01)
 
 
-def failing(*failures: StripeFailure):
+def failing(*failures: Failure):
     """A call that fails with `failures` in turn, then answers "ok"; counts its attempts."""
     attempts = []
 
@@ -83,3 +83,36 @@ def test_a_429_tells_the_throttle_before_the_retry():
     call, _ = failing(StripeFailure(ErrorKind.RATE_LIMITED, "slow down", status=429))
     call_with_retries(call, FAST, on_rate_limited=lambda: told.append(1))
     assert told == [1]
+
+
+def test_a_failure_of_another_layer_is_not_retried_by_this_one():
+    store_away = CatalogFailure(ErrorKind.RETRYABLE, "Cannot reach the throttle database")
+    call, attempts = failing(store_away)
+    with pytest.raises(CatalogFailure):
+        call_with_retries(call, FAST, retried=StripeFailure)
+    assert len(attempts) == 1
+
+
+def test_without_an_attempt_limit_the_deadline_alone_ends_the_retries():
+    away = CatalogFailure(ErrorKind.RETRYABLE, "away")
+    call, attempts = failing(*[away] * 1000)
+    policy = RetryPolicy(attempts=None, deadline_s=0.3, base_delay_s=0.001, max_delay_s=0.01)
+    with pytest.raises(CatalogFailure):
+        call_with_retries(call, policy)
+    assert len(attempts) > 10
+
+
+def test_waiting_for_a_server_that_is_away_is_said_once_with_how_long():
+    told: list[str] = []
+    stats = RetryStats(on_waiting=told.append)
+    away = CatalogFailure(ErrorKind.RETRYABLE, "Cannot reach the catalog database at db:5432.")
+    busy = CatalogFailure(ErrorKind.RATE_LIMITED, "slow down")
+    policy = RetryPolicy(attempts=10, deadline_s=30, base_delay_s=0.001, max_delay_s=0.01)
+
+    call_with_retries(failing(busy)[0], policy, stats=stats)
+    assert told == []  # a busy server is no outage to announce
+    for _ in range(2):
+        call_with_retries(failing(away, away)[0], policy, stats=stats)
+
+    assert told == ["Cannot reach the catalog database at db:5432. Waiting up to 30 s for it."]
+    assert stats.retries == 5

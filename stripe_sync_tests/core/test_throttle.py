@@ -1,5 +1,6 @@
 """The shared throttle's algorithm, on every store: spacing, global + endpoint together,
-the 429 penalty and its recovery, the fraction, independent namespaces.
+the 429 penalty and its recovery, the fraction, independent namespaces; and a store that goes
+away (a failover, a cut connection) is waited for, never guessed around.
 
 Most tests book with `Throttle.reserve` (no sleeping) and check the booked starts; the
 PostgreSQL store runs in the session's own database, the Redis one under fresh namespaces.
@@ -8,7 +9,6 @@ PostgreSQL store runs in the session's own database, the Redis one under fresh n
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import secrets
 import threading
@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
+from stripe_sync.core.errors import CatalogFailure
+from stripe_sync.core.retry import RetryPolicy, RetryStats
+from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.core.throttle import (
     STRIPE_RATE_LIMITS,
     WINDOW_GUARD,
@@ -29,17 +32,12 @@ from stripe_sync.core.throttle import (
     penalized,
 )
 from stripe_sync.core.throttle.stores.sql import MAX_CONNECTIONS
+from stripe_sync_tests.conftest import TEST_SECRET_KEY
 from stripe_sync_tests.rate_windows import max_in_window
 
-DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
 STORES = ["memory", "sqlite", "postgres", "redis"]
 EPS = 1e-6
 WINDOW = 1.0 + WINDOW_GUARD
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    return os.environ.get("STRIPE_SYNC_TEST_REDIS_URL") or DEFAULT_TEST_REDIS_URL
 
 
 @pytest.fixture(params=STORES)
@@ -385,3 +383,67 @@ def test_many_threads_share_a_few_connections_to_a_postgres_store(fresh_database
 
     # One connection a thread would be 32: reservations take turns on a row lock anyway.
     assert 1 <= held <= MAX_CONNECTIONS
+
+
+# ------------------------------------------------------------------ a store that goes away
+
+# The deadline bounds the waits, as with the default policy; quicker backoff for a test.
+QUICK = RetryPolicy(attempts=None, deadline_s=20, base_delay_s=0.05, max_delay_s=0.3)
+
+
+@pytest.fixture(params=["postgres", "redis"])
+def store_behind_proxy(request: pytest.FixtureRequest):
+    """(proxy, the store's URL through it), for a PostgreSQL or a Redis store."""
+    return request.getfixturevalue(
+        "flaky_catalog" if request.param == "postgres" else "flaky_redis"
+    )
+
+
+def opened_through(url: str, retry: RetryPolicy, stats: RetryStats) -> Throttle:
+    return open_throttle(
+        url, mode="test", namespace=f"test-{secrets.token_hex(8)}", retry=retry, stats=stats
+    )
+
+
+def test_a_store_in_a_failover_is_waited_for_and_the_booking_then_made(store_behind_proxy):
+    proxy, url = store_behind_proxy
+    stats = RetryStats()
+    with opened_through(url, QUICK, stats) as throttle:
+        throttle.reserve("GET /v1/products")
+        proxy.failover(1.0)
+
+        booked = throttle.reserve("GET /v1/products")
+
+    assert booked.start > 0
+    assert proxy.refused > 0 and stats.retries > 0 and stats.longest_outage_s >= 0.5
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_at_once_without_a_retry(
+    flaky_catalog,
+):
+    proxy, url = flaky_catalog
+    stats = RetryStats()
+    with opened_through(url, QUICK, stats) as throttle:
+        throttle.reserve("GET /v1/products")
+        proxy.cut_all()  # as a pooler's idle timeout or a network blip does
+
+        throttle.reserve("GET /v1/products")
+
+    assert proxy.cuts > 0 and stats.retries == 0
+
+
+def test_a_store_away_past_the_deadline_fails_the_call_and_no_request_is_sent(
+    store_behind_proxy, emulator
+):
+    proxy, url = store_behind_proxy
+    brief = RetryPolicy(attempts=None, deadline_s=1.0, base_delay_s=0.05, max_delay_s=0.2)
+    throttle = opened_through(url, brief, RetryStats())
+    api = StripeApi(TEST_SECRET_KEY, api_base=emulator.base_url, throttle=throttle)
+    proxy.down()
+
+    with pytest.raises(CatalogFailure) as failure:
+        api.account()
+
+    api.close()
+    assert str(failure.value).startswith("Cannot reach the throttle database at 127.0.0.1:")
+    assert emulator.requests() == []  # no booking, no request

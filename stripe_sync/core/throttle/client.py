@@ -1,13 +1,25 @@
 """The public face of the throttle: `Throttle` (one namespace in one store) and
-`open_throttle` (a store from its URL)."""
+`open_throttle` (a store from its URL).
+
+The store is a database like the catalog's, retried the same way (the catalog's policy, passed
+in): a store that does not answer is reconnected and the operation retried within the policy's
+deadline. A request is never sent without a booking: the budget is every process's, so a
+process that guessed would overrun it. Past the deadline the operation fails with the store's
+"Cannot reach the ... database" sentence, and so does the Stripe call that waited for it.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from typing import Self
+from collections.abc import Callable
+from typing import Self, TypeVar
 
+from sqlalchemy.engine import make_url
+
+from stripe_sync.core.database_errors import DatabaseAt
+from stripe_sync.core.retry import NO_RETRY, RetryPolicy, RetryStats, call_with_retries
 from stripe_sync.core.throttle.policy import STRIPE_RATE_LIMITS, Policy, Reservation
 from stripe_sync.core.throttle.stores import Store
 from stripe_sync.core.throttle.stores.memory import MEMORY
@@ -15,23 +27,43 @@ from stripe_sync.core.throttle.stores.postgres import PostgresStore
 from stripe_sync.core.throttle.stores.redis import RedisStore
 from stripe_sync.core.throttle.stores.sqlite import SqliteStore
 
+T = TypeVar("T")
+
 
 class Throttle:
     """The shared budget of one namespace (one Stripe account) in one store."""
 
-    def __init__(self, store: Store, namespace: str, policy: Policy, *, sleep=time.sleep):
+    def __init__(
+        self,
+        store: Store,
+        namespace: str,
+        policy: Policy,
+        *,
+        retry: RetryPolicy = NO_RETRY,
+        stats: RetryStats | None = None,
+        sleep=time.sleep,
+    ):
         self._store = store
         self.namespace = namespace
         self.policy = policy
+        self._retry = retry
+        self._stats = stats
         self._sleep = sleep
         self.rebooked = 0  # starts given up because this process woke too late for them
         # (uncertainty, store clock - time.time()) of recent round trips; see _offset.
         self._samples: deque[tuple[float, float]] = deque(maxlen=64)
         self._lock = threading.Lock()
 
+    def _retried(self, operation: Callable[[], T]) -> T:
+        return call_with_retries(operation, self._retry, stats=self._stats)
+
+    def set_up(self) -> None:
+        """Make the store ready (its tables), waiting for it as for any operation."""
+        self._retried(self._store.set_up)
+
     def reserve(self, endpoint: str) -> Reservation:
         """Book the next start for `endpoint` without sleeping (acquire = reserve + sleep)."""
-        return self._store.reserve(self.namespace, endpoint, self.policy)
+        return self._retried(lambda: self._store.reserve(self.namespace, endpoint, self.policy))
 
     def acquire(self, endpoint: str) -> None:
         """Block until one request to `endpoint` (e.g. "POST /v1/products") fits both the
@@ -68,12 +100,12 @@ class Throttle:
         """Stripe answered 429: lower the shared rate for everyone (x `decrease`, at most
         once per `cooldown`, floor `floor` of the budget); it climbs back linearly to 100%
         over `recovery_seconds` without a new 429."""
-        self._store.penalize(self.namespace, self.policy)
+        self._retried(lambda: self._store.penalize(self.namespace, self.policy))
 
     @property
     def share(self) -> float:
         """The share of the budget in force now (1.0 without a recent 429)."""
-        return self._store.share(self.namespace, self.policy)
+        return self._retried(lambda: self._store.share(self.namespace, self.policy))
 
     @property
     def rate(self) -> float:
@@ -103,15 +135,20 @@ def open_throttle(
     fraction: float = 0.8,
     global_rate: float | None = None,
     endpoint_rate: float | None = None,
+    setting: str = "STRIPE_SYNC_THROTTLE_URL",
+    timeout_s: float = 30.0,
+    retry: RetryPolicy = NO_RETRY,
+    stats: RetryStats | None = None,
     **tuning: float,
 ) -> Throttle:
     """store_url: "sqlite:///path/to/throttle.db" (one machine, many processes; SQLAlchemy's
     form, so "sqlite:////abs/path"), "postgresql://…" or "redis://…" (across machines), or
     "memory://" (this process). mode "test"/"live" picks STRIPE_RATE_LIMITS unless
     global_rate/endpoint_rate are given; the budget used is fraction x those. namespace
-    separates Stripe accounts (the caller passes a hash, never a key). `tuning` overrides
-    the Policy's decrease, floor, recovery_seconds, cooldown, window_guard, late_after,
-    rebookings."""
+    separates Stripe accounts (the caller passes a hash, never a key). The store's calls
+    take at most `timeout_s` to connect, are retried by `retry` (counted in `stats`), and
+    its failures name `setting`. `tuning` overrides the Policy's decrease, floor,
+    recovery_seconds, cooldown, window_guard, late_after, rebookings."""
     if mode not in STRIPE_RATE_LIMITS:
         raise ValueError(f"mode must be one of {sorted(STRIPE_RATE_LIMITS)}, not {mode!r}")
     if not 0 < fraction <= 1:
@@ -126,20 +163,29 @@ def open_throttle(
     )
     scheme = store_url.split(":", 1)[0].split("+", 1)[0].lower()
     store: Store
-    if scheme == "sqlite":
-        if not store_url.startswith("sqlite:///"):
-            raise ValueError(
-                "a SQLite store is sqlite:///relative/path or sqlite:////absolute/path"
-            )
-        store = SqliteStore(store_url[len("sqlite:///") :])
-    elif scheme in ("postgresql", "postgres"):
-        store = PostgresStore("postgresql:" + store_url.split(":", 1)[1])
-    elif scheme in ("redis", "rediss", "unix"):
-        store = RedisStore(store_url)
-    elif scheme == "memory":
+    if scheme == "memory":
         store = MEMORY
-    else:
+    elif scheme not in ("sqlite", "postgresql", "postgres", "redis", "rediss", "unix"):
         raise ValueError(
             f"unsupported throttle store {scheme!r} (sqlite, postgresql, redis, memory)"
         )
-    return Throttle(store, namespace, policy)
+    else:
+        at = DatabaseAt("throttle", setting, make_url(store_url))
+        if scheme == "sqlite":
+            if not store_url.startswith("sqlite:///"):
+                raise ValueError(
+                    "a SQLite store is sqlite:///relative/path or sqlite:////absolute/path"
+                )
+            store = SqliteStore(store_url[len("sqlite:///") :], at)
+        elif scheme in ("postgresql", "postgres"):
+            url = "postgresql:" + store_url.split(":", 1)[1]
+            store = PostgresStore(url, at, timeout_s=timeout_s)
+        else:
+            store = RedisStore(store_url, at, timeout_s=timeout_s)
+    throttle = Throttle(store, namespace, policy, retry=retry, stats=stats)
+    try:
+        throttle.set_up()
+    except BaseException:
+        throttle.close()
+        raise
+    return throttle

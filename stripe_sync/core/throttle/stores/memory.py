@@ -25,6 +25,9 @@ class MemoryStore:
         self._tats: dict[tuple[str, str], float] = {}
         self._booked: dict[str, list[float]] = {}
 
+    def set_up(self) -> None:
+        pass
+
     def reserve(self, namespace: str, endpoint: str, policy: Policy) -> Reservation:
         with self._lock:
             now = time.time()

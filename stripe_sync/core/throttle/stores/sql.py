@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
+from stripe_sync.core.database_errors import DatabaseAt, classify_sql
 from stripe_sync.core.throttle.policy import (
     Policy,
     Reservation,
@@ -27,6 +28,11 @@ from stripe_sync.core.throttle.policy import (
 )
 
 MAX_CONNECTIONS = 4  # a process's connections to the store
+T = TypeVar("T")
+
+
+class _Stale(Exception):
+    """A pooled connection failed: the server closed it while it waited."""
 
 
 class SqlStore:
@@ -36,8 +42,10 @@ class SqlStore:
     begin: str | None = None  # the statement that opens a transaction, if one is needed
     lock_row = ""  # appended to the SELECT of the namespace's state row
     real = "REAL"  # the column type of timestamps and levels
+    driver_errors: tuple[type[BaseException], ...] = ()  # what the driver raises
 
-    def __init__(self) -> None:
+    def __init__(self, at: DatabaseAt) -> None:
+        self.at = at
         self._free: list[Any] = []  # open connections no thread is using
         self._all: list[Any] = []
         self._all_lock = threading.Lock()
@@ -75,21 +83,22 @@ class SqlStore:
         return contextlib.closing(conn.cursor())  # sqlite3 cursors are no context managers
 
     @contextlib.contextmanager
-    def _borrowed(self) -> Iterator[Any]:
-        """A connection of this process's few, for one transaction; a broken one (its
-        rollback failed) is dropped instead of kept."""
+    def _borrowed(self, *, fresh: bool) -> Iterator[tuple[Any, bool]]:
+        """A connection of this process's few, for one transaction, and whether it was used
+        before (`fresh`: a new one); a broken one (its rollback failed) is dropped."""
         with self._slots:
             with self._all_lock:
                 if self._pid != os.getpid():  # a forked child: its parent's are not its own
                     self._free, self._all, self._pid = [], [], os.getpid()
-                conn = self._free.pop() if self._free else None
+                conn = self._free.pop() if self._free and not fresh else None
+            reused = conn is not None
             if conn is None:
                 conn = self._connect()
                 with self._all_lock:
                     self._all.append(conn)
             keep = True
             try:
-                yield conn
+                yield conn, reused
             except BaseException:
                 try:
                     conn.rollback()
@@ -104,6 +113,17 @@ class SqlStore:
                         self._all.remove(conn)
                         with contextlib.suppress(Exception):
                             conn.close()
+
+    def _drop_idle(self) -> None:
+        """Close the connections no thread is using: the server closed them too (a failover, a
+        pooler's idle timeout), as one of them just showed."""
+        with self._all_lock:
+            idle, self._free = self._free, []
+            for conn in idle:
+                self._all.remove(conn)
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _q(self, sql: str) -> str:
         return sql.replace("{p}", self.prefix).replace("{now}", self.clock).replace("?", self.param)
@@ -128,11 +148,32 @@ class SqlStore:
             (namespace,),
         )
 
-    def _transaction(self, body) -> Any:
-        with self._borrowed() as conn:
-            result = body(conn)
-            conn.commit()
-            return result
+    def _transaction(self, body: Callable[[Any], T]) -> T:
+        """`body(conn)` in one transaction, committed; the driver's errors classified. A
+        connection that failed after waiting in the pool is replaced at once, and the idle
+        ones with it, as SQLAlchemy's pre-ping does for the catalog: only a new connection's
+        failure is an outage for the retry policy to wait out. (Done twice, a reservation
+        books two starts: the budget is spent more slowly, never overrun.)"""
+
+        def attempt(*, fresh: bool) -> T:
+            with self._borrowed(fresh=fresh) as (conn, reused):
+                try:
+                    result = body(conn)
+                    conn.commit()
+                    return result
+                except self.driver_errors as error:
+                    if reused and classify_sql(error, self.at).retryable:
+                        raise _Stale from error
+                    raise
+
+        try:
+            try:
+                return attempt(fresh=False)
+            except _Stale:
+                self._drop_idle()
+                return attempt(fresh=True)
+        except self.driver_errors as error:
+            raise classify_sql(error, self.at) from None
 
     def reserve(self, namespace: str, endpoint: str, policy: Policy) -> Reservation:
         # Every booked start book() could need, whatever the share: 2 gaps at the floor.
