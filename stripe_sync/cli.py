@@ -439,6 +439,7 @@ def _print_plan(settings, options, *, as_json: bool = False, sample: int = 20) -
             settings,
             options,
             PlanSummary(sample=sample, every_row=as_json, mapping=settings.catalog_mapping()),
+            say=lambda line: click.echo(line, err=True),  # stdout may be the plan's JSON
         )
     click.echo(json.dumps(summary.to_json(), indent=2) if as_json else summary.to_markdown())
 

@@ -141,20 +141,27 @@ def failing_over(proxy, *, every_s: float, for_s: float) -> threading.Event:
     return stop
 
 
-def cuts_and_failovers(proxy, emulator) -> threading.Event:
+def cuts_and_failovers(proxy, emulator, count: int) -> threading.Event:
     """Connections cut after 20 to 300 ms, a failover of 0.7 s every 2 s, and one of 1 s as
-    the last create arrives: the database is used in bursts (reads, then the record after the
-    writes), and this one is sure to meet the record, whatever the periodic ones meet."""
+    the last of `count` creates arrives: the database is used in bursts (reads, then the
+    record after the writes), and this one is sure to meet the record, whatever the periodic
+    ones meet."""
     proxy.cut_rhythm(seed=7, lifetime_s=(0.02, 0.3))
-    when_creates_arrive(emulator, 300, lambda: proxy.failover(1.0))
+    when_creates_arrive(emulator, count, lambda: proxy.failover(1.0))
     return failing_over(proxy, every_s=2.0, for_s=0.7)
 
 
+# (products, rhythm): the failovers of the issue with its 300 products; the harsher rhythm of
+# cuts and failovers with half as many, enough to meet both many times.
 RHYTHMS = {
-    "failovers of 1.5 s every 4 s": lambda proxy, emulator: failing_over(
-        proxy, every_s=4.0, for_s=1.5
+    "failovers of 1.5 s every 4 s": (
+        300,
+        lambda proxy, emulator, count: failing_over(proxy, every_s=4.0, for_s=1.5),
     ),
-    "cuts and failovers": cuts_and_failovers,
+    "cuts and failovers": (
+        150,
+        lambda proxy, emulator, count: cuts_and_failovers(proxy, emulator, count),
+    ),
 }
 
 
@@ -185,8 +192,9 @@ def catalog_retries(run_ids: list[str]) -> int:
 def test_the_default_set_up_rides_out_a_flaky_database_in_one_run(
     rhythm, default_set_up, pipeline_env, emulator, caplog
 ):
-    source, table, proxy = default_set_up(300)
-    flaking = RHYTHMS[rhythm](proxy, emulator)
+    count, flaky = RHYTHMS[rhythm]
+    source, table, proxy = default_set_up(count)
+    flaking = flaky(proxy, emulator, count)
 
     result = pipeline_env.migrate()
 
@@ -246,11 +254,36 @@ def test_a_migrate_started_during_a_failover_waits_says_so_once_and_succeeds(
     assert_in_sync(table.rows(), source, *stripe_state(emulator.base_url))
 
 
+def test_the_one_database_away_past_the_deadline_mid_batch_loses_none_of_stripes_work(
+    default_set_up, pipeline_env, emulator
+):
+    source, table, proxy = default_set_up(100)
+    # A short deadline: the default waits two minutes (the tests above show it riding out).
+    pipeline_env.set(STRIPE_SYNC_CATALOG_RETRY_DEADLINE_S="2")
+    emulator.configure(latency_ms=100)
+    watcher = when_creates_arrive(emulator, 30, proxy.down)
+
+    first = pipeline_env.migrate()
+
+    watcher.join()
+    made = len(creates(emulator.requests()))
+    assert not first.succeeded and 30 <= made < 100  # the throttle sent nothing unbooked
+    with dg.DagsterInstance.get() as instance:
+        detail = instance.get_run_by_id(first.run_ids[0]).tags[DETAIL_TAG]
+    assert detail.startswith("The catalog was unreachable (Cannot reach the "), detail
+    assert "kept in this run and written back by the next run" in detail
+    proxy.up()
+
+    second = pipeline_env.migrate()
+
+    assert_each_product_made_once_and_exact(second, emulator, table, source)
+
+
 def test_a_flaky_postgres_with_the_throttle_elsewhere_costs_retries_never_a_duplicate(
     proxied, pipeline_env, emulator
 ):
     source, table, proxy = proxied(300)
-    flaking = cuts_and_failovers(proxy, emulator)
+    flaking = cuts_and_failovers(proxy, emulator, 300)
 
     result = pipeline_env.migrate()
 

@@ -13,7 +13,7 @@ import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 from pydantic import Field
 
-from stripe_sync.core.applier import ApplyStopped, Progress
+from stripe_sync.core.applier import Progress
 from stripe_sync.core.contract import catalog_frame
 from stripe_sync.core.ledger import final_record
 from stripe_sync.core.mapping import FieldMapping
@@ -228,8 +228,7 @@ def stripe_products(
             validated_products, context.partition_keys, options
         )
         progress.run_progressed(result.tally())
-        _stop_if(context, result.stopped)
-        _fail_if_undelivered(context, result)
+        _stop_or_fail(context, result)
     yield dg.MaterializeResult(
         metadata={
             **result.summary(),
@@ -261,8 +260,7 @@ def stripe_prices(
         )
         if result.final:  # else no products step of this run recorded its batches
             progress.run_progressed(result.tally())
-        _stop_if(context, result.stopped)
-        _fail_if_undelivered(context, result)
+        _stop_or_fail(context, result)
     if result.failed:
         examples = "; ".join(f"{o.cms_id}: {o.error}" for o in result.failed[:3])
         message = (
@@ -403,9 +401,14 @@ def _observe_plan(
     )
 
 
-def _stop_if(context: dg.AssetExecutionContext, stopped: ApplyStopped | None) -> None:
-    """After the finished work was written back: record why the run stops, then pass an
-    interruption on, or fail the step."""
+def _stop_or_fail(context: dg.AssetExecutionContext, result: StepResult) -> None:
+    """After the finished work was written back (or kept for the next run): record why the run
+    stops, then pass an interruption on, or fail the step."""
+    stopped = result.stopped
+    if stopped is None or isinstance(stopped.__cause__, Exception):
+        # No stop, or an error (a database away past its deadline): the Stripe results kept
+        # for the next run are what the step says first.
+        _fail_if_undelivered(context, result)
     if stopped is None:
         return
     if stopped.fatal:

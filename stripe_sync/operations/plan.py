@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from stripe_sync.core.contract import catalog_frame
 from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.core.validation import plan_frame, validate_batch
@@ -11,14 +13,21 @@ from stripe_sync.operations.options import RunOptions
 from stripe_sync.settings import Settings
 
 
-def plan(settings: Settings, options: RunOptions, summary: PlanSummary) -> PlanSummary:
+def plan(
+    settings: Settings,
+    options: RunOptions,
+    summary: PlanSummary,
+    *,
+    say: Callable[[str], None] = print,
+) -> PlanSummary:
     """What `migrate` would do, batch by batch, into `summary`: reads the catalog and the
-    checkpoints only (no Stripe request, no catalog write, no partition registered)."""
+    checkpoints only (no Stripe request, no catalog write, no partition registered). `say`
+    is told once if a database must be waited for (a failover)."""
     instance = open_instance(dagster_home(settings))
     with resources(settings, "catalog", "settings") as built:
         rules = built.settings.validation_rules()
         plan_options = options.plan_options(settings)
-        with built.catalog.opened() as source:
+        with built.catalog.opened(on_waiting=say) as source:
             registered = instance.get_dynamic_partitions(batch_partitions.name)
             # The batches registration would give the new rows, kept in memory only.
             registration = source.registration(registered, settings.sync.batch_size)
