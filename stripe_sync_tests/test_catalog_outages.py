@@ -254,31 +254,6 @@ def test_a_migrate_started_during_a_failover_waits_says_so_once_and_succeeds(
     assert_in_sync(table.rows(), source, *stripe_state(emulator.base_url))
 
 
-def test_the_one_database_away_past_the_deadline_mid_batch_loses_none_of_stripes_work(
-    default_set_up, pipeline_env, emulator
-):
-    source, table, proxy = default_set_up(100)
-    # A short deadline: the default waits two minutes (the tests above show it riding out).
-    pipeline_env.set(STRIPE_SYNC_CATALOG_RETRY_DEADLINE_S="2")
-    emulator.configure(latency_ms=100)
-    watcher = when_creates_arrive(emulator, 30, proxy.down)
-
-    first = pipeline_env.migrate()
-
-    watcher.join()
-    made = len(creates(emulator.requests()))
-    assert not first.succeeded and 30 <= made < 100  # the throttle sent nothing unbooked
-    with dg.DagsterInstance.get() as instance:
-        detail = instance.get_run_by_id(first.run_ids[0]).tags[DETAIL_TAG]
-    assert detail.startswith("The catalog was unreachable (Cannot reach the "), detail
-    assert "kept in this run and written back by the next run" in detail
-    proxy.up()
-
-    second = pipeline_env.migrate()
-
-    assert_each_product_made_once_and_exact(second, emulator, table, source)
-
-
 def test_a_flaky_postgres_with_the_throttle_elsewhere_costs_retries_never_a_duplicate(
     proxied, pipeline_env, emulator
 ):
@@ -322,31 +297,44 @@ def test_a_flaky_supabase_costs_retries_never_a_duplicate_or_a_lost_row(
     assert catalog_retries(result.run_ids) > 0
 
 
-def test_an_outage_past_the_deadline_after_the_stripe_writes_loses_nothing(
-    proxied, pipeline_env, emulator
+# (set-up, products, the creates after which the database goes away, Stripe's latency)
+OUTAGES = {
+    # The one database, mid-batch: the throttle can book nothing more either.
+    "mid-batch, the one database": ("default_set_up", 100, 30, 100),
+    # After every create, the throttle's store elsewhere: only the write-back is left.
+    "after every create, the throttle elsewhere": ("proxied", 40, 40, 200),
+}
+
+
+@pytest.mark.parametrize("outage", list(OUTAGES), ids=list(OUTAGES))
+def test_an_outage_past_the_deadline_loses_none_of_stripes_work(
+    outage, request, pipeline_env, emulator
 ):
-    source, table, proxy = proxied(40)
+    set_up, count, down_after, latency_ms = OUTAGES[outage]
+    source, table, proxy = request.getfixturevalue(set_up)(count)
+    # A short deadline: the default waits two minutes (the tests above show it riding out).
     pipeline_env.set(STRIPE_SYNC_CATALOG_RETRY_DEADLINE_S="2")
-    emulator.configure(latency_ms=200)
-    watcher = when_creates_arrive(emulator, 40, proxy.down)
+    emulator.configure(latency_ms=latency_ms)
+    watcher = when_creates_arrive(emulator, down_after, proxy.down)
 
     first = pipeline_env.migrate()
 
     watcher.join()
-    assert not first.succeeded
+    made = len(creates(emulator.requests()))
+    assert not first.succeeded and down_after <= made <= count  # nothing sent unbooked
     with dg.DagsterInstance.get() as instance:
         detail = instance.get_run_by_id(first.run_ids[0]).tags[DETAIL_TAG]
-    assert detail.startswith("The catalog was unreachable (")
+    assert detail.startswith("The catalog was unreachable (Cannot reach the "), detail
     assert "kept in this run and written back by the next run" in detail
     proxy.up()
     before = len(emulator.requests())
 
     second = pipeline_env.migrate()
 
-    assert second.succeeded, second.report_markdown
-    assert write_requests(emulator.requests()[before:]) == []  # 0 Stripe writes for them
-    assert len(creates(emulator.requests())) == 40
-    assert_in_sync(table.rows(), source, *stripe_state(emulator.base_url))
+    later = emulator.requests()[before:]
+    # No Stripe request for what the first run made: only the creates it never sent.
+    assert write_requests(later) == creates(later) and len(creates(later)) == count - made
+    assert_each_product_made_once_and_exact(second, emulator, table, source)
 
 
 def test_a_kill_during_an_outage_converges_with_no_duplicate(proxied, pipeline_env, emulator):
