@@ -202,6 +202,7 @@ def test_the_default_set_up_rides_out_a_flaky_database_in_one_run(
     assert_each_product_made_once_and_exact(result, emulator, table, source)
     assert proxy.cuts > 0 and proxy.refused > 0
     assert catalog_retries(result.run_ids) > 0
+    assert "Databases (catalog, state, throttle): " in result.report_markdown
     assert noise(caplog.records) == []
 
 

@@ -212,7 +212,10 @@ def build_report(mode: str, batch_records: list[dict]) -> Report:
         counts={name: counts.get(name, 0) for name in RESULTS},
         stripe_requests=sum(record["requests"] for record in batch_records),
         stripe_seconds=sum(record["seconds"] for record in batch_records),
-        catalog_retries=sum(record.get("catalog_retries", 0) for record in batch_records),
+        # A run's retries are in each of its batches' records: counted once per run.
+        catalog_retries=sum(
+            {r["run_id"]: r.get("catalog_retries", 0) for r in batch_records}.values()
+        ),
         catalog_longest_outage_s=max(
             (record.get("catalog_longest_outage_s", 0.0) for record in batch_records), default=0.0
         ),

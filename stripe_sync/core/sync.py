@@ -235,6 +235,12 @@ class BatchSync:
                 if records_of_run
                 else {}
             )
+            for batch, ledger in ledgers.items():  # the products step's retries, carried on
+                earlier = records_of_run.get(batch, {})
+                ledger["catalog_retries"] += earlier.get("catalog_retries", 0)
+                ledger["catalog_longest_outage_s"] = max(
+                    ledger["catalog_longest_outage_s"], earlier.get("catalog_longest_outage_s", 0)
+                )
             write_backs, undelivered = self._record(
                 PRICES, repriced, _rows_by_id(validated), batch_of, desired, ledgers
             )
@@ -441,6 +447,8 @@ class BatchSync:
                     for cms_id, name in zip(rows["cms_id"], rows["name"], strict=True)
                     if cms_id in listed
                 },
+                # The step's retried database calls, over all of the run's batches so far.
+                **self._catalog_retries.as_metadata("catalog"),
             }
         return records
 

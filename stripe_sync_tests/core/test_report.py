@@ -138,3 +138,20 @@ def test_without_every_runs_time_or_any_product_the_report_claims_no_rate(spans)
     )
     assert "per product" not in empty.to_markdown()
     assert empty.to_json()["stripe_requests_per_product"] is None
+
+
+def test_a_runs_database_retries_are_counted_once_however_many_batches_it_had():
+    retried = {"catalog_retries": 3, "catalog_longest_outage_s": 1.5}
+    records = [
+        {**record("b1", run="r1"), **retried},
+        {**record("b2", run="r1"), **retried},
+        {**record("b3", run="r2"), "catalog_retries": 2, "catalog_longest_outage_s": 0.5},
+    ]
+
+    report = build_report("test", records)
+
+    assert (report.catalog_retries, report.catalog_longest_outage_s) == (5, 1.5)
+    assert (
+        "Databases (catalog, state, throttle): 5 calls retried; the longest outage 1.5 s."
+        in report.to_markdown()
+    )
