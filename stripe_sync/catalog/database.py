@@ -53,14 +53,11 @@ class Database:
     ):
         self.url = engine_url(url, setting=setting)
         self.at = DatabaseAt(name, setting, self.url)  # "catalog" or "state", as sentences say
-        self.name = name
-        self.setting = setting
-        self.is_sqlite = self.at.is_sqlite
         self.retry = retry
         self.stats = stats if stats is not None else RetryStats()
         connect_args = (
             {}
-            if self.is_sqlite
+            if self.at.is_sqlite
             else {
                 "connect_timeout": max(1, round(timeout_s)),
                 "options": f"-c statement_timeout={round(timeout_s * 1000)}",
@@ -68,6 +65,10 @@ class Database:
         )
         # pool_pre_ping: a connection the server closed (a failover) is replaced, not used.
         self.engine = sa.create_engine(self.url, connect_args=connect_args, pool_pre_ping=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.at.is_sqlite
 
     def location(self) -> str:
         return self.at.location
@@ -91,8 +92,8 @@ class Database:
     def connect(self) -> Iterator[Connection]:
         if self.is_sqlite and not self._sqlite_file_exists():
             raise CatalogError(
-                f"The SQLite {self.name} file {self.url.database} does not exist: set "
-                f"{self.setting} to an existing sqlite:/// file."
+                f"The SQLite {self.at.name} file {self.url.database} does not exist: set "
+                f"{self.at.setting} to an existing sqlite:/// file."
             )
         with self.engine.connect() as connection:
             yield connection
