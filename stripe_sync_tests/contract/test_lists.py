@@ -1,7 +1,10 @@
 """Lists: order, limit, cursors, filters, expand, auto-pagination.
 
 Every list is scoped to this run's own objects (``ids[]`` for products, ``product``
-or ``lookup_keys[]`` for prices) so other objects in the account never matter.
+or ``lookup_keys[]`` for prices) so other objects in the account never matter, except
+the walk over all products: it checks only this test's own products among what it
+sees, and against real Stripe it is bounded with ``created[gte]`` (never the whole
+account).
 """
 
 from __future__ import annotations
@@ -182,13 +185,79 @@ def test_the_currency_and_type_filters_on_prices(client, make_product, make_pric
     assert ids_of(one_time.data) == [eur.id, usd.id]
 
 
-def test_the_created_filter_on_prices(client, make_product, make_price):
-    product = make_product()
-    price = make_price(product.id)
-    before = client.v1.prices.list(params={"product": product.id, "created": {"lt": price.created}})
+@pytest.mark.parametrize("kind", ["products", "prices"])
+def test_the_created_filter_narrows_a_list(client, make_product, make_price, kind):
+    if kind == "products":
+        obj = make_product()
+        listing, scope = client.v1.products, {"ids": [obj.id]}
+    else:
+        obj = make_price(make_product().id)
+        listing, scope = client.v1.prices, {"product": obj.product}
+    before = listing.list(params={**scope, "created": {"lt": obj.created}})
     assert before.data == []
-    since = client.v1.prices.list(params={"product": product.id, "created": {"gte": price.created}})
-    assert ids_of(since.data) == [price.id]
+    since = listing.list(params={**scope, "created": {"gte": obj.created}})
+    assert ids_of(since.data) == [obj.id]
+    exactly = listing.list(params={**scope, "created": obj.created})
+    assert ids_of(exactly.data) == [obj.id]
+
+
+@pytest.mark.parametrize("limit", [3, 100])
+def test_walking_all_products_lists_each_once_newest_first_archived_included_with_default_price_expanded(
+    client, make_product, is_emulator, limit
+):
+    priced = {"default_price_data": {"currency": "usd", "unit_amount": 111}}
+    made = [
+        make_product(name="Walk priced", **priced),
+        make_product(name="Walk archived at create", active=False),
+        make_product(name="Walk without price"),
+        make_product(name="Walk archived later", **priced),
+    ]
+    client.v1.products.update(made[3].id, params={"active": False})
+    archived = {made[1].id, made[3].id}
+    mine = {p.id: p for p in made}
+
+    params: dict = {"limit": limit, "expand": ["data.default_price"]}
+    if not is_emulator:
+        # A real account may hold any number of products: walk only what is at least
+        # as new as this test's first product (others' products in that window are fine).
+        params["created"] = {"gte": made[0].created}
+    walked: list[stripe.Product] = []
+    seen: set[str] = set()
+    cursor = None
+    while True:
+        page = client.v1.products.list(
+            params={**params, **({"starting_after": cursor} if cursor else {})}
+        )
+        assert page.object == "list" and page.url == "/v1/products"
+        page_ids = ids_of(page.data)
+        assert not seen & set(page_ids), "a product was listed twice"
+        seen.update(page_ids)
+        walked += page.data
+        if not page.has_more:
+            assert len(page.data) <= limit
+            break
+        assert len(page.data) == limit
+        cursor = page.data[-1].id
+
+    created = [p.created for p in walked]
+    assert created == sorted(created, reverse=True)
+    assert [p.id for p in walked if p.id in mine] == [p.id for p in reversed(made)]
+    for listed in walked:
+        assert listed.default_price is None or isinstance(listed.default_price, stripe.Price)
+        if listed.id not in mine:
+            continue
+        assert listed.active is (listed.id not in archived)
+        default_price = mine[listed.id].default_price
+        if default_price is None:
+            assert listed.default_price is None
+        else:
+            assert isinstance(listed.default_price, stripe.Price)
+            assert (listed.default_price.id, listed.default_price.object) == (
+                default_price,
+                "price",
+            )
+            assert listed.default_price.unit_amount == 111
+            assert listed.default_price.product == listed.id
 
 
 def test_expand_data_default_price_on_a_product_list(client, make_product):

@@ -71,6 +71,38 @@ def test_a_price_with_recurring_is_of_type_recurring(make_price, product):
     assert price.recurring.interval == "month"
 
 
+@pytest.mark.parametrize(
+    "recurring, expected_type",
+    [(None, "one_time"), ({"interval": "month"}, "recurring")],
+    ids=["one_time", "recurring"],
+)
+def test_a_products_price_list_includes_prices_without_metadata_each_with_its_type(
+    client, created, product, recurring, expected_type
+):
+    # Created without the run tag on purpose (as prices made outside the pipeline are);
+    # `created` still archives it after a real run.
+    extra = {"recurring": recurring} if recurring else {}
+    bare = client.v1.prices.create(
+        params={"product": product.id, "currency": "usd", "unit_amount": 700, **extra}
+    )
+    created.price(bare.id)
+    listed = client.v1.prices.list(params={"product": product.id}).data
+    assert [p.id for p in listed] == [bare.id, product.default_price]
+    by_id = {p.id: p.to_dict() for p in listed}
+    # The default price came from default_price_data without metadata.
+    assert by_id[product.default_price]["metadata"] == {}
+    assert (by_id[product.default_price]["type"], by_id[product.default_price]["recurring"]) == (
+        "one_time",
+        None,
+    )
+    assert by_id[bare.id]["metadata"] == {}
+    assert by_id[bare.id]["type"] == expected_type
+    if recurring is None:
+        assert "recurring" in by_id[bare.id] and by_id[bare.id]["recurring"] is None
+    else:
+        assert by_id[bare.id]["recurring"]["interval"] == "month"
+
+
 def test_creating_a_price_with_a_lookup_key_stores_it(
     client, make_price, product, unique_lookup_key
 ):

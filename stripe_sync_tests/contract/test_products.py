@@ -146,6 +146,21 @@ def test_updating_a_product_description_to_empty_string_clears_it(client, make_p
     assert client.v1.products.retrieve(product.id).description is None
 
 
+@pytest.mark.parametrize(
+    "sent",
+    [{"change": "new"}, {"add": "new"}, {"change": "new", "add": "new"}],
+    ids=["overwrite", "add", "overwrite_and_add"],
+)
+def test_updating_product_metadata_keeps_keys_not_sent_and_sets_or_overwrites_those_sent(
+    client, make_product, run_tag, sent
+):
+    product = make_product(metadata={"keep": "old", "change": "old"})
+    after = client.v1.products.update(product.id, params={"metadata": sent})
+    expected = {"contract_run": run_tag, "keep": "old", "change": "old", **sent}
+    assert after.metadata.to_dict() == expected
+    assert client.v1.products.retrieve(product.id).metadata.to_dict() == expected
+
+
 def test_setting_a_metadata_key_to_empty_string_removes_it(client, make_product, run_tag):
     product = make_product(metadata={"keep": "yes", "drop": "me"})
     after = client.v1.products.update(product.id, params={"metadata": {"drop": ""}})
