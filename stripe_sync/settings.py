@@ -48,7 +48,7 @@ from pydantic.fields import FieldInfo
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from stripe_sync.core.contract import SOURCE_COLUMNS
+from stripe_sync.core.contract import HELD_ID_FIELDS, SOURCE_COLUMNS
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.identity import reserved_metadata_keys
 from stripe_sync.core.mapping import (
@@ -245,11 +245,12 @@ class CatalogSettings(_Section):
         """The field mapping these settings describe (`prices_elsewhere`: a prices model
         holds the prices); a ConfigError names a key that doesn't fit. Use
         `Settings.catalog_mapping()`, which knows."""
-        unknown = sorted(set(self.columns) - set(SOURCE_COLUMNS))
+        fields = [*SOURCE_COLUMNS, *HELD_ID_FIELDS]
+        unknown = sorted(set(self.columns) - set(fields))
         if unknown:
             raise ConfigError(
                 f"catalog.columns maps {unknown[0]!r}, which is not a field: use "
-                f"{', '.join(SOURCE_COLUMNS)}{_suggestion(unknown[0], list(SOURCE_COLUMNS))}."
+                f"{', '.join(fields)}{_suggestion(unknown[0], fields)}."
             )
         if self.currency is not None and self.columns.get("currency"):
             raise ConfigError(
@@ -445,6 +446,21 @@ class SyncSettings(_Section):
     )
 
 
+class AdoptSettings(_Section):
+    """How a sync finds the products an account already holds for catalog rows that the
+    pipeline has no state for (docs/adopting.md)."""
+
+    metadata_key: str | None = setting(
+        None,
+        "The Stripe product metadata key that holds a row's catalog id (e.g. `supabase_id`, "
+        "the original tool's): a sync lists the account's products to find them, and adopts "
+        "each instead of creating it. Unset: no listing.",
+        "STRIPE_SYNC_ADOPT_METADATA_KEY",
+        min_length=1,
+        max_length=40,
+    )
+
+
 class ValidationSettings(_Section):
     """The row rules' options (README "Validation rules")."""
 
@@ -610,6 +626,7 @@ class Settings(BaseModel):
     stripe: StripeSettings = StripeSettings()
     throttle: ThrottleSettings = ThrottleSettings()
     sync: SyncSettings = SyncSettings()
+    adopt: AdoptSettings = AdoptSettings()
     validation: ValidationSettings = ValidationSettings()
     automation: AutomationSettings = AutomationSettings()
     execution: ExecutionSettings = ExecutionSettings()

@@ -15,7 +15,9 @@ import pytest
 from stripe_sync.core.identity import stripe_product_id
 from stripe_sync_tests.conftest import stripe_state, write_requests
 
-NO_CHANGE = dict.fromkeys(("updated", "archived", "orphaned", "invalid", "failed"), 0)
+NO_CHANGE = dict.fromkeys(
+    ("adopted", "updated", "archived", "orphaned", "invalid", "held", "failed"), 0
+)
 
 
 def new_rows(ids: list[str]) -> list[dict]:

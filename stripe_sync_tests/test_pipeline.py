@@ -106,11 +106,13 @@ def test_a_thousand_products_arrive_exactly_once_with_exact_prices_and_a_rerun_w
     assert all(e["status"] == 200 for e in log)
     assert first.report["counts"] == {
         "created": 1_000,
+        "adopted": 0,
         "updated": 0,
         "unchanged": 0,
         "archived": 0,
         "orphaned": 0,
         "invalid": 0,
+        "held": 0,
         "failed": 0,
     }
     assert first.report["stripe_requests"] == 1_000
@@ -201,11 +203,13 @@ def test_a_renamed_product_costs_exactly_one_update_request(products_table, pipe
     assert result.succeeded
     assert result.report["counts"] == {
         "created": 0,
+        "adopted": 0,
         "updated": 1,
         "unchanged": 7,
         "archived": 0,
         "orphaned": 0,
         "invalid": 0,
+        "held": 0,
         "failed": 0,
     }
     rows = table.rows()

@@ -735,11 +735,13 @@ def test_the_corpus_through_the_pipeline_quarantines_every_bad_row_and_syncs_eve
     assert_good_rows_synced(good_cases, rows, emulator.base_url)
     assert result.report["counts"] == {
         "created": len(good_cases),
+        "adopted": 0,
         "updated": 0,
         "unchanged": 0,
         "archived": 0,
         "orphaned": 0,
         "invalid": len(bad_cases),
+        "held": 0,
         "failed": 0,
     }
     # every batch mixes good and bad rows
@@ -790,11 +792,13 @@ def test_the_corpus_through_the_pipeline_quarantines_every_bad_row_and_syncs_eve
         assert (price["currency"], price["unit_amount"]) == ("eur", amounts[product["name"]])
     assert again.report["counts"] == {
         "created": len(fixed),
+        "adopted": 0,
         "updated": 0,
         "unchanged": len(good_cases),
         "archived": 0,
         "orphaned": 0,
         "invalid": len(bad_cases) - len(fixed),
+        "held": 0,
         "failed": 0,
     }
     assert not {r["cms_id"] for r in again.report["invalid"]} & set(fixed)

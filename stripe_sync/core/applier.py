@@ -32,7 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from stripe_sync.core.compare import field_differs, is_desired_price
+from stripe_sync.core.compare import field_differs, is_desired_price, is_reusable_price
 from stripe_sync.core.errors import ErrorKind, StripeFailure
 from stripe_sync.core.identity import (
     MANAGED_BY,
@@ -55,11 +55,13 @@ class Result:
     """What happened to a row (the report's vocabulary)."""
 
     CREATED = "created"
+    ADOPTED = "adopted"  # an existing product brought under management
     UPDATED = "updated"
     UNCHANGED = "unchanged"
     ARCHIVED = "archived"  # deleted from the catalog, archived in Stripe (mirror mode)
     ORPHANED = "orphaned"  # deleted from the catalog, left live in Stripe (mirror off)
     INVALID = "invalid"
+    HELD = "held"  # valid, but which Stripe product it is can't be told: nothing written
     FAILED = "failed"
 
 
@@ -81,10 +83,14 @@ class Outcome:
     prices_archived: int = 0
     prices_unchanged: int = 0
     requests: int = 0  # Stripe HTTP requests this row cost in this phase, retries included
+    notes: tuple[str, ...] = ()  # the plan's notes for the report's warnings
 
     @property
     def sync_status(self) -> str:
-        return {Result.INVALID: "invalid", Result.FAILED: "failed"}.get(self.result, "synced")
+        """The row's write-back status (a held row is never written back)."""
+        return {Result.INVALID: "invalid", Result.FAILED: "failed", Result.HELD: "held"}.get(
+            self.result, "synced"
+        )
 
 
 class ApplyStopped(Exception):
@@ -202,7 +208,9 @@ class Applier:
     def _apply_product(self, action: Action) -> Outcome:
         try:
             if action.kind is ActionKind.CREATE:
-                return self._create(action)
+                return replace(self._create(action), notes=action.notes)
+            if action.kind is ActionKind.ADOPT:
+                return self._adopt(action)
             if action.kind is ActionKind.UPDATE:
                 return self._update(action)
             if action.kind is ActionKind.ARCHIVE:
@@ -300,6 +308,61 @@ class Applier:
             # The product exists: recorded as made, failed, for the next run to finish.
             return replace(made, result=Result.FAILED, sync_hash=None, error=failure.message)
         return made
+
+    def _adopt(self, action: Action) -> Outcome:
+        """One product update brings the product under management: the pipeline's metadata
+        (Stripe merges it with the product's own), the fields that differ, and as default an
+        active price of the product that is the catalog's (the default itself, or one found
+        among its prices), the old default archived after. Without one the prices step makes
+        it, as for a price change; with a prices model it settles all the prices."""
+        desired, product = action.desired, action.adopted
+        wanted = desired.product_fields()
+        params: dict = {
+            name: _unset_empty(wanted.get(name))
+            for name in PRODUCT_FIELDS
+            if name != "metadata" and field_differs(name, product, wanted)
+        }
+        old_default = (product.get("default_price") or {}).get("id")
+        price_id = None if desired.prices else self._reusable_price(action, product)
+        pending = price_id is None
+        metadata = dict(wanted["metadata"])
+        if pending:
+            metadata.pop("sync_hash")  # the content hash comes with the new default price
+        params["metadata"] = metadata
+        if price_id is not None and price_id != old_default:
+            params["default_price"] = price_id
+        self._stripe.update_product(
+            desired.stripe_id, params, self._key("adopt-product", desired.stripe_id, params)
+        )
+        if "default_price" in params and old_default:
+            self._archive_price(old_default)
+        return Outcome(
+            action.cms_id,
+            action.kind,
+            Result.ADOPTED,
+            desired.stripe_id,
+            price_id or old_default,
+            desired.sync_hash,
+            price_pending=pending,
+        )
+
+    def _reusable_price(self, action: Action, product: dict) -> str | None:
+        """The id of the product's active price that is the catalog's one price: its default
+        if it is, else the one among its prices (the row's stored price first); None: none."""
+        default = product.get("default_price") or {}
+        if is_reusable_price(default, action.desired):
+            return default["id"]
+        reusable = [
+            price["id"]
+            for price in self._stripe.prices_of(product["id"])
+            if is_reusable_price(price, action.desired)
+        ]
+        stored = action.state.stripe_price_id
+        return stored if stored in reusable else next(iter(reusable), None)
+
+    def _archive_price(self, price_id: str) -> None:
+        archive = {"active": False}
+        self._stripe.update_price(price_id, archive, self._key("archive-price", price_id, archive))
 
     def _update(self, action: Action) -> Outcome:
         try:
@@ -404,18 +467,16 @@ class Applier:
             )
             old_price = outcome.stripe_price_id
             if old_price and old_price != new_price:
-                archive = {"active": False}
-                self._stripe.update_price(
-                    old_price, archive, self._key("archive-price", old_price, archive)
-                )
+                self._archive_price(old_price)
         except StripeFailure as failure:
             if failure.kind is ErrorKind.FATAL:
                 raise
             return replace(
                 outcome, result=Result.FAILED, error=failure.message, price_pending=False
             )
-        result = Result.CREATED if outcome.result == Result.CREATED else Result.UPDATED
-        return replace(outcome, result=result, stripe_price_id=new_price, price_pending=False)
+        return replace(
+            outcome, result=_repriced(outcome), stripe_price_id=new_price, price_pending=False
+        )
 
     def _ensure_price(self, desired: DesiredProduct) -> str:
         """The id of an active price for the desired amount: found by lookup key or created."""
@@ -458,19 +519,24 @@ class Applier:
             current = self._prices_before.get(product_id)
             if current is None:
                 current = self._stripe.prices_of(product_id)
-            found = [self._price_of(desired, price, current) for price in desired.prices]
+            adopting = outcome.result == Result.ADOPTED
+            found, taken = [], set()
+            for price in desired.prices:
+                price_id, made = self._price_of(desired, price, current, adopting, taken)
+                found.append((price_id, made))
+                taken.add(price_id)
             ids = [price_id for price_id, _ in found]
             params = {"default_price": ids[0], "metadata": {"sync_hash": desired.sync_hash}}
             self._stripe.update_product(
                 product_id, params, self._key("update-product", product_id, params)
             )
             archived = 0
+            # An adopted product's old default goes too, as a price change's does.
+            old_default = outcome.stripe_price_id if outcome.result == Result.ADOPTED else None
             for price in current:
-                if price["active"] and price["id"] not in ids and _retired(price, desired):
-                    archive = {"active": False}
-                    self._stripe.update_price(
-                        price["id"], archive, self._key("archive-price", price["id"], archive)
-                    )
+                retired = _retired(price, desired) or price["id"] == old_default
+                if price["active"] and price["id"] not in ids and retired:
+                    self._archive_price(price["id"])
                     archived += 1
         except StripeFailure as failure:
             if failure.kind is ErrorKind.FATAL:
@@ -481,7 +547,7 @@ class Applier:
         made = sum(created for _, created in found)
         return replace(
             outcome,
-            result=outcome.result if outcome.result == Result.CREATED else Result.UPDATED,
+            result=_repriced(outcome),
             stripe_price_id=ids[0],
             price_pending=False,
             prices_created=outcome.prices_created + made,
@@ -490,14 +556,33 @@ class Applier:
         )
 
     def _price_of(
-        self, desired: DesiredProduct, price: DesiredPrice, current: list[dict]
+        self,
+        desired: DesiredProduct,
+        price: DesiredPrice,
+        current: list[dict],
+        adopting: bool = False,
+        taken: set[str] = frozenset(),
     ) -> tuple[str, bool]:
         """The id of the product's active price for a desired one, found among `current`
-        (reactivated, its nickname set, if need be) or made; and whether it was made."""
+        (reactivated, its nickname set, if need be) or made; and whether it was made.
+        `adopting`: an active price of the product's own with the same content is the row's
+        too (once: not one of `taken`), and gets the pipeline's metadata."""
         # An active one first: an archived copy of it may exist too.
         found = next(
             (p for p in sorted(current, key=lambda p: not p["active"]) if price.matches(p)), None
         )
+        changes: dict[str, object] = {}
+        if found is None and adopting:
+            found = next(
+                (
+                    p
+                    for p in current
+                    if p["active"] and p["id"] not in taken and price.same_content(p)
+                ),
+                None,
+            )
+            if found is not None:
+                changes["metadata"] = desired.price_metadata(price)
         if found is None:
             params = desired.further_price_fields(price)
             try:
@@ -509,7 +594,6 @@ class Applier:
                 if not _lookup_key_taken(failure):
                     raise
             found = self._stripe.price_by_lookup_key(params["lookup_key"])
-        changes: dict[str, object] = {}
         if not found["active"]:
             changes["active"] = True
         if (found.get("nickname") or None) != price.nickname:
@@ -612,6 +696,11 @@ def _more_price_work(desired: DesiredProduct) -> bool:
     return len(desired.prices) > 1 or bool(desired.prices and desired.prices[0].nickname)
 
 
+def _repriced(outcome: Outcome) -> str:
+    """A row's result once its prices are in line: made or adopted by this run, or updated."""
+    return outcome.result if outcome.result in (Result.CREATED, Result.ADOPTED) else Result.UPDATED
+
+
 def _retired(price: dict, desired: DesiredProduct) -> bool:
     """Whether a price of the product is the pipeline's and no longer wanted: not a
     quarantined row's (left alone) and not made by hand."""
@@ -629,8 +718,9 @@ def _without_request(action: Action) -> Outcome | None:
         result = Result.UNCHANGED
     elif action.kind is ActionKind.ORPHANED:
         result = Result.ORPHANED
-    elif action.kind is ActionKind.INVALID:
-        return Outcome(action.cms_id, action.kind, Result.INVALID, error="; ".join(action.reasons))
+    elif action.kind in (ActionKind.INVALID, ActionKind.HELD):
+        result = Result.INVALID if action.kind is ActionKind.INVALID else Result.HELD
+        return Outcome(action.cms_id, action.kind, result, error="; ".join(action.reasons))
     else:
         return None
     return Outcome(

@@ -33,9 +33,10 @@ def needing_sync(rows: Sequence[dict], rules: ValidationRules) -> dict[str, str]
     ):
         if desired is not None:
             content = desired.sync_hash
+            # Any product id: an adopted product keeps its own (the hash covers the row's id).
             done = (
                 state.sync_status == "synced"
-                and state.stripe_product_id == desired.stripe_id
+                and state.stripe_product_id is not None
                 and state.sync_hash == content
             )
         else:

@@ -6,7 +6,8 @@ One per run and batch (kept in the state store, `core/state.py`), holding:
   Stripe for, as they were before;
 - `stripe_products`: by product id, each product the run will change as Stripe returned
   it before (default price expanded), or None where the run creates it;
-- `actions`: by catalog id, the planned change (`create`, `update`, `new_price`, ...);
+- `actions`: by catalog id, the planned change (`create`, `adopt`, `update`, ...), and
+  `products` the Stripe product it changes;
 - `stripe_prices`: with a prices model, every price of each product whose prices the run
   changes, as they were before.
 
@@ -30,6 +31,8 @@ class Backup:
     # With a prices model, by product id: every price of each product whose prices the run
     # changes, as Stripe listed them before (taken by the prices step, in a backup of its own).
     stripe_prices: dict[str, list[dict]] = field(default_factory=dict)
+    # By catalog id, the Stripe product its action writes to (its own id, or one it adopts).
+    products: dict[str, str] = field(default_factory=dict)
 
 
 def now_iso() -> str:

@@ -31,3 +31,10 @@ def is_desired_price(price: dict, desired: DesiredProduct) -> bool:
         and price.get("unit_amount") == desired.unit_amount
         and price.get("active", False)
     )
+
+
+def is_reusable_price(price: dict, desired: DesiredProduct) -> bool:
+    """Whether a Stripe price (a dict, possibly empty) can be a product's one price as it is:
+    active, one-time, with the desired amount and currency (an adopted product's own price is
+    reused, never made again)."""
+    return is_desired_price(price, desired) and not price.get("recurring")

@@ -36,6 +36,11 @@ WRITE_BACK_COLUMNS = (
     "sync_hash",
 )
 SYNC_STATUSES = ("synced", "failed", "invalid", "archived")
+# Columns of the catalog's own naming the Stripe product and price a row already is (synced by
+# another tool: `catalog.columns.stripe_product_id`). Read, never written; handed over as
+# `held__<field>` beside the write-back columns, and used where those hold no id.
+HELD_ID_FIELDS = ("stripe_product_id", "stripe_price_id")
+HELD_LABEL = "held__{}"
 
 
 @dataclass(frozen=True)

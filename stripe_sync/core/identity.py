@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from stripe_sync.core.money import price_text
 
@@ -67,8 +67,14 @@ class DesiredPrice:
 
     def matches(self, price: dict) -> bool:
         """Whether a Stripe price is this one: its row's id and the same content."""
+        return (price.get("metadata") or {}).get("cms_price_id") == self.key and self.same_content(
+            price
+        )
+
+    def same_content(self, price: dict) -> bool:
+        """Whether a Stripe price has this one's amount, currency and recurrence."""
         recurring = price.get("recurring") or {}
-        return (price.get("metadata") or {}).get("cms_price_id") == self.key and [
+        return [
             price.get("currency"),
             price.get("unit_amount"),
             recurring.get("interval"),
@@ -104,10 +110,19 @@ class DesiredProduct:
     # amount are the product's own), and the row ids of quarantined prices (left alone).
     prices: tuple[DesiredPrice, ...] = ()
     held_prices: tuple[str, ...] = ()
+    # The Stripe product the row is when it is not the pipeline's own id: one it adopted.
+    adopted_id: str | None = None
 
     @property
     def stripe_id(self) -> str:
-        return stripe_product_id(self.cms_id)
+        return self.adopted_id or stripe_product_id(self.cms_id)
+
+    def known_as(self, product_id: str | None) -> DesiredProduct:
+        """The same row, as the Stripe product `product_id` (None: as it is)."""
+        if product_id is None or product_id == self.stripe_id:
+            return self
+        own = product_id == stripe_product_id(self.cms_id)
+        return replace(self, adopted_id=None if own else product_id)
 
     def managed_metadata(self) -> dict[str, str]:
         """Metadata the pipeline owns on the product and its prices (not the hash)."""
@@ -169,13 +184,17 @@ class DesiredProduct:
             fields["nickname"] = price.nickname
         return fields
 
+    def price_metadata(self, price: DesiredPrice) -> dict[str, str]:
+        """The metadata of a price of the prices model: the pipeline's and its row's id."""
+        return {**self.managed_metadata(), "cms_price_id": price.key}
+
     def _price_data(self, price: DesiredPrice) -> dict[str, object]:
         """What every price of the prices model carries, the default in `default_price_data`
         too (which takes no nickname)."""
         fields: dict[str, object] = {
             "currency": price.currency,
             "unit_amount": price.unit_amount,
-            "metadata": {**self.managed_metadata(), "cms_price_id": price.key},
+            "metadata": self.price_metadata(price),
         }
         if price.recurring():
             fields["recurring"] = price.recurring()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from stripe_sync.core.contract import SOURCE_COLUMNS
+from stripe_sync.core.contract import HELD_ID_FIELDS, HELD_LABEL, SOURCE_COLUMNS
 from stripe_sync.core.identity import METADATA_PREFIX
 
 # Fields a row can do without: mapped to no column, they are empty (description, images),
@@ -68,7 +68,7 @@ class FieldMapping:
     prices_elsewhere: bool = False
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.columns) - set(SOURCE_COLUMNS))
+        unknown = sorted(set(self.columns) - set(SOURCE_COLUMNS) - set(HELD_ID_FIELDS))
         if unknown:
             raise ValueError(f"{', '.join(unknown)} is not a field of the catalog")
         if self.price_unit not in ("major", "minor"):
@@ -85,7 +85,7 @@ class FieldMapping:
                 name, None if self.prices_elsewhere and name in _PRICE_OF_ROW else name
             )
             for name in SOURCE_COLUMNS
-        }
+        } | {name: self.columns.get(name) for name in HELD_ID_FIELDS}
         if self.active is not None:
             columns["active"] = self.active.column
         if self.currency is not None:
@@ -109,7 +109,11 @@ class FieldMapping:
     def read(self) -> dict[str, str]:
         """What a read selects: label -> column, the fields with a column (labelled by field)
         then the metadata columns."""
-        return {name: column for name, column in self.columns.items() if column} | {
+        return {
+            HELD_LABEL.format(name) if name in HELD_ID_FIELDS else name: column
+            for name, column in self.columns.items()
+            if column
+        } | {
             label.format(position): column
             for position, column in enumerate(self.metadata.values())
             for label in (_METADATA_LABEL, _METADATA_VALUE_LABEL)
@@ -157,7 +161,9 @@ class FieldMapping:
         """The mapping in effect, a line a field, e.g. `price <- price_cents (minor units)`."""
         lines = []
         for name, column in self.columns.items():
-            if self.prices_elsewhere and name in _PRICE_OF_ROW:
+            if (self.prices_elsewhere and name in _PRICE_OF_ROW) or (
+                name in HELD_ID_FIELDS and column is None
+            ):
                 continue
             if name == "price":
                 lines.append(f"price <- {column} ({self.price_unit} units)")

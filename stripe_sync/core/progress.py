@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 # The report's results (`core.report.RESULTS`) a catalog row can have, by what the bar calls
-# them. Products of rows no longer in the catalog (archived, orphaned) are not catalog rows.
-_DONE, _FAILED, _QUARANTINED = {"created", "updated", "unchanged"}, {"failed"}, {"invalid"}
+# them (a held row is kept back like an invalid one). Products of rows no longer in the
+# catalog (archived, orphaned) are not catalog rows.
+_DONE = {"created", "adopted", "updated", "unchanged"}
+_FAILED, _QUARANTINED = {"failed"}, {"invalid", "held"}
 _UNCHANGED = "unchanged"  # done, by an earlier run: in sync already, no request
 _NOT_A_ROW = {"archived", "orphaned"}
 

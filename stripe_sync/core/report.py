@@ -11,7 +11,17 @@ from pathlib import Path
 
 from stripe_sync.core.wording import counted
 
-RESULTS = ("created", "updated", "unchanged", "archived", "orphaned", "invalid", "failed")
+RESULTS = (
+    "created",
+    "adopted",
+    "updated",
+    "unchanged",
+    "archived",
+    "orphaned",
+    "invalid",
+    "held",
+    "failed",
+)
 PRICE_RESULTS = ("created", "archived", "unchanged")
 _NAME_SHOWN = 60  # characters of a row's name in a table (its JSON keeps it whole)
 _REMOVED = {
@@ -34,6 +44,7 @@ class Report:
     catalog_longest_outage_s: float = 0.0
     failures: list[dict] = field(default_factory=list)
     invalid: list[dict] = field(default_factory=list)
+    held: list[dict] = field(default_factory=list)  # rows not written: see their reasons
     removed: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
     # With a prices model: the products' prices created, archived and found as wanted.
@@ -45,7 +56,8 @@ class Report:
     @property
     def rate(self) -> float:
         """Products brought in sync per second of Stripe work."""
-        worked = self.products - self.counts.get("unchanged", 0) - self.counts.get("invalid", 0)
+        idle = sum(self.counts.get(name, 0) for name in ("unchanged", "invalid", "held"))
+        worked = self.products - idle
         return worked / self.stripe_seconds if self.stripe_seconds else 0.0
 
     @property
@@ -126,6 +138,7 @@ class Report:
         sections = (
             ("Failed", self.failures, ("cms_id", "name", "batch", "error")),
             ("Invalid (quarantined)", self.invalid, ("cms_id", "name", "batch", "error")),
+            ("Held (nothing written)", self.held, ("cms_id", "name", "batch", "error")),
             ("Deleted from the catalog", self.removed, ("cms_id", "batch", "error")),
             ("Warnings", self.warnings, ("cms_id", "batch", "error")),
         )
@@ -191,7 +204,7 @@ def build_report(mode: str, batch_records: list[dict]) -> Report:
     `seconds`)."""
     counts: Counter[str] = Counter()
     prices: Counter[str] = Counter()
-    failures, invalid, removed = [], [], []
+    failures, invalid, held, removed = [], [], [], []
     for record in batch_records:
         names = record.get("names", {})  # not in the records of older versions
         for outcome in record["outcomes"]:
@@ -203,6 +216,8 @@ def build_report(mode: str, batch_records: list[dict]) -> Report:
                 failures.append({**row, "name": names.get(outcome["cms_id"])})
             elif outcome["result"] == "invalid":
                 invalid.append({**row, "name": names.get(outcome["cms_id"])})
+            elif outcome["result"] == "held":
+                held.append({**row, "name": names.get(outcome["cms_id"])})
             elif outcome["result"] in _REMOVED:
                 removed.append({**row, "error": _REMOVED[outcome["result"]]})
     return Report(
@@ -221,6 +236,7 @@ def build_report(mode: str, batch_records: list[dict]) -> Report:
         ),
         failures=failures,
         invalid=invalid,
+        held=held,
         removed=removed,
         warnings=[
             {"cms_id": w["cms_id"], "batch": record["batch"], "error": w["warning"]}

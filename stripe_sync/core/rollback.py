@@ -90,7 +90,9 @@ def rollback_targets(backups: Iterable[Backup]) -> Targets:
     products: dict[str, ProductTarget] = {}
     rows: dict[str, RowTarget] = {}
     for backup in backups:
-        cms_of = {stripe_product_id(cms_id): cms_id for cms_id in backup.actions}
+        cms_of = {stripe_product_id(cms_id): cms_id for cms_id in backup.actions} | {
+            product_id: cms_id for cms_id, product_id in backup.products.items()
+        }
         for product_id, before in backup.stripe_products.items():
             if product_id not in products:
                 cms_id = cms_of.get(product_id) or _metadata(before).get("cms_id", "")

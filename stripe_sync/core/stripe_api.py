@@ -9,7 +9,7 @@ own deadline), and is never sent without one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import stripe
@@ -149,6 +149,20 @@ class StripeApi:
             )
             found += page["data"]
         return found
+
+    def every_product(self) -> Iterator[dict]:
+        """Every product of the account, archived ones too, default prices expanded: one
+        request per 100, newest first (never search: it lags behind writes)."""
+        after = None
+        while True:
+            params: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "expand": ["data.default_price"]}
+            if after is not None:
+                params["starting_after"] = after
+            page = self._call("GET /v1/products", self._client.v1.products.list, params=params)
+            yield from page["data"]
+            if not page["has_more"]:
+                return
+            after = page["data"][-1]["id"]
 
     def update_product(self, product_id: str, params: dict, idempotency_key: str) -> dict:
         return self._call(

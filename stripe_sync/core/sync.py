@@ -36,6 +36,7 @@ from typing import Protocol
 
 import pandas as pd
 
+from stripe_sync.core.adoption import AdoptionReads
 from stripe_sync.core.applier import (
     Applier,
     ApplyStopped,
@@ -48,9 +49,9 @@ from stripe_sync.core.backups import Backup, now_iso
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import CatalogFailure, ErrorKind, StripeFailure
-from stripe_sync.core.identity import DesiredProduct
+from stripe_sync.core.identity import DesiredProduct, stripe_product_id
 from stripe_sync.core.ledger import PRICES, PRODUCTS, outcomes_of_run
-from stripe_sync.core.planner import Action, ActionKind, PlanOptions
+from stripe_sync.core.planner import Action, ActionKind, PlanOptions, settle_adoptions
 from stripe_sync.core.product_reads import PriceReads, read_pages, read_prices_of
 from stripe_sync.core.progress import Tally
 from stripe_sync.core.report import RESULTS
@@ -148,13 +149,17 @@ class BatchSync:
     ) -> StepResult:
         """The products of the batches' rows, as planned against their checkpoints."""
         started = time.monotonic()
-        plan = plan_frame(validated, batches, self, options)
-        actions = [action for batch_actions in plan.values() for action in batch_actions]
-        batch_of = {action.cms_id: batch for batch, acts in plan.items() for action in acts}
-        desired = {a.cms_id: a.desired for a in actions if a.desired is not None}
         rows = _rows_by_id(validated)
         try:
-            before = self._products_before(actions)
+            plan = plan_frame(
+                validated, batches, self, options, self._by_metadata(rows, batches, options)
+            )
+            planned = [action for batch_actions in plan.values() for action in batch_actions]
+            before = self._products_before(planned)
+            actions = settle_adoptions(planned, before)
+            batch_of = {action.cms_id: batch for batch, acts in plan.items() for action in acts}
+            plan = {batch: [a for a in actions if batch_of[a.cms_id] == batch] for batch in plan}
+            desired = {a.cms_id: a.desired for a in actions if a.desired is not None}
             backups = [
                 saved
                 for batch, batch_actions in plan.items()
@@ -206,6 +211,12 @@ class BatchSync:
             for record in records_of_run.values()
             for o in record["outcomes"]
         ]
+        # Each as the Stripe product the products step made it (its own id, or one adopted).
+        desired.update(
+            (o.cms_id, desired[o.cms_id].known_as(o.stripe_product_id))
+            for o in products
+            if o.price_pending
+        )
         pending = [(o, desired[o.cms_id]) for o in products if o.price_pending]
         stopped, unread, reads = None, [], PriceReads({}, {}, {})
         with self._shielded() as stop_requested:
@@ -300,12 +311,28 @@ class BatchSync:
 
     # --- the parts -----------------------------------------------------------------------
 
+    def _by_metadata(
+        self, rows: dict[str, dict], batches: Sequence[str], options: PlanOptions
+    ) -> dict[str, list[str]]:
+        """Catalog id -> the products whose `adopt.metadata_key` holds it (listed when some
+        row has no checkpoint)."""
+        checkpoints = {
+            cms_id: c for batch in batches for cms_id, c in self.checkpoints(batch).items()
+        }
+        return AdoptionReads(lambda: self._api).by_metadata(rows, checkpoints, options)
+
     def _products_before(self, actions: list[Action]) -> dict[str, dict]:
         """The Stripe products that the actions may change, as they are now, by id: the
         products of every batch read at once. Products to create are read too (1 request per
         100): after `reset --catalog-columns` a "create" may meet a product that existed before
-        this run, which rollback must keep."""
+        this run, which rollback must keep; so is the own id of a row that may adopt another
+        (created instead when that one is gone)."""
         product_ids = [_product_id(action) for action in actions if action.writes]
+        product_ids += [
+            stripe_product_id(action.cms_id)
+            for action in actions
+            if action.kind is ActionKind.ADOPT
+        ]
         found = {}
         for page in read_pages(self._api, product_ids, max_in_flight=self._max_in_flight):
             if page.failure is not None:
@@ -334,6 +361,7 @@ class BatchSync:
             # None: not in Stripe before this run (rollback archives what the run made of it).
             stripe_products={product_id: found.get(product_id) for product_id in product_ids},
             actions={action.cms_id: action.change for action in writing},
+            products={action.cms_id: _product_id(action) for action in writing},
         )
         return self._state.save_backup(backup)
 
@@ -374,7 +402,8 @@ class BatchSync:
         write_backs = {}
         for outcome in outcomes:
             before = rows.get(outcome.cms_id)
-            if before is None:  # deleted from the catalog: no row to write to
+            # Deleted from the catalog: no row to write to; held: nothing is written for it.
+            if before is None or outcome.result == Result.HELD:
                 continue
             synced = outcome.sync_status == "synced"
             # Its prices still to come (the prices step): only its Stripe ids for now, so a
@@ -428,7 +457,9 @@ class BatchSync:
         records = {}
         for batch in batches:
             mine = [o for o in outcomes if batch_of[o.cms_id] == batch]
-            listed = {o.cms_id for o in mine if o.result in (Result.INVALID, Result.FAILED)}
+            listed = {
+                o.cms_id for o in mine if o.result in (Result.INVALID, Result.HELD, Result.FAILED)
+            }
             rows = validated[validated["batch"] == batch]
             records[batch] = {
                 "run_id": self._run_id,
@@ -441,7 +472,8 @@ class BatchSync:
                     {"cms_id": cms_id, "warning": warning}
                     for cms_id, warnings in zip(rows["cms_id"], rows["warnings"], strict=True)
                     for warning in warnings
-                ],
+                ]
+                + [{"cms_id": o.cms_id, "warning": note} for o in mine for note in o.notes],
                 "names": {
                     cms_id: name
                     for cms_id, name in zip(rows["cms_id"], rows["name"], strict=True)

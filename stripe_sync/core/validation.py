@@ -10,7 +10,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from stripe_sync.core.contract import HELD_ID_FIELDS, HELD_LABEL
 from stripe_sync.core.identity import (
     METADATA_PREFIX,
     DesiredPrice,
@@ -162,7 +163,17 @@ def _validate_row(
             column: None if _missing(raw.get(column)) else raw.get(column)
             for column in _STATE_COLUMNS
         },
+        **_held_ids(raw),
     }
+
+
+def _held_ids(raw: dict[str, Any]) -> dict[str, Any]:
+    """The Stripe ids of the catalog's own columns (`catalog.columns.stripe_product_id`),
+    where the sync state holds none: what another tool synced the row as."""
+    held = {field: raw.get(HELD_LABEL.format(field)) for field in HELD_ID_FIELDS}
+    if not _missing(raw.get("stripe_product_id")) or _missing(held["stripe_product_id"]):
+        return {}
+    return {field: None if _missing(value) else _text(value) for field, value in held.items()}
 
 
 def _prices(
@@ -424,14 +435,16 @@ def plan_frame(
     batch_keys: Sequence[str],
     state: StateStore,
     options: PlanOptions,
+    by_metadata: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, list[Action]]:
     """The plan of each batch: its validated rows against its checkpoints (a batch whose rows
-    were all deleted still has its deletions planned)."""
+    were all deleted still has its deletions planned); `by_metadata` as `plan_batch` takes it."""
     return {
         batch: plan_batch(
             planning_inputs(validated[validated["batch"] == batch]),
             state.checkpoints(batch),
             options,
+            by_metadata,
         )
         for batch in batch_keys
     }

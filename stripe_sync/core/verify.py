@@ -81,10 +81,25 @@ class BatchVerification:
 
 def product_ids(rows: Iterable[Row], checkpoints: Mapping[str, Checkpoint]) -> list[str]:
     """Every Stripe product a batch's verification reads, each once: the derived id of every
-    row with an id, and the product of every row a checkpoint remembers."""
-    ids = [stripe_product_id(cms_id) for cms_id, *_ in rows if cms_id]
+    row with an id and the product its sync state names (one it adopted), and the product of
+    every row a checkpoint remembers."""
+    ids = [
+        product_id
+        for cms_id, _, _, state in rows
+        if cms_id
+        for product_id in (stripe_product_id(cms_id), state.stripe_product_id)
+        if product_id
+    ]
     ids += [checkpoint.stripe_product_id for checkpoint in checkpoints.values()]
     return list(dict.fromkeys(ids))
+
+
+def as_synced(
+    desired: DesiredProduct, state: SyncState, checkpoint: Checkpoint | None
+) -> DesiredProduct:
+    """A valid row as the Stripe product it was synced to: its checkpoint's, or its sync
+    state's (an adopted product keeps its own id)."""
+    return desired.known_as(checkpoint.stripe_product_id if checkpoint else state.stripe_product_id)
 
 
 def verify_batch(
@@ -107,6 +122,7 @@ def verify_batch(
         present.add(cms_id)
         checkpoint = checkpoints.get(cms_id)
         if desired is not None:
+            desired = as_synced(desired, state, checkpoint)
             found = _valid_row(
                 desired,
                 state,

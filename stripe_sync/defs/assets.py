@@ -6,6 +6,7 @@ Each is glue: the work is `core/` (validation, the plan, `BatchSync`, the report
 import time
 import warnings
 from collections.abc import Collection
+from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +14,7 @@ import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 from pydantic import Field
 
+from stripe_sync.core.adoption import AdoptionReads, settled_plan
 from stripe_sync.core.applier import Progress
 from stripe_sync.core.contract import catalog_frame
 from stripe_sync.core.ledger import final_record
@@ -24,7 +26,7 @@ from stripe_sync.core.report import Report, build_report, name_cell, save_report
 from stripe_sync.core.schemas import CatalogRows, ValidatedProducts
 from stripe_sync.core.state import StateStore, TrackedCatalog
 from stripe_sync.core.sync import BatchSync, StepResult, deliver_kept
-from stripe_sync.core.validation import plan_frame, validate_batch
+from stripe_sync.core.validation import validate_batch
 from stripe_sync.core.wording import counted
 from stripe_sync.defs.dagster_compat import interrupts_deferred
 from stripe_sync.defs.outcomes import RunOutcome, record_outcome, step_outcome
@@ -191,6 +193,7 @@ class SyncRunConfig(dg.Config):
             force_resync=self.force_resync,
             use_checkpoints=not self.no_checkpoint,
             mirror=settings.mirror if self.mirror is None else self.mirror,
+            adopt_metadata_key=settings.adopt_metadata_key,
         )
 
 
@@ -216,9 +219,10 @@ def stripe_products(
     catalog."""
     options = config.plan_options(settings)
     if config.dry_run:
-        with catalog.opened() as source:
+        with catalog.opened() as source, ExitStack() as stack:
+            reads = AdoptionReads(lambda: stack.enter_context(stripe.opened(source.retries)))
             mapping = catalog.field_mapping()
-            _observe_plan(context, validated_products, source.state, options, mapping)
+            _observe_plan(context, validated_products, source.state, options, mapping, reads)
         return
     with step_outcome(context), catalog.opened() as source, stripe.opened(source.retries) as api:
         # Again here: a run retried from its failed step starts at this one.
@@ -379,11 +383,12 @@ def _observe_plan(
     state: StateStore,
     options: PlanOptions,
     mapping: FieldMapping,
+    reads: AdoptionReads,
 ) -> None:
     """A dry run: the plan as an observation, not a materialization. Nothing downstream runs
     (no prices step, no verification reading Stripe), and the batch's last sync stays its
-    latest."""
-    plan = plan_frame(validated, context.partition_keys, state, options)
+    latest. Stripe is read only where a row may adopt a product (`reads`)."""
+    plan = settled_plan(validated, context.partition_keys, state, options, reads)
     summary = PlanSummary(mapping=mapping)
     for batch, actions in plan.items():
         summary.add(batch, actions)

@@ -23,6 +23,7 @@ from stripe_sync.core.verify import (
     BatchVerification,
     Mismatch,
     Row,
+    as_synced,
     product_ids,
     verify_batch,
 )
@@ -314,11 +315,12 @@ def _compare(
     if failed:
         return _stripe_unread(failed[0]), requests
     products = {product["id"]: product for page in pages for product in page.products}
-    priced = [
-        desired.stripe_id
-        for _, desired, _, _ in rows
-        if desired is not None and desired.prices and desired.stripe_id in products
+    synced = [
+        as_synced(desired, state, saved.get(cms_id))
+        for cms_id, desired, _, state in rows
+        if desired is not None and desired.prices
     ]
+    priced = [desired.stripe_id for desired in synced if desired.stripe_id in products]
     reads = prices_of(priced)
     requests += sum(reads.requests.values())
     if reads.failures:

@@ -304,6 +304,8 @@ class PipelineSettings(dg.ConfigurableResource):
     invalid_share_threshold: float = 0.05
     # Archive the Stripe products of rows deleted from the catalog (else only report them).
     mirror: bool = False
+    # The product metadata key holding a row's catalog id, to adopt existing products by.
+    adopt_metadata_key: str | None = None
 
     def validation_rules(self, *, skip_validation: bool | None = None) -> ValidationRules:
         """The row rules; `skip_validation` (a run's choice) over the setting."""
@@ -441,6 +443,7 @@ def build_resources(settings: Settings, progress: RunProgress | None = None) -> 
         "settings": PipelineSettings(
             batch_size=settings.sync.batch_size,
             mirror=settings.sync.mirror,
+            adopt_metadata_key=settings.adopt.metadata_key,
             # The catalog's one currency, when it has no currency column.
             default_currency=settings.catalog.currency or settings.validation.default_currency,
             price_unit=settings.catalog.price_unit,

@@ -191,7 +191,7 @@ def migrate(
 
 # The results of rows a run may have written to Stripe for (a failed row's requests may have
 # gone through); unchanged, invalid and orphaned rows send no write.
-_MAY_HAVE_WRITTEN = ("created", "updated", "archived", "failed")
+_MAY_HAVE_WRITTEN = ("created", "adopted", "updated", "archived", "failed")
 
 
 @dataclass(frozen=True)

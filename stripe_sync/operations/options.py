@@ -26,6 +26,7 @@ class RunOptions:
             force_resync=self.force_resync,
             use_checkpoints=not self.no_checkpoint,
             mirror=settings.sync.mirror,
+            adopt_metadata_key=settings.adopt.metadata_key,
         )
 
     def loggers(self) -> dict:

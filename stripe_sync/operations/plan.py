@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 
+from stripe_sync.core.adoption import AdoptionReads, settled_plan
 from stripe_sync.core.contract import catalog_frame
 from stripe_sync.core.plan_output import PlanSummary
-from stripe_sync.core.validation import plan_frame, validate_batch
+from stripe_sync.core.validation import validate_batch
 from stripe_sync.defs.partitions import batch_partitions
 from stripe_sync.operations.instance import dagster_home, open_instance, resources
 from stripe_sync.operations.options import RunOptions
@@ -21,12 +23,14 @@ def plan(
     say: Callable[[str], None] = print,
 ) -> PlanSummary:
     """What `migrate` would do, batch by batch, into `summary`: reads the catalog and the
-    checkpoints only (no Stripe request, no catalog write, no partition registered). `say`
-    is told once if a database must be waited for (a failover)."""
+    checkpoints (no catalog write, no partition registered), and Stripe only where a row may
+    adopt a product the account holds (the listing `adopt.metadata_key` needs, the products
+    to adopt). `say` is told once if a database must be waited for (a failover)."""
     instance = open_instance(dagster_home(settings))
-    with resources(settings, "catalog", "settings") as built:
+    with resources(settings, "catalog", "settings", "stripe") as built, ExitStack() as stack:
         rules = built.settings.validation_rules()
         plan_options = options.plan_options(settings)
+        stripe = AdoptionReads(lambda: stack.enter_context(built.stripe.opened()))
         with built.catalog.opened(on_waiting=say) as source:
             registered = instance.get_dynamic_partitions(batch_partitions.name)
             # The batches registration would give the new rows, kept in memory only.
@@ -35,6 +39,6 @@ def plan(
                 members = [*source.state.members(batch), *registration.members(batch)]
                 rows, _deleted_rows_prices = source.read_batch(batch, members)
                 validated = validate_batch(catalog_frame(rows), rules)
-                planned = plan_frame(validated, [batch], source.state, plan_options)
+                planned = settled_plan(validated, [batch], source.state, plan_options, stripe)
                 summary.add(batch, planned[batch])
     return summary

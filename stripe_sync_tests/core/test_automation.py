@@ -1,5 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from stripe_sync.core.automation import (
     RetryPolicy,
     decide_retries,
@@ -48,9 +50,21 @@ def test_a_row_never_synced_needs_a_sync():
     assert list(needing_sync([row()], RULES)) == ["1"]
 
 
-def test_a_synced_row_touched_without_a_change_needs_none():
-    touched = row(updated_at="2026-11-02T10:00:00+00:00", **SYNCED)
+@pytest.mark.parametrize("product_id", ["cms_1", "prod_adopted"], ids=["own", "adopted"])
+def test_a_synced_row_touched_without_a_change_needs_none(product_id):
+    touched = row(
+        updated_at="2026-11-02T10:00:00+00:00", **SYNCED | {"stripe_product_id": product_id}
+    )
     assert needing_sync([touched], RULES) == {}
+
+
+def test_a_row_another_tool_synced_needs_a_sync_to_be_adopted():
+    other = {
+        "stripe_product_id": "prod_old",
+        "stripe_price_id": "price_old",
+        "sync_status": "synced",
+    }
+    assert list(needing_sync([row(**other)], RULES)) == ["1"]
 
 
 def test_a_synced_row_with_new_content_needs_a_sync():

@@ -2,6 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from stripe_sync.core.contract import SOURCE_COLUMNS
 from stripe_sync.core.mapping import DEFAULT_MAPPING, FieldMapping, ValueRule
 
 SHOP = FieldMapping(
@@ -116,4 +117,16 @@ def test_a_mapping_that_cannot_work_is_refused(mapping, message):
 
 def test_the_default_mapping_is_the_projects_own_table():
     assert DEFAULT_MAPPING.is_default and not SHOP.is_default
-    assert DEFAULT_MAPPING.read() == {name: name for name in DEFAULT_MAPPING.columns}
+    assert DEFAULT_MAPPING.read() == {name: name for name in SOURCE_COLUMNS}
+
+
+def test_columns_naming_the_stripe_ids_another_tool_synced_are_read_apart_from_the_write_back():
+    mapping = FieldMapping(
+        columns={"stripe_product_id": "legacy_product", "stripe_price_id": "legacy_price"}
+    )
+    assert mapping.read() == {name: name for name in SOURCE_COLUMNS} | {
+        "held__stripe_product_id": "legacy_product",
+        "held__stripe_price_id": "legacy_price",
+    }
+    assert "stripe_product_id <- legacy_product" in mapping.describe()
+    assert "stripe_product_id <- (no column)" not in DEFAULT_MAPPING.describe()

@@ -29,23 +29,39 @@ def test_the_report_counts_results_and_lists_failures_and_invalid_rows():
                 seconds=2.0,
             ),
             record("b2", outcome("3", "unchanged"), outcome("4", "invalid", "name_missing: x | y")),
+            record(
+                "b3",
+                outcome("5", "adopted"),
+                outcome("6", "held", "adopt_ambiguous: prod_A and prod_B all have …"),
+            ),
         ],
     )
     assert report.counts == {
         "created": 1,
+        "adopted": 1,
         "updated": 0,
         "unchanged": 1,
         "archived": 0,
         "orphaned": 0,
         "invalid": 1,
+        "held": 1,
         "failed": 1,
     }
-    assert (report.products, report.stripe_requests, report.stripe_seconds) == (4, 3, 3.0)
+    assert (report.products, report.stripe_requests, report.stripe_seconds) == (6, 3, 4.0)
     assert report.failures == [{"cms_id": "2", "batch": "b1", "error": "boom", "name": None}]
+    assert report.held == [
+        {
+            "cms_id": "6",
+            "batch": "b3",
+            "error": "adopt_ambiguous: prod_A and prod_B all have …",
+            "name": None,
+        }
+    ]
     markdown = report.to_markdown()
-    assert "| 1 | 0 | 1 | 0 | 0 | 1 | 1 |" in markdown
+    assert "| 1 | 1 | 0 | 1 | 0 | 0 | 1 | 1 | 1 |" in markdown
+    assert "## Held (nothing written) (1)" in markdown
     assert "name_missing: x \\| y" in markdown  # a pipe in a reason can't break the table
-    assert report.to_json()["rate_per_s"] == round(2 / 3.0, 2)
+    assert report.to_json()["rate_per_s"] == round(3 / 4.0, 2)
 
 
 def test_quarantined_and_failed_rows_are_listed_with_their_names():

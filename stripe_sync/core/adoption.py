@@ -1,0 +1,79 @@
+"""What a plan reads of Stripe to tell which product each row is where the pipeline's state
+can't: the account's products by `adopt.metadata_key` (listed once, 100 a request), and the
+products rows would adopt (one request per 100). The rules themselves are the planner's
+(`core/planner.py`); `migrate` reads the products to adopt with its backup instead."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from stripe_sync.core.checkpoints import Checkpoint
+from stripe_sync.core.identity import stripe_product_id
+from stripe_sync.core.planner import (
+    Action,
+    ActionKind,
+    PlanOptions,
+    needs_listing,
+    products_by_metadata,
+    settle_adoptions,
+)
+from stripe_sync.core.state import StateStore
+from stripe_sync.core.stripe_api import StripeApi
+from stripe_sync.core.validation import plan_frame
+
+
+class AdoptionReads:
+    """Stripe as adoption needs it, the API opened at the first read (`open_api`), so a plan
+    with nothing to adopt sends no request."""
+
+    def __init__(self, open_api: Callable[[], StripeApi]):
+        self._open_api = open_api
+        self._api: StripeApi | None = None
+        self._listed: dict[str, list[str]] | None = None
+
+    @property
+    def api(self) -> StripeApi:
+        if self._api is None:
+            self._api = self._open_api()
+        return self._api
+
+    def by_metadata(
+        self, cms_ids: Iterable[str], checkpoints: Mapping[str, Checkpoint], options: PlanOptions
+    ) -> dict[str, list[str]]:
+        """Catalog id -> the products whose `adopt.metadata_key` holds it, for rows of which
+        some have no checkpoint (else nothing is listed); the account is listed once."""
+        if not needs_listing(cms_ids, checkpoints, options):
+            return {}
+        if self._listed is None:
+            listed = self.api.every_product()
+            self._listed = products_by_metadata(listed, options.adopt_metadata_key)
+        return self._listed
+
+    def settled(self, actions: Sequence[Action]) -> list[Action]:
+        """The actions with their adoptions settled against the products as Stripe has them
+        (each product to adopt read, and the row's own id in case that one is gone)."""
+        adopting = [a for a in actions if a.kind is ActionKind.ADOPT]
+        if not adopting:
+            return list(actions)
+        ids = [a.desired.stripe_id for a in adopting] + [
+            stripe_product_id(a.cms_id) for a in adopting
+        ]
+        found = {product["id"]: product for product in self.api.list_products(ids)}
+        return settle_adoptions(actions, found)
+
+
+def settled_plan(
+    validated: pd.DataFrame,
+    batches: Sequence[str],
+    state: StateStore,
+    options: PlanOptions,
+    reads: AdoptionReads,
+) -> dict[str, list[Action]]:
+    """The plan of each batch as `migrate` makes it, adoptions settled: what `plan` and the
+    UI's dry run show."""
+    checkpoints = {cms_id: c for batch in batches for cms_id, c in state.checkpoints(batch).items()}
+    by_metadata = reads.by_metadata(validated["cms_id"], checkpoints, options)
+    plan = plan_frame(validated, batches, state, options, by_metadata)
+    return {batch: reads.settled(actions) for batch, actions in plan.items()}
