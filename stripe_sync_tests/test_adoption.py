@@ -206,6 +206,8 @@ def test_switching_from_the_original_tool_adopts_every_product_and_keeps_its_ids
         ("POST", "/v1/prices"): 2,
         ("POST", "/v1/prices/{id}"): 3,
     }
+    sent = Counter(entry["method"] for entry in emulator.requests()[mark:])
+    print(f"{backend}: {sent} for 100 rows, {sum(sent.values()) / 100:.2f} requests a product")
     products, prices = stripe_state(emulator.base_url)
     assert sorted(p["id"] for p in products) == sorted(p.id for p in original.values())
     ids = written_back(cms)
@@ -436,6 +438,77 @@ def test_with_a_prices_model_each_price_row_is_matched_among_the_adopted_product
     assert live[monthly.id]["metadata"]["cms_price_id"] == "basic-m-eur"
     assert live[monthly.id]["nickname"] == "Monthly"
     assert not prices[basic.default_price]["active"]  # the old default archived
+
+    mark = len(emulator.requests())
+    assert pipeline_env.migrate().succeeded
+    assert writes_by_route(emulator, mark) == {}
+
+
+# A CMS that kept another tool's Stripe ids in columns of its own names, without the
+# write-back columns: integer ids, the ids mapped as catalog.columns.stripe_*_id.
+_LEGACY_DDL = (
+    "create table {t} (item_id integer primary key, label text not null, amount numeric not null, "
+    "curr text not null, legacy_product text, legacy_price text)"
+)
+LEGACY_COLUMNS = OwnSchema(
+    name="legacy_columns",
+    postgres_ddl=(_LEGACY_DDL,),
+    sqlite_ddl=(_LEGACY_DDL,),
+    rows=(
+        (
+            "insert into {t} (item_id, label, amount, curr) values "
+            "(1, 'Mug', 12.00, 'eur'), (2, 'Cup', 8.00, 'eur'), (3, 'Jug', 20.00, 'eur')"
+        ),
+    ),
+    tables=("{t}",),
+    catalog={
+        "columns": {
+            "id": "item_id",
+            "name": "label",
+            "price": "amount",
+            "currency": "curr",
+            "description": None,
+            "images": None,
+            "active": None,
+            "updated_at": None,
+            "stripe_product_id": "legacy_product",
+            "stripe_price_id": "legacy_price",
+        }
+    },
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ids_another_tool_kept_in_columns_of_its_own_are_adopted_and_those_columns_untouched(
+    backend, schema_cms, pipeline_env, emulator, client
+):
+    cms = schema_cms(backend, LEGACY_COLUMNS)
+    legacy = {}
+    for item_id, name, cents in [(1, "Mug", 1200), (2, "Cup", 800)]:
+        product = client.v1.products.create(
+            {"name": name, "default_price_data": {"currency": "eur", "unit_amount": cents}}
+        )
+        legacy[str(item_id)] = product
+        cms.execute(
+            f"update {{t}} set legacy_product = '{product.id}', "
+            f"legacy_price = '{product.default_price}' where item_id = {item_id}"
+        )
+    before = cms.snapshot()
+    mark = len(emulator.requests())
+
+    result = pipeline_env.migrate()
+
+    assert result.succeeded, result.report_markdown
+    counts = result.report["counts"]
+    assert (counts["adopted"], counts["created"]) == (2, 1)
+    assert writes_by_route(emulator, mark) == {
+        ("POST", "/v1/products/{id}"): 2,
+        ("POST", "/v1/products"): 1,
+    }
+    products, _ = stripe_state(emulator.base_url)
+    assert sorted(p["id"] for p in products) == sorted([*(p.id for p in legacy.values()), "cms_3"])
+    assert all(p["metadata"]["managed_by"] == "stripe_sync" for p in products)
+    assert cms.snapshot() == before
 
     mark = len(emulator.requests())
     assert pipeline_env.migrate().succeeded

@@ -256,8 +256,10 @@ def _claim(
     matches = list(dict.fromkeys(by_metadata))
     found_by = f"metadata.{key}"
     if len(matches) > 1:
-        listed = " and ".join(matches)
-        return matches[0], found_by, f"adopt_ambiguous: {listed} all have {found_by} = {cms_id!r}"
+        listed = f"{', '.join(matches[:-1])} and {matches[-1]}"
+        every = "both" if len(matches) == 2 else "all"
+        reason = f"adopt_ambiguous: {listed} {every} have {found_by} = {cms_id!r}"
+        return matches[0], found_by, reason
     if stored and matches and matches[0] != stored:
         return (
             stored,

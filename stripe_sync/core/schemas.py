@@ -53,6 +53,17 @@ class CatalogRows(pa.DataFrameModel):
         description="With a prices model: the product's price rows (id, product_id, amount, "
         "currency, interval, interval_count, active, default, nickname), values still raw.",
     )
+    held_stripe_product_id: Series[object] | None = pa.Field(
+        alias="held__stripe_product_id",
+        nullable=True,
+        description="The Stripe product id another tool wrote into a column of the catalog's "
+        "own (catalog.columns.stripe_product_id): read only.",
+    )
+    held_stripe_price_id: Series[object] | None = pa.Field(
+        alias="held__stripe_price_id",
+        nullable=True,
+        description="Its price id (catalog.columns.stripe_price_id): read only.",
+    )
     mapped_metadata: Series[object] | None = pa.Field(
         alias=r"^metadata\..+$",
         regex=True,
