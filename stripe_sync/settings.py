@@ -48,10 +48,11 @@ from pydantic.fields import FieldInfo
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from stripe_sync.core.contract import HELD_ID_FIELDS, SOURCE_COLUMNS
+from stripe_sync.core.contract import SOURCE_COLUMNS
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.identity import reserved_metadata_keys
 from stripe_sync.core.mapping import (
+    ID_FIELDS,
     PRICE_FIELDS,
     FieldMapping,
     PriceMapping,
@@ -245,7 +246,7 @@ class CatalogSettings(_Section):
         """The field mapping these settings describe (`prices_elsewhere`: a prices model
         holds the prices); a ConfigError names a key that doesn't fit. Use
         `Settings.catalog_mapping()`, which knows."""
-        fields = [*SOURCE_COLUMNS, *HELD_ID_FIELDS]
+        fields = [*SOURCE_COLUMNS, *ID_FIELDS]
         unknown = sorted(set(self.columns) - set(fields))
         if unknown:
             raise ConfigError(

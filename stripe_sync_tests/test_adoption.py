@@ -199,10 +199,10 @@ def test_switching_from_the_original_tool_adopts_every_product_and_keeps_its_ids
     assert result.succeeded, result.report_markdown
     assert result.report["counts"]["adopted"] == 100
     assert result.report["counts"]["created"] == 0
-    # One write a product; a repriced one: its price made, made the default, the old archived
-    # (the one whose price existed: made the default in the adoption, the old archived).
+    # One write a product; a repriced one: its price made (unless the product has it), made
+    # the default, the old default archived.
     assert writes_by_route(emulator, mark) == {
-        ("POST", "/v1/products/{id}"): 100 + 2,
+        ("POST", "/v1/products/{id}"): 100 + 3,
         ("POST", "/v1/prices"): 2,
         ("POST", "/v1/prices/{id}"): 3,
     }
@@ -333,9 +333,13 @@ def test_plan_shows_each_adoption_and_a_stored_product_gone_from_stripe_is_creat
 
 
 def test_rollback_of_an_adoption_restores_each_product_and_archives_none(
-    original_tool, pipeline_env, emulator
+    original_tool, pipeline_env, emulator, client
 ):
-    cms, _rows, _original = original_tool("postgres", 4, repriced=1)
+    cms, rows, original = original_tool("postgres", 4, repriced=1)
+    # The repriced row's new amount exists already: the adoption makes it the default.
+    client.v1.prices.create(
+        {"product": original[rows[0]["id"]].id, "currency": "usd", "unit_amount": rows[0]["cents"]}
+    )
     products_before, prices_before = stripe_state(emulator.base_url)
     columns_before = written_back(cms)
     assert pipeline_env.migrate().succeeded
@@ -443,12 +447,30 @@ def test_with_a_prices_model_each_price_row_is_matched_among_the_adopted_product
     assert pipeline_env.migrate().succeeded
     assert writes_by_route(emulator, mark) == {}
 
+    rolled_back = CliRunner().invoke(main, ["rollback", "--yes"])
+
+    assert rolled_back.exit_code == 0, rolled_back.output
+    products, prices = stripe_state(emulator.base_url)
+    restored = next(p for p in products if p["id"] == basic.id)
+    assert (restored["name"], restored["default_price"]) == ("Basic (old)", basic.default_price)
+    assert restored["metadata"] == {"slug": "basic"}
+    mine = {p["id"]: p for p in prices.values() if p["product"] == basic.id}
+    assert {pid for pid, p in mine.items() if p["active"]} == {
+        basic.default_price,
+        monthly.id,
+        yearly.id,
+    }
+    assert all(
+        mine[pid]["metadata"] == {} and mine[pid]["nickname"] is None
+        for pid in (monthly.id, yearly.id)
+    )
+
 
 # A CMS that kept another tool's Stripe ids in columns of its own names, without the
 # write-back columns: integer ids, the ids mapped as catalog.columns.stripe_*_id.
 _LEGACY_DDL = (
     "create table {t} (item_id integer primary key, label text not null, amount numeric not null, "
-    "curr text not null, legacy_product text, legacy_price text)"
+    "curr text not null, legacy_product text)"
 )
 LEGACY_COLUMNS = OwnSchema(
     name="legacy_columns",
@@ -472,7 +494,6 @@ LEGACY_COLUMNS = OwnSchema(
             "active": None,
             "updated_at": None,
             "stripe_product_id": "legacy_product",
-            "stripe_price_id": "legacy_price",
         }
     },
 )
@@ -489,10 +510,7 @@ def test_ids_another_tool_kept_in_columns_of_its_own_are_adopted_and_those_colum
             {"name": name, "default_price_data": {"currency": "eur", "unit_amount": cents}}
         )
         legacy[str(item_id)] = product
-        cms.execute(
-            f"update {{t}} set legacy_product = '{product.id}', "
-            f"legacy_price = '{product.default_price}' where item_id = {item_id}"
-        )
+        cms.execute(f"update {{t}} set legacy_product = '{product.id}' where item_id = {item_id}")
     before = cms.snapshot()
     mark = len(emulator.requests())
 
@@ -513,3 +531,95 @@ def test_ids_another_tool_kept_in_columns_of_its_own_are_adopted_and_those_colum
     mark = len(emulator.requests())
     assert pipeline_env.migrate().succeeded
     assert writes_by_route(emulator, mark) == {}
+
+
+@pytest.mark.parametrize("catalog_columns", [False, True], ids=["checkpoints", "catalog-columns"])
+def test_after_a_reset_adopted_products_are_found_again_never_duplicated(
+    catalog_columns, original_tool, pipeline_env, emulator
+):
+    cms, _rows, original = original_tool("postgres", 5)
+    assert pipeline_env.migrate().succeeded
+
+    reset = CliRunner().invoke(main, ["reset", "--yes", *(["--catalog-columns"] * catalog_columns)])
+
+    assert reset.exit_code == 0, reset.output
+    assert {ids[:2] for ids in written_back(cms).values()} == {
+        (p.id, p.default_price) for p in original.values()
+    }  # an adopted product's ids are kept: nothing else would find it
+    mark = len(emulator.requests())
+    result = pipeline_env.migrate()
+    assert result.succeeded, result.report_markdown
+    assert result.report["counts"]["unchanged"] == 5
+    assert writes_by_route(emulator, mark) == {}
+    products, _ = stripe_state(emulator.base_url)
+    assert sorted(p["id"] for p in products) == sorted(p.id for p in original.values())
+
+
+def test_the_pipelines_own_product_beside_one_found_by_metadata_holds_the_row(
+    schema_cms, pipeline_env, emulator, client, tmp_path
+):
+    schema_cms("postgres", HAND_MADE_PLANS)
+    assert pipeline_env.migrate().succeeded  # cms_starter, ... made before the key was set
+    configure(tmp_path, adopt={"metadata_key": "code"})
+    twin = client.v1.products.create({"name": "Starter", "metadata": {"code": "starter"}})
+    CliRunner().invoke(main, ["reset", "--yes", "--catalog-columns"])
+    mark = len(emulator.requests())
+
+    result = pipeline_env.migrate()
+
+    assert result.report["counts"]["held"] == 1
+    assert f"cms_starter (the pipeline's own) and {twin.id} both claim the row" in (
+        result.report_markdown
+    )
+    # The other rows' creates find their products (Stripe refuses the id); nothing is made.
+    assert not any(
+        entry["path"].endswith(twin.id) for entry in write_requests(emulator.requests()[mark:])
+    )
+    products, _ = stripe_state(emulator.base_url)
+    assert len(products) == 9 and "managed_by" not in client.v1.products.retrieve(twin.id).metadata
+
+
+def test_a_prices_model_adoption_stopped_before_its_prices_step_reuses_them_on_the_rerun(
+    schema_cms, pipeline_env, emulator, client, tmp_path, monkeypatch
+):
+    from stripe_sync.core.sync import BatchSync
+
+    schema_cms("postgres", PLANS)
+    configure(tmp_path, adopt={"metadata_key": "slug"})
+    basic = client.v1.products.create(
+        {
+            "name": "Basic",
+            "metadata": {"slug": "basic"},
+            "default_price_data": {
+                "currency": "eur",
+                "unit_amount": 800,
+                "recurring": {"interval": "month"},
+            },
+        }
+    )
+    monthly = client.v1.prices.create(
+        {
+            "product": basic.id,
+            "currency": "eur",
+            "unit_amount": 900,
+            "recurring": {"interval": "month"},
+        }
+    )
+    # The run dies after the products step: the adoption's update landed, no price was set.
+    with monkeypatch.context() as patched:
+        patched.setattr(BatchSync, "sync_prices", lambda *_: (_ for _ in ()).throw(SystemExit(1)))
+        assert not pipeline_env.migrate().succeeded
+    assert client.v1.products.retrieve(basic.id).metadata["managed_by"] == "stripe_sync"
+
+    result = pipeline_env.migrate()
+
+    assert result.succeeded, result.report_markdown
+    products, prices = stripe_state(emulator.base_url)
+    assert next(p for p in products if p["id"] == basic.id)["default_price"] == monthly.id
+    live = [p for p in prices.values() if p["product"] == basic.id and p["active"]]
+    assert sorted((p["currency"], p["unit_amount"]) for p in live) == [
+        ("eur", 900),
+        ("eur", 9000),
+        ("usd", 1000),
+        ("usd", 10000),
+    ]  # each price once, the old default archived

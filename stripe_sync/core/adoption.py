@@ -5,7 +5,7 @@ products rows would adopt (one request per 100). The rules themselves are the pl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -40,11 +40,12 @@ class AdoptionReads:
         return self._api
 
     def by_metadata(
-        self, cms_ids: Iterable[str], checkpoints: Mapping[str, Checkpoint], options: PlanOptions
+        self, validated: pd.DataFrame, checkpoints: Mapping[str, Checkpoint], options: PlanOptions
     ) -> dict[str, list[str]]:
-        """Catalog id -> the products whose `adopt.metadata_key` holds it, for rows of which
-        some have no checkpoint (else nothing is listed); the account is listed once."""
-        if not needs_listing(cms_ids, checkpoints, options):
+        """Catalog id -> the products whose `adopt.metadata_key` holds it, when some valid row
+        of `validated` has no checkpoint (else nothing is listed); the account is listed once."""
+        valid = validated.loc[validated["reasons"].map(len) == 0, "cms_id"]
+        if not needs_listing(valid, checkpoints, options):
             return {}
         if self._listed is None:
             listed = self.api.every_product()
@@ -74,6 +75,6 @@ def settled_plan(
     """The plan of each batch as `migrate` makes it, adoptions settled: what `plan` and the
     UI's dry run show."""
     checkpoints = {cms_id: c for batch in batches for cms_id, c in state.checkpoints(batch).items()}
-    by_metadata = reads.by_metadata(validated["cms_id"], checkpoints, options)
+    by_metadata = reads.by_metadata(validated, checkpoints, options)
     plan = plan_frame(validated, batches, state, options, by_metadata)
     return {batch: reads.settled(actions) for batch, actions in plan.items()}

@@ -32,7 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from stripe_sync.core.compare import field_differs, is_desired_price, is_reusable_price
+from stripe_sync.core.compare import field_differs, is_desired_price
 from stripe_sync.core.errors import ErrorKind, StripeFailure
 from stripe_sync.core.identity import (
     MANAGED_BY,
@@ -40,6 +40,7 @@ from stripe_sync.core.identity import (
     DesiredPrice,
     DesiredProduct,
     idempotency_key,
+    stripe_product_id,
 )
 from stripe_sync.core.planner import Action, ActionKind
 from stripe_sync.core.progress import Tally
@@ -311,10 +312,10 @@ class Applier:
 
     def _adopt(self, action: Action) -> Outcome:
         """One product update brings the product under management: the pipeline's metadata
-        (Stripe merges it with the product's own), the fields that differ, and as default an
-        active price of the product that is the catalog's (the default itself, or one found
-        among its prices), the old default archived after. Without one the prices step makes
-        it, as for a price change; with a prices model it settles all the prices."""
+        (Stripe merges it with the product's own) and the fields that differ. Its default
+        price stays when it is the catalog's; else the prices step gives it one (an active
+        price of the product that is, or a new one) and archives the old default, as for a
+        price change, once the product's prices are backed up."""
         desired, product = action.desired, action.adopted
         wanted = desired.product_fields()
         params: dict = {
@@ -322,47 +323,33 @@ class Applier:
             for name in PRODUCT_FIELDS
             if name != "metadata" and field_differs(name, product, wanted)
         }
-        old_default = (product.get("default_price") or {}).get("id")
-        price_id = None if desired.prices else self._reusable_price(action, product)
-        pending = price_id is None
-        metadata = dict(wanted["metadata"])
+        default = product.get("default_price") or {}
+        pending = bool(desired.prices) or not is_desired_price(default, desired)
+        params["metadata"] = dict(wanted["metadata"])
         if pending:
-            metadata.pop("sync_hash")  # the content hash comes with the new default price
-        params["metadata"] = metadata
-        if price_id is not None and price_id != old_default:
-            params["default_price"] = price_id
+            params["metadata"].pop("sync_hash")  # it comes with the new default price
         self._stripe.update_product(
             desired.stripe_id, params, self._key("adopt-product", desired.stripe_id, params)
         )
-        if "default_price" in params and old_default:
-            self._archive_price(old_default)
         return Outcome(
             action.cms_id,
             action.kind,
             Result.ADOPTED,
             desired.stripe_id,
-            price_id or old_default,
+            default.get("id"),
             desired.sync_hash,
             price_pending=pending,
         )
 
-    def _reusable_price(self, action: Action, product: dict) -> str | None:
-        """The id of the product's active price that is the catalog's one price: its default
-        if it is, else the one among its prices (the row's stored price first); None: none."""
-        default = product.get("default_price") or {}
-        if is_reusable_price(default, action.desired):
-            return default["id"]
-        reusable = [
-            price["id"]
-            for price in self._stripe.prices_of(product["id"])
-            if is_reusable_price(price, action.desired)
-        ]
-        stored = action.state.stripe_price_id
-        return stored if stored in reusable else next(iter(reusable), None)
-
-    def _archive_price(self, price_id: str) -> None:
+    def _archive_price(self, price_id: str, *, missing_ok: bool = False) -> None:
         archive = {"active": False}
-        self._stripe.update_price(price_id, archive, self._key("archive-price", price_id, archive))
+        try:
+            self._stripe.update_price(
+                price_id, archive, self._key("archive-price", price_id, archive)
+            )
+        except StripeFailure as failure:
+            if not (missing_ok and failure.code == "resource_missing"):
+                raise
 
     def _update(self, action: Action) -> Outcome:
         try:
@@ -371,7 +358,7 @@ class Applier:
             if failure.code != "resource_missing":
                 raise
             # Gone from Stripe (deleted by hand): start again from the catalog's truth.
-            return self._create(replace(action, kind=ActionKind.CREATE))
+            return self._create(_anew(action))
 
     def _reconcile(self, action: Action) -> Outcome:
         desired = action.desired
@@ -380,7 +367,7 @@ class Applier:
         except StripeFailure as failure:
             if failure.code != "resource_missing":
                 raise
-            return self._create(replace(action, kind=ActionKind.CREATE))
+            return self._create(_anew(action))
         wanted = desired.product_fields()
         # Fields sent anyway (all of them on a forced resync), then whatever differs.
         changes = tuple(
@@ -392,6 +379,9 @@ class Applier:
         # With a prices model, the prices phase reads all the product's prices.
         if desired.prices or not is_desired_price(default_price, desired):
             changes += ("price",)
+        elif action.state.stripe_price_id not in (None, default_price["id"]):
+            # The default changed but the old one was not archived (a stop in between).
+            self._archive_price(action.state.stripe_price_id, missing_ok=True)
         return self._write_fields(replace(action, fields=changes), default_price.get("id"))
 
     def _archive(self, action: Action) -> Outcome:
@@ -458,7 +448,10 @@ class Applier:
         if desired.prices:
             return self._settle_prices(outcome, desired)
         try:
-            new_price = self._ensure_price(desired)
+            # An adopted product's own price that is the catalog's is reused, never made again.
+            current = self._prices_before.get(desired.stripe_id, [])
+            reusable = [p["id"] for p in current if is_desired_price(p, desired)]
+            new_price = reusable[0] if reusable else self._ensure_price(desired)
             params = {"default_price": new_price, "metadata": {"sync_hash": desired.sync_hash}}
             self._stripe.update_product(
                 desired.stripe_id,
@@ -519,10 +512,9 @@ class Applier:
             current = self._prices_before.get(product_id)
             if current is None:
                 current = self._stripe.prices_of(product_id)
-            adopting = outcome.result == Result.ADOPTED
             found, taken = [], set()
             for price in desired.prices:
-                price_id, made = self._price_of(desired, price, current, adopting, taken)
+                price_id, made = self._price_of(desired, price, current, taken)
                 found.append((price_id, made))
                 taken.add(price_id)
             ids = [price_id for price_id, _ in found]
@@ -531,10 +523,9 @@ class Applier:
                 product_id, params, self._key("update-product", product_id, params)
             )
             archived = 0
-            # An adopted product's old default goes too, as a price change's does.
-            old_default = outcome.stripe_price_id if outcome.result == Result.ADOPTED else None
             for price in current:
-                retired = _retired(price, desired) or price["id"] == old_default
+                # The old default goes too (an adopted product's own), as a price change's does.
+                retired = _retired(price, desired) or price["id"] == outcome.stripe_price_id
                 if price["active"] and price["id"] not in ids and retired:
                     self._archive_price(price["id"])
                     archived += 1
@@ -560,19 +551,18 @@ class Applier:
         desired: DesiredProduct,
         price: DesiredPrice,
         current: list[dict],
-        adopting: bool = False,
         taken: set[str] = frozenset(),
     ) -> tuple[str, bool]:
         """The id of the product's active price for a desired one, found among `current`
-        (reactivated, its nickname set, if need be) or made; and whether it was made.
-        `adopting`: an active price of the product's own with the same content is the row's
-        too (once: not one of `taken`), and gets the pipeline's metadata."""
+        (reactivated, its nickname set, if need be) or made; and whether it was made. An
+        active price of the product's own (an adopted product's) with the same content is the
+        row's too, once (not one of `taken`), and gets the pipeline's metadata."""
         # An active one first: an archived copy of it may exist too.
         found = next(
             (p for p in sorted(current, key=lambda p: not p["active"]) if price.matches(p)), None
         )
         changes: dict[str, object] = {}
-        if found is None and adopting:
+        if found is None:
             found = next(
                 (
                     p
@@ -699,6 +689,12 @@ def _more_price_work(desired: DesiredProduct) -> bool:
 def _repriced(outcome: Outcome) -> str:
     """A row's result once its prices are in line: made or adopted by this run, or updated."""
     return outcome.result if outcome.result in (Result.CREATED, Result.ADOPTED) else Result.UPDATED
+
+
+def _anew(action: Action) -> Action:
+    """A row whose product is gone from Stripe, to be created as the row's own."""
+    own = action.desired.known_as(stripe_product_id(action.cms_id))
+    return replace(action, kind=ActionKind.CREATE, desired=own)
 
 
 def _retired(price: dict, desired: DesiredProduct) -> bool:

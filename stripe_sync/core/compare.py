@@ -25,16 +25,11 @@ def field_differs(name: str, product: dict, wanted: dict) -> bool:
 
 
 def is_desired_price(price: dict, desired: DesiredProduct) -> bool:
-    """Whether a Stripe price (a dict, possibly empty) is active with the desired amount and currency."""
+    """Whether a Stripe price (a dict, possibly empty) is the product's one price: active and
+    one-time, with the desired amount and currency (an adopted product's own one is reused)."""
     return (
         price.get("currency") == desired.currency
         and price.get("unit_amount") == desired.unit_amount
         and price.get("active", False)
+        and not price.get("recurring")
     )
-
-
-def is_reusable_price(price: dict, desired: DesiredProduct) -> bool:
-    """Whether a Stripe price (a dict, possibly empty) can be a product's one price as it is:
-    active, one-time, with the desired amount and currency (an adopted product's own price is
-    reused, never made again)."""
-    return is_desired_price(price, desired) and not price.get("recurring")

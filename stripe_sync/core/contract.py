@@ -36,11 +36,10 @@ WRITE_BACK_COLUMNS = (
     "sync_hash",
 )
 SYNC_STATUSES = ("synced", "failed", "invalid", "archived")
-# Columns of the catalog's own naming the Stripe product and price a row already is (synced by
-# another tool: `catalog.columns.stripe_product_id`). Read, never written; handed over as
-# `held__<field>` beside the write-back columns, and used where those hold no id.
-HELD_ID_FIELDS = ("stripe_product_id", "stripe_price_id")
-HELD_LABEL = "held__{}"
+# A column of the catalog's own naming the Stripe product a row already is (synced by another
+# tool: `catalog.columns.stripe_product_id`). Read, never written; handed over under this
+# label beside the write-back columns, and used where those hold no id.
+HELD_PRODUCT_ID = "held__stripe_product_id"
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from stripe_sync.core.contract import HELD_ID_FIELDS, HELD_LABEL, SOURCE_COLUMNS
+from stripe_sync.core.contract import HELD_PRODUCT_ID, SOURCE_COLUMNS
 from stripe_sync.core.identity import METADATA_PREFIX
 
 # Fields a row can do without: mapped to no column, they are empty (description, images),
 # the currency setting (currency), always active (active), unknown (updated_at: the change
 # sensor then sees no edits, only deletions).
 OPTIONAL_FIELDS = ("description", "currency", "images", "active", "updated_at")
+# Fields naming what a row already is in Stripe, where another tool wrote it (read only).
+ID_FIELDS = ("stripe_product_id",)
 PriceUnit = Literal["major", "minor"]
 _PRICE_OF_ROW = ("price", "currency")  # a row's own price: none with a prices model
 # How the catalog hands over metadata columns: "metadata.<position>" (a PostgREST alias
@@ -68,7 +70,7 @@ class FieldMapping:
     prices_elsewhere: bool = False
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.columns) - set(SOURCE_COLUMNS) - set(HELD_ID_FIELDS))
+        unknown = sorted(set(self.columns) - {*SOURCE_COLUMNS, *ID_FIELDS})
         if unknown:
             raise ValueError(f"{', '.join(unknown)} is not a field of the catalog")
         if self.price_unit not in ("major", "minor"):
@@ -85,7 +87,7 @@ class FieldMapping:
                 name, None if self.prices_elsewhere and name in _PRICE_OF_ROW else name
             )
             for name in SOURCE_COLUMNS
-        } | {name: self.columns.get(name) for name in HELD_ID_FIELDS}
+        } | {name: self.columns.get(name) for name in ID_FIELDS}
         if self.active is not None:
             columns["active"] = self.active.column
         if self.currency is not None:
@@ -110,7 +112,7 @@ class FieldMapping:
         """What a read selects: label -> column, the fields with a column (labelled by field)
         then the metadata columns."""
         return {
-            HELD_LABEL.format(name) if name in HELD_ID_FIELDS else name: column
+            HELD_PRODUCT_ID if name in ID_FIELDS else name: column
             for name, column in self.columns.items()
             if column
         } | {
@@ -162,7 +164,7 @@ class FieldMapping:
         lines = []
         for name, column in self.columns.items():
             if (self.prices_elsewhere and name in _PRICE_OF_ROW) or (
-                name in HELD_ID_FIELDS and column is None
+                name in ID_FIELDS and column is None
             ):
                 continue
             if name == "price":

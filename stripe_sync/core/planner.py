@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from stripe_sync.core.checkpoints import Checkpoint
-from stripe_sync.core.compare import field_differs, is_reusable_price
+from stripe_sync.core.compare import field_differs, is_desired_price
 from stripe_sync.core.identity import (
     MANAGED_BY,
     PRODUCT_FIELDS,
@@ -71,6 +71,8 @@ class SyncState:
     stripe_price_id: str | None = None
     sync_status: str | None = None
     sync_hash: str | None = None
+    # The product id a column of the catalog's own holds (`catalog.columns.stripe_product_id`).
+    held_product_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,10 @@ def _claim(
     """(product id, how it was found, why the row is ambiguous or "") of a product the
     account may already hold for a row without a checkpoint; None: the pipeline's own id."""
     own = stripe_product_id(cms_id)
-    stored = state.stripe_product_id
+    stored = state.stripe_product_id or state.held_product_id
+    stored_in = (
+        "stripe_product_id" if state.stripe_product_id else "catalog.columns.stripe_product_id"
+    )
     matches = list(dict.fromkeys(by_metadata))
     found_by = f"metadata.{key}"
     if len(matches) > 1:
@@ -263,11 +268,11 @@ def _claim(
     if stored and matches and matches[0] != stored:
         return (
             stored,
-            "stripe_product_id",
+            stored_in,
             f"adopt_ambiguous: the row holds {stored} but {matches[0]} has {found_by} = {cms_id!r}",
         )
     if stored:
-        return None if stored == own else (stored, "stripe_product_id", "")
+        return None if stored == own else (stored, stored_in, "")
     if matches:
         return None if matches[0] == own else (matches[0], found_by, "")
     return None
@@ -283,16 +288,21 @@ def settle_adoptions(actions: Sequence[Action], found: Mapping[str, dict]) -> li
         if action.kind is ActionKind.ADOPT:
             claimed[action.desired.stripe_id].append(action.cms_id)
     return [
-        _settled(action, found.get(action.desired.stripe_id), claimed)
-        if action.kind is ActionKind.ADOPT
-        else action
+        _settled(action, found, claimed) if action.kind is ActionKind.ADOPT else action
         for action in actions
     ]
 
 
-def _settled(action: Action, product: dict | None, claimed: Mapping[str, list[str]]) -> Action:
+def _settled(action: Action, found: Mapping[str, dict], claimed: Mapping[str, list[str]]) -> Action:
     product_id = action.desired.stripe_id
+    product = found.get(product_id)
     own = action.desired.known_as(stripe_product_id(action.cms_id))
+    if _managed_for(found.get(own.stripe_id), action.cms_id):
+        reason = (
+            f"adopt_ambiguous: {own.stripe_id} (the pipeline's own) and {product_id} both "
+            "claim the row"
+        )
+        return replace(action, kind=ActionKind.HELD, reasons=(reason,))
     if product is None:
         note = (
             f"stripe_product_id_gone: {product_id} (the row's {action.found_by}) is not in "
@@ -301,7 +311,7 @@ def _settled(action: Action, product: dict | None, claimed: Mapping[str, list[st
         return replace(action, kind=ActionKind.CREATE, desired=own, notes=(note,), found_by="")
     metadata = product.get("metadata") or {}
     if metadata.get("managed_by") == MANAGED_BY:
-        if metadata.get("cms_id") == action.cms_id:
+        if _managed_for(product, action.cms_id):
             return replace(action, kind=ActionKind.RECONCILE, found_by="")
         reason = (
             f"adopt_ambiguous: {product_id} is managed for the catalog row "
@@ -315,6 +325,12 @@ def _settled(action: Action, product: dict | None, claimed: Mapping[str, list[st
         )
         return replace(action, kind=ActionKind.HELD, reasons=(reason,))
     return replace(action, adopted=product)
+
+
+def _managed_for(product: dict | None, cms_id: str) -> bool:
+    """Whether a Stripe product (None: none) is the pipeline's product of that row."""
+    metadata = (product or {}).get("metadata") or {}
+    return metadata.get("managed_by") == MANAGED_BY and metadata.get("cms_id") == cms_id
 
 
 def _adoption_diff(action: Action) -> list[str]:
@@ -337,7 +353,7 @@ def _adoption_diff(action: Action) -> list[str]:
         return lines
     default = product.get("default_price") or {}
     new = price_text(desired.unit_amount, desired.currency)
-    if is_reusable_price(default, desired):
+    if is_desired_price(default, desired):
         lines.append(f"price: {new} kept ({default['id']})")
     else:
         old = price_text(default["unit_amount"], default["currency"]) if default else "none"

@@ -9,7 +9,9 @@ finds nothing to do and writes nothing. A dry run is the plan, not applied.
 - Created by a run (target None): archived, if still active. Stripe can't delete a product
   that has prices.
 - Existed: one product update restoring the fields that differ (name, description, images,
-  metadata, active). If the default price differs, the old default is reactivated first
+  metadata, active); the metadata and nickname of its prices that existed (an adopted
+  product's own, which the sync made the pipeline's) restored too, when its prices were
+  backed up. If the default price differs, the old default is reactivated first
   (the migration archived it), set as default in that same update, and the migration's
   default archived last: Stripe refuses to archive a default price. With a prices model,
   every price of the product is brought back to how active it was (read once a product):
@@ -121,6 +123,9 @@ class ProductStep:
     update: dict = field(default_factory=dict)  # product update parameters
     reactivate_prices: tuple[str, ...] = ()  # before the update: a default must be active
     archive_prices: tuple[str, ...] = ()  # after it: a default can't be archived
+    # Prices that existed before, their metadata and nickname as they were (an adopted
+    # product's own prices, which the sync made the pipeline's).
+    restore_prices: tuple[tuple[str, dict], ...] = ()
     read_at: int | None = None  # the product's `updated` as read, for the idempotency keys
 
     @property
@@ -143,6 +148,8 @@ class ProductStep:
             parts.append(f"reactivate {', '.join(others)}")
         if self.archive_prices:
             parts.append(f"archive {', '.join(self.archive_prices)}")
+        if self.restore_prices:
+            parts.append(f"restore {', '.join(price for price, _ in self.restore_prices)}")
         return "; ".join(parts)
 
     def key(self, operation: str, object_id: str, params: dict) -> str:
@@ -264,6 +271,7 @@ def _product_step(
     now_price = _price_id(current.get("default_price"))
     reactivate: tuple[str, ...] = ()
     archive: tuple[str, ...] = ()
+    restore: tuple[tuple[str, dict], ...] = ()
     if old_price != now_price:
         update["default_price"] = old_price or ""  # "" unsets it
         reactivate, archive = tuple(filter(None, [old_price])), tuple(filter(None, [now_price]))
@@ -273,9 +281,32 @@ def _product_step(
         is_active = {price["id"] for price in current_prices if price["active"]}
         reactivate = tuple(sorted(was_active - is_active))
         archive = tuple(sorted(is_active - was_active))
-    if not update and not reactivate and not archive:
+        restore = _prices_restore(target.prices_before, current_prices)
+    if not update and not reactivate and not archive and not restore:
         return None
-    return ProductStep(target, RESTORE, update, reactivate, archive, read_at)
+    return ProductStep(
+        target, RESTORE, update, reactivate, archive, read_at=read_at, restore_prices=restore
+    )
+
+
+def _prices_restore(before: list[dict], current: list[dict]) -> tuple[tuple[str, dict], ...]:
+    """(price id, update) for each price that existed before and whose metadata or nickname
+    the sync changed."""
+    was = {price["id"]: price for price in before}
+    restores = []
+    for price in sorted(current, key=lambda p: p["id"]):
+        old = was.get(price["id"])
+        if old is None:
+            continue  # made by the sync: archived
+        update: dict = {}
+        metadata = _metadata_restore(_metadata(price), _metadata(old))
+        if metadata:
+            update["metadata"] = metadata
+        if (price.get("nickname") or "") != (old.get("nickname") or ""):
+            update["nickname"] = old.get("nickname") or ""  # "" clears it
+        if update:
+            restores.append((price["id"], update))
+    return tuple(restores)
 
 
 def _metadata_restore(current: dict, before: dict) -> dict:
@@ -344,6 +375,8 @@ def _apply_step(api: StripeApi, step: ProductStep, refused: threading.Event) -> 
         for price in step.archive_prices:
             params = {"active": False}
             api.update_price(price, params, step.key("archive-price", price, params))
+        for price, params in step.restore_prices:
+            api.update_price(price, params, step.key("restore-price", price, params))
     except StripeFailure as failure:
         if failure.kind is ErrorKind.FATAL:
             refused.set()

@@ -59,11 +59,6 @@ class CatalogRows(pa.DataFrameModel):
         description="The Stripe product id another tool wrote into a column of the catalog's "
         "own (catalog.columns.stripe_product_id): read only.",
     )
-    held_stripe_price_id: Series[object] | None = pa.Field(
-        alias="held__stripe_price_id",
-        nullable=True,
-        description="Its price id (catalog.columns.stripe_price_id): read only.",
-    )
     mapped_metadata: Series[object] | None = pa.Field(
         alias=r"^metadata\..+$",
         regex=True,
@@ -116,6 +111,11 @@ class ValidatedProducts(pa.DataFrameModel):
     sync_error: Series[object] = pa.Field(nullable=True, description="Last sync error.")
     synced_at: Series[object] = pa.Field(nullable=True, description="When it last synced.")
     sync_hash: Series[object] = pa.Field(nullable=True, description="Content hash last synced.")
+    held_product_id: Series[object] = pa.Field(
+        nullable=True,
+        description="The Stripe product id another tool wrote into a column of the catalog's "
+        "own (catalog.columns.stripe_product_id): a product to adopt.",
+    )
 
     class Config:
         strict = True

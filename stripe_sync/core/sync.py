@@ -151,14 +151,13 @@ class BatchSync:
         started = time.monotonic()
         rows = _rows_by_id(validated)
         try:
-            plan = plan_frame(
-                validated, batches, self, options, self._by_metadata(rows, batches, options)
-            )
-            planned = [action for batch_actions in plan.values() for action in batch_actions]
-            before = self._products_before(planned)
-            actions = settle_adoptions(planned, before)
+            by_metadata = self._by_metadata(validated, batches, options)
+            plan = plan_frame(validated, batches, self, options, by_metadata)
+            before = self._products_before([a for acts in plan.values() for a in acts])
+            # Per batch, as `plan` settles them.
+            plan = {batch: settle_adoptions(acts, before) for batch, acts in plan.items()}
+            actions = [action for batch_actions in plan.values() for action in batch_actions]
             batch_of = {action.cms_id: batch for batch, acts in plan.items() for action in acts}
-            plan = {batch: [a for a in actions if batch_of[a.cms_id] == batch] for batch in plan}
             desired = {a.cms_id: a.desired for a in actions if a.desired is not None}
             backups = [
                 saved
@@ -267,7 +266,12 @@ class BatchSync:
         run (one read a product, in flight together), saved as each batch's backup before
         any price is written. Returns the pending products whose prices were read (or need
         no read), the reads, and the outcomes of those whose read failed."""
-        existing = [(o, d) for o, d in pending if d.prices and not o.made_here]
+        # With a prices model, or adopted: the product's own prices may be the catalog's.
+        existing = [
+            (o, d)
+            for o, d in pending
+            if (d.prices or o.result == Result.ADOPTED) and not o.made_here
+        ]
         if not existing:
             return pending, PriceReads({}, {}, {}), []
         reads = read_prices_of(
@@ -312,14 +316,14 @@ class BatchSync:
     # --- the parts -----------------------------------------------------------------------
 
     def _by_metadata(
-        self, rows: dict[str, dict], batches: Sequence[str], options: PlanOptions
+        self, validated: pd.DataFrame, batches: Sequence[str], options: PlanOptions
     ) -> dict[str, list[str]]:
         """Catalog id -> the products whose `adopt.metadata_key` holds it (listed when some
-        row has no checkpoint)."""
+        valid row has no checkpoint)."""
         checkpoints = {
             cms_id: c for batch in batches for cms_id, c in self.checkpoints(batch).items()
         }
-        return AdoptionReads(lambda: self._api).by_metadata(rows, checkpoints, options)
+        return AdoptionReads(lambda: self._api).by_metadata(validated, checkpoints, options)
 
     def _products_before(self, actions: list[Action]) -> dict[str, dict]:
         """The Stripe products that the actions may change, as they are now, by id: the

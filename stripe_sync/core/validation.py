@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from stripe_sync.core.contract import HELD_ID_FIELDS, HELD_LABEL
+from stripe_sync.core.contract import HELD_PRODUCT_ID
 from stripe_sync.core.identity import (
     METADATA_PREFIX,
     DesiredPrice,
@@ -58,6 +58,7 @@ _CONTROL_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 VALIDATED_COLUMNS = (
     "batch", "cms_id", "reasons", "warnings", "name", "description", "images", "active", "currency",
     "unit_amount", "metadata", "prices", "held_prices", "price_reasons", "stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "synced_at", "sync_hash",
+    "held_product_id",
 )  # fmt: skip
 _STATE_COLUMNS = (
     "stripe_product_id", "stripe_price_id", "sync_status", "sync_error", "synced_at", "sync_hash",
@@ -163,17 +164,9 @@ def _validate_row(
             column: None if _missing(raw.get(column)) else raw.get(column)
             for column in _STATE_COLUMNS
         },
-        **_held_ids(raw),
+        # What another tool synced the row as, in a column of the catalog's own.
+        "held_product_id": None if _missing(held := raw.get(HELD_PRODUCT_ID)) else _text(held),
     }
-
-
-def _held_ids(raw: dict[str, Any]) -> dict[str, Any]:
-    """The Stripe ids of the catalog's own columns (`catalog.columns.stripe_product_id`),
-    where the sync state holds none: what another tool synced the row as."""
-    held = {field: raw.get(HELD_LABEL.format(field)) for field in HELD_ID_FIELDS}
-    if not _missing(raw.get("stripe_product_id")) or _missing(held["stripe_product_id"]):
-        return {}
-    return {field: None if _missing(value) else _text(value) for field, value in held.items()}
 
 
 def _prices(
@@ -425,7 +418,11 @@ def planning_inputs(
                 held_prices=tuple(row["held_prices"]),
             )
         state = SyncState(
-            row["stripe_product_id"], row["stripe_price_id"], row["sync_status"], row["sync_hash"]
+            row["stripe_product_id"],
+            row["stripe_price_id"],
+            row["sync_status"],
+            row["sync_hash"],
+            row["held_product_id"],
         )
         yield row["cms_id"], desired, tuple(row["reasons"]), state
 

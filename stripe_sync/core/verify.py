@@ -134,7 +134,12 @@ def verify_batch(
                 repairs[cms_id] = None
         else:
             synced_before = checkpoint is not None or bool(state.stripe_product_id)
-            found = _invalid_row(cms_id, reasons, synced_before, products)
+            product_id = (
+                checkpoint.stripe_product_id
+                if checkpoint
+                else state.stripe_product_id or stripe_product_id(cms_id)
+            )
+            found = _invalid_row(cms_id, product_id, reasons, synced_before, products)
         mismatches += found
     deleted = {cms_id: c for cms_id, c in checkpoints.items() if cms_id not in present}
     for cms_id, checkpoint in deleted.items():
@@ -230,9 +235,13 @@ def _price_differences(
 
 
 def _invalid_row(
-    cms_id: str, reasons: tuple[str, ...], synced_before: bool, products: Mapping[str, dict]
+    cms_id: str,
+    product_id: str,
+    reasons: tuple[str, ...],
+    synced_before: bool,
+    products: Mapping[str, dict],
 ) -> list[Mismatch]:
-    product_id = stripe_product_id(cms_id)
+    """An invalid row's product (its own, or the one it was synced or adopted as)."""
     if not _live(products.get(product_id)):
         return []
     if synced_before:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stripe_sync.core.contract import WriteBack
+from stripe_sync.core.identity import stripe_product_id
 from stripe_sync.operations.instance import resources
 from stripe_sync.settings import Settings
 
@@ -20,17 +21,24 @@ class ResetResult:
 def reset(settings: Settings, *, catalog_columns: bool) -> ResetResult:
     """Forget every checkpoint, so the next run reconciles each synced row with Stripe; with
     `catalog_columns`, also empty the rows' sync state (and the catalog's write-back columns,
-    where it has them)."""
+    where it has them), but for the Stripe ids of adopted products: nothing else finds them
+    (their ids are not the pipeline's own), and the next run would make a second product."""
     with resources(settings, "catalog") as built, built.catalog.opened() as source:
         forgotten = source.state.forget_all()
         if not catalog_columns:
             return ResetResult(forgotten, 0)
         ids = list(source.iter_ids())
         for start in range(0, len(ids), RESET_CHUNK):
+            chunk = ids[start : start + RESET_CHUNK]
+            adopted = {
+                row["id"]: (row["stripe_product_id"], row["stripe_price_id"])
+                for row in source.read_rows(chunk)
+                if row["stripe_product_id"] not in (None, stripe_product_id(row["id"]))
+            }
             source.write_back(
                 [
-                    WriteBack(cms_id, None, None, None, None, None, None)
-                    for cms_id in ids[start : start + RESET_CHUNK]
+                    WriteBack(cms_id, *adopted.get(cms_id, (None, None)), None, None, None, None)
+                    for cms_id in chunk
                 ]
             )
     return ResetResult(forgotten, len(ids))

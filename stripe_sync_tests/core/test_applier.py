@@ -4,7 +4,7 @@ import stripe
 from stripe_sync.core.applier import Applier, ApplyStopped, Result, best_two_request_share
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.identity import DesiredProduct
-from stripe_sync.core.planner import ActionKind, SyncState, plan_row
+from stripe_sync.core.planner import ActionKind, PlanOptions, SyncState, plan_row
 from stripe_sync.core.retry import RetryPolicy
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
@@ -139,6 +139,38 @@ def test_a_price_made_before_a_crash_is_found_by_its_lookup_key_not_made_again(a
     outcome = sync(applier, hat(unit_amount=990), state_after(first))
     assert outcome.stripe_price_id == made_before_crash.id
     assert len(client.v1.prices.list(params={"product": "cms_42"}).data) == 2
+
+
+def test_a_default_changed_before_a_stop_gets_its_old_price_archived_by_the_next_reconcile(
+    applier, control, client
+):
+    first = sync(applier, hat())
+    # A run set a new default, then stopped before archiving the old one and writing back.
+    new = client.v1.prices.create(
+        params={"product": "cms_42", "currency": "eur", "unit_amount": 990}
+    )
+    client.v1.products.update("cms_42", params={"default_price": new.id})
+    unrecorded = SyncState("cms_42", first.stripe_price_id, "synced")
+
+    [outcome] = applier.apply_products([plan_row("42", hat(unit_amount=990), (), unrecorded, None)])
+
+    assert outcome.stripe_price_id == new.id and not outcome.price_pending
+    assert client.v1.prices.retrieve(first.stripe_price_id).active is False
+
+
+def test_a_missing_adopted_product_is_made_again_as_the_rows_own_not_under_its_old_id(
+    applier, client
+):
+    adopted = hat().known_as("prod_gone")
+    state = SyncState("prod_gone", "price_gone", "synced", adopted.sync_hash)
+    checkpoint = Checkpoint.of(adopted, "price_gone")
+    for action in (
+        plan_row("42", hat(name="Cap"), (), state, checkpoint),  # an update
+        plan_row("42", hat(), (), state, checkpoint, PlanOptions(use_checkpoints=False)),
+    ):
+        [outcome] = applier.apply_products([action])
+        assert (outcome.result, outcome.stripe_product_id) == (Result.CREATED, "cms_42")
+    assert len(client.v1.products.list().data) == 1
 
 
 def test_a_row_stripe_refuses_fails_alone(applier):

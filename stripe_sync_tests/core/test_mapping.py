@@ -121,12 +121,9 @@ def test_the_default_mapping_is_the_projects_own_table():
 
 
 def test_columns_naming_the_stripe_ids_another_tool_synced_are_read_apart_from_the_write_back():
-    mapping = FieldMapping(
-        columns={"stripe_product_id": "legacy_product", "stripe_price_id": "legacy_price"}
-    )
+    mapping = FieldMapping(columns={"stripe_product_id": "legacy_product"})
     assert mapping.read() == {name: name for name in SOURCE_COLUMNS} | {
         "held__stripe_product_id": "legacy_product",
-        "held__stripe_price_id": "legacy_price",
     }
     assert "stripe_product_id <- legacy_product" in mapping.describe()
     assert "stripe_product_id <- (no column)" not in DEFAULT_MAPPING.describe()

@@ -139,11 +139,27 @@ def product(product_id, **metadata):
             "stripe_product_id",
         ),
         (SyncState("prod_old"), ("prod_old",), ActionKind.ADOPT, "prod_old", "stripe_product_id"),
+        # A column of the catalog's own holds it (the write-back columns hold nothing).
+        (
+            SyncState(held_product_id="prod_col"),
+            (),
+            ActionKind.ADOPT,
+            "prod_col",
+            "catalog.columns.stripe_product_id",
+        ),
         # Found by the metadata key alone.
         (SyncState(), ("prod_hand",), ActionKind.ADOPT, "prod_hand", "metadata.supabase_id"),
         (SyncState(), ("cms_42",), ActionKind.CREATE, "cms_42", ""),
     ],
-    ids=["new", "own-stored", "stored", "stored-and-metadata", "metadata", "own-by-metadata"],
+    ids=[
+        "new",
+        "own-stored",
+        "stored",
+        "stored-and-metadata",
+        "own-column",
+        "metadata",
+        "own-by-metadata",
+    ],
 )
 def test_a_row_without_a_checkpoint_is_the_product_it_holds_then_its_metadata_match_then_its_own(
     state, by_metadata, kind, product_id, found_by
@@ -238,6 +254,15 @@ def test_a_product_already_managed_for_the_row_is_reconciled_and_for_another_row
     [action] = settle_adoptions([adoption()], {"prod_old": theirs})
     assert action.kind is ActionKind.HELD
     assert action.reasons == ("adopt_ambiguous: prod_old is managed for the catalog row '7'",)
+
+
+def test_the_pipelines_own_product_of_the_row_beside_the_one_found_holds_the_row():
+    own = product("cms_42", managed_by="stripe_sync", cms_id="42")
+    [action] = settle_adoptions([adoption()], {"prod_old": product("prod_old"), "cms_42": own})
+    assert action.kind is ActionKind.HELD
+    assert action.reasons == (
+        "adopt_ambiguous: cms_42 (the pipeline's own) and prod_old both claim the row",
+    )
 
 
 def test_one_product_claimed_by_two_rows_holds_both():

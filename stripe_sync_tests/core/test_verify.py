@@ -288,3 +288,14 @@ def test_values_are_shown_as_text_json_or_none_and_long_ones_shortened():
 )
 def test_prices_are_shown_in_major_units_as_the_catalog_writes_them(amount, currency, text):
     assert price_text(amount, currency) == text
+
+
+def test_an_adopted_product_is_verified_under_its_own_id_with_or_without_a_checkpoint():
+    adopted = HAT.known_as("prod_old")
+    state = SyncState("prod_old", "price_hat", "synced", HAT.sync_hash)
+    rows = [("hat", HAT, (), state)]
+    for checkpoints in ({"hat": Checkpoint.of(adopted, "price_hat")}, {}):
+        assert "prod_old" in product_ids(rows, checkpoints)
+        assert verified(rows, [in_stripe(adopted)], checkpoints).mismatches == ()
+    [missing] = verified(rows, [in_stripe(HAT)]).mismatches  # its own id is not the product
+    assert (missing.product_id, missing.field) == ("prod_old", "product")
