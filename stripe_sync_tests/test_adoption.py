@@ -399,14 +399,12 @@ def test_an_adoption_killed_at_any_moment_converges_on_the_rerun_without_a_dupli
     assert writes_by_route(emulator, mark) == {}
 
 
-def test_with_a_prices_model_each_price_row_is_matched_among_the_adopted_products_prices(
-    schema_cms, pipeline_env, emulator, client, tmp_path
-):
-    schema_cms("postgres", PLANS)
-    configure(tmp_path, adopt={"metadata_key": "slug"})
+def basic_plan_made_by_hand(client, name: str, *monthly_then_yearly: int) -> list:
+    """The plan `basic` made in the Dashboard (metadata `slug`), its default 8.00 EUR a
+    month, and a EUR price of its own for each amount given: monthly, then yearly."""
     basic = client.v1.products.create(
         {
-            "name": "Basic (old)",
+            "name": name,
             "metadata": {"slug": "basic"},
             "default_price_data": {
                 "currency": "eur",
@@ -415,12 +413,25 @@ def test_with_a_prices_model_each_price_row_is_matched_among_the_adopted_product
             },
         }
     )
-    monthly, yearly = (
+    return [basic] + [
         client.v1.prices.create(
-            {"product": basic.id, "currency": "eur", "unit_amount": amount, "recurring": recurring}
+            {
+                "product": basic.id,
+                "currency": "eur",
+                "unit_amount": amount,
+                "recurring": {"interval": interval},
+            }
         )
-        for amount, recurring in [(900, {"interval": "month"}), (9000, {"interval": "year"})]
-    )
+        for amount, interval in zip(monthly_then_yearly, ["month", "year"], strict=False)
+    ]
+
+
+def test_with_a_prices_model_each_price_row_is_matched_among_the_adopted_products_prices(
+    schema_cms, pipeline_env, emulator, client, tmp_path
+):
+    schema_cms("postgres", PLANS)
+    configure(tmp_path, adopt={"metadata_key": "slug"})
+    basic, monthly, yearly = basic_plan_made_by_hand(client, "Basic (old)", 900, 9000)
 
     result = pipeline_env.migrate()
 
@@ -586,25 +597,7 @@ def test_a_prices_model_adoption_stopped_before_its_prices_step_reuses_them_on_t
 
     schema_cms("postgres", PLANS)
     configure(tmp_path, adopt={"metadata_key": "slug"})
-    basic = client.v1.products.create(
-        {
-            "name": "Basic",
-            "metadata": {"slug": "basic"},
-            "default_price_data": {
-                "currency": "eur",
-                "unit_amount": 800,
-                "recurring": {"interval": "month"},
-            },
-        }
-    )
-    monthly = client.v1.prices.create(
-        {
-            "product": basic.id,
-            "currency": "eur",
-            "unit_amount": 900,
-            "recurring": {"interval": "month"},
-        }
-    )
+    basic, monthly = basic_plan_made_by_hand(client, "Basic", 900)
     # The run dies after the products step: the adoption's update landed, no price was set.
     with monkeypatch.context() as patched:
         patched.setattr(BatchSync, "sync_prices", lambda *_: (_ for _ in ()).throw(SystemExit(1)))
