@@ -469,6 +469,9 @@ def reset(catalog_columns: bool, yes: bool) -> None:
     if catalog_columns:
         rows = counted(result.catalog_rows_emptied, "catalog row")
         click.echo(f"emptied the write-back columns of {rows}")
+        if result.adopted_ids_kept:
+            adopted = counted(result.adopted_ids_kept, "adopted product")
+            click.echo(f"kept the Stripe ids of {adopted}: nothing else would find them")
 
 
 @main.command("config")

@@ -522,6 +522,7 @@ def test_ids_another_tool_kept_in_columns_of_its_own_are_adopted_and_those_colum
         )
         legacy[str(item_id)] = product
         cms.execute(f"update {{t}} set legacy_product = '{product.id}' where item_id = {item_id}")
+    cms.execute("update {t} set legacy_product = 'prod_gone' where item_id = 3")  # deleted since
     before = cms.snapshot()
     mark = len(emulator.requests())
 
@@ -537,11 +538,17 @@ def test_ids_another_tool_kept_in_columns_of_its_own_are_adopted_and_those_colum
     products, _ = stripe_state(emulator.base_url)
     assert sorted(p["id"] for p in products) == sorted([*(p.id for p in legacy.values()), "cms_3"])
     assert all(p["metadata"]["managed_by"] == "stripe_sync" for p in products)
+    assert "stripe_product_id_gone: prod_gone" in result.report_markdown
     assert cms.snapshot() == before
 
-    mark = len(emulator.requests())
-    assert pipeline_env.migrate().succeeded
-    assert writes_by_route(emulator, mark) == {}
+    # Again, then with no sync state: the column still names prod_gone; cms_3 is the row's.
+    for reset in ([], ["reset", "--yes", "--catalog-columns"]):
+        if reset:
+            assert CliRunner().invoke(main, reset).exit_code == 0
+        mark = len(emulator.requests())
+        again = pipeline_env.migrate()
+        assert again.succeeded and again.report["counts"]["unchanged"] == 3, again.report_markdown
+        assert writes_by_route(emulator, mark) == {}
 
 
 @pytest.mark.parametrize("catalog_columns", [False, True], ids=["checkpoints", "catalog-columns"])
@@ -554,6 +561,8 @@ def test_after_a_reset_adopted_products_are_found_again_never_duplicated(
     reset = CliRunner().invoke(main, ["reset", "--yes", *(["--catalog-columns"] * catalog_columns)])
 
     assert reset.exit_code == 0, reset.output
+    if catalog_columns:
+        assert "kept the Stripe ids of 5 adopted products" in reset.output
     assert {ids[:2] for ids in written_back(cms).values()} == {
         (p.id, p.default_price) for p in original.values()
     }  # an adopted product's ids are kept: nothing else would find it

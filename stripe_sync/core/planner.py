@@ -297,18 +297,21 @@ def _settled(action: Action, found: Mapping[str, dict], claimed: Mapping[str, li
     product_id = action.desired.stripe_id
     product = found.get(product_id)
     own = action.desired.known_as(stripe_product_id(action.cms_id))
-    if _managed_for(found.get(own.stripe_id), action.cms_id):
-        reason = (
-            f"adopt_ambiguous: {own.stripe_id} (the pipeline's own) and {product_id} both "
-            "claim the row"
-        )
-        return replace(action, kind=ActionKind.HELD, reasons=(reason,))
+    ours = _managed_for(found.get(own.stripe_id), action.cms_id)  # made by an earlier run
+    if product is None and ours:  # the row's stale id names nothing: its own product is it
+        return replace(action, kind=ActionKind.RECONCILE, desired=own, found_by="")
     if product is None:
         note = (
             f"stripe_product_id_gone: {product_id} (the row's {action.found_by}) is not in "
             f"Stripe; created as {own.stripe_id}"
         )
         return replace(action, kind=ActionKind.CREATE, desired=own, notes=(note,), found_by="")
+    if ours:
+        reason = (
+            f"adopt_ambiguous: {own.stripe_id} (the pipeline's own) and {product_id} both "
+            "claim the row"
+        )
+        return replace(action, kind=ActionKind.HELD, reasons=(reason,))
     metadata = product.get("metadata") or {}
     if metadata.get("managed_by") == MANAGED_BY:
         if _managed_for(product, action.cms_id):

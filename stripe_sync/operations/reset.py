@@ -16,6 +16,7 @@ RESET_CHUNK = 10_000  # catalog rows emptied per write-back call
 class ResetResult:
     checkpoints_forgotten: int  # rows whose checkpoints were forgotten
     catalog_rows_emptied: int
+    adopted_ids_kept: int = 0  # rows whose adopted product's ids were kept
 
 
 def reset(settings: Settings, *, catalog_columns: bool) -> ResetResult:
@@ -27,7 +28,7 @@ def reset(settings: Settings, *, catalog_columns: bool) -> ResetResult:
         forgotten = source.state.forget_all()
         if not catalog_columns:
             return ResetResult(forgotten, 0)
-        ids = list(source.iter_ids())
+        ids, kept = list(source.iter_ids()), 0
         for start in range(0, len(ids), RESET_CHUNK):
             chunk = ids[start : start + RESET_CHUNK]
             adopted = {
@@ -41,4 +42,5 @@ def reset(settings: Settings, *, catalog_columns: bool) -> ResetResult:
                     for cms_id in chunk
                 ]
             )
-    return ResetResult(forgotten, len(ids))
+            kept += len(adopted)
+    return ResetResult(forgotten, len(ids), kept)

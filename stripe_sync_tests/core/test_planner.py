@@ -245,6 +245,13 @@ def test_a_stored_product_gone_from_stripe_is_said_and_the_row_created_as_its_ow
     assert action.diff()[0] == action.notes[0]
 
 
+def test_a_stale_stored_id_beside_the_rows_own_product_reconciles_that_one_every_time():
+    own = product("cms_42", managed_by="stripe_sync", cms_id="42")
+    [action] = settle_adoptions([adoption()], {"cms_42": own})  # prod_old is gone
+    assert action.kind is ActionKind.RECONCILE and action.desired.stripe_id == "cms_42"
+    assert action.notes == ()
+
+
 def test_a_product_already_managed_for_the_row_is_reconciled_and_for_another_row_holds_it():
     ours = product("prod_old", managed_by="stripe_sync", cms_id="42")
     [action] = settle_adoptions([adoption()], {"prod_old": ours})
