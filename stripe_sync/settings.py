@@ -463,7 +463,7 @@ class AdoptSettings(_Section):
 
 
 class ValidationSettings(_Section):
-    """The row rules' options (README "Validation rules")."""
+    """The row rules' options (docs/how-it-works.md, "Validation rules")."""
 
     default_currency: str = setting(
         "eur", "The currency of rows without one.", "STRIPE_SYNC_DEFAULT_CURRENCY"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 
 import dagster as dg
 import pytest
@@ -21,7 +22,10 @@ from stripe_sync.settings import (
 )
 
 KEY = "sk_test_settings_layers_0123456789"
-README = pathlib.Path(__file__).parents[1] / "README.md"
+ROOT = pathlib.Path(__file__).parents[1]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+CONFIGURATION = DOCS / "configuration.md"
 
 
 def load(tmp_path: pathlib.Path, yaml: str | None = None, environ=None, dotenv=None, **overrides):
@@ -216,6 +220,10 @@ def test_stripe_sync_config_prints_every_setting_with_its_source_and_secrets_mas
 
 
 def test_a_flag_of_one_command_does_not_leak_into_the_next(pipeline_env):
+    # pandera sets SPARK_LOCAL_IP and PYARROW_IGNORE_TIMEZONE when first imported: imported
+    # here, so the comparison sees only what the command did (a fresh worker runs this first).
+    import pandera.pandas  # noqa: F401
+
     before = dict(os.environ)
     runner = CliRunner()
 
@@ -228,14 +236,58 @@ def test_a_flag_of_one_command_does_not_leak_into_the_next(pipeline_env):
     assert "| stripe.allow_live_mode | False | default |" in after.output
 
 
-def test_the_readme_documents_every_setting_with_its_variables():
-    readme = README.read_text()
+def test_the_configuration_page_documents_every_setting_with_its_variables():
+    page = CONFIGURATION.read_text()
 
     for key, info in setting_fields():
-        row = next((line for line in readme.splitlines() if line.startswith(f"| `{key}`")), None)
-        assert row is not None, f"README's settings table lacks {key}"
+        row = next((line for line in page.splitlines() if line.startswith(f"| `{key}`")), None)
+        assert row is not None, f"docs/configuration.md's settings table lacks {key}"
         for variable in variables_of(info):
-            assert f"`{variable}`" in row, f"README's row of {key} lacks {variable}"
+            assert f"`{variable}`" in row, f"docs/configuration.md's row of {key} lacks {variable}"
+
+
+def test_the_readme_is_short_and_links_every_docs_page():
+    readme = README.read_text()
+
+    assert len(readme.splitlines()) <= 300
+    pages = sorted(DOCS.glob("*.md"))
+    assert pages
+    for page in pages:
+        assert f"](docs/{page.name})" in readme, f"README.md does not link docs/{page.name}"
+
+
+def test_the_readme_quick_start_has_the_commands_ci_and_the_demo_run():
+    quick_start = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+
+    assert re.search(r"^scripts/demo --ui\b", quick_start, re.MULTILINE)
+    assert re.search(r"^scripts/test\b", quick_start, re.MULTILINE)
+    assert "exec bash scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a page's headings (outside code blocks)."""
+    anchors, fenced = set(), False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (heading := re.match(r"#{1,6} (.+)", line)):
+            anchors.add(re.sub(r"[^\w\- ]", "", heading[1].strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+def test_the_readme_and_docs_links_lead_somewhere():
+    for source in [README, *sorted(DOCS.glob("*.md"))]:
+        text = source.read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (source.parent / path).resolve() if path else source
+            assert linked.exists(), f"{source.name} links {target}: no such file"
+            if anchor and linked.suffix == ".md":
+                assert anchor in _anchors(linked.read_text()), (
+                    f"{source.name} links {target}: no such heading"
+                )
 
 
 def test_a_mapping_may_come_from_variables_as_json_and_rules_as_a_column_alone(tmp_path):

@@ -1,6 +1,7 @@
-"""A corpus of dirty catalog rows through validation and the real pipeline (README.md,
-"Validation rules"): every bad row is quarantined with its reason code(s) and never reaches
-Stripe, every good row in the same batches is synced exactly and cleaned, nothing crashes.
+"""A corpus of dirty catalog rows through validation and the real pipeline
+(docs/how-it-works.md, "Validation rules"): every bad row is quarantined with its reason
+code(s) and never reaches Stripe, every good row in the same batches is synced exactly and
+cleaned, nothing crashes.
 
 The catalog is a PostgreSQL table whose `price` column is `text` (so "abc" can be stored)
 and without a primary key (so duplicate ids can be). PostgreSQL text can't hold NUL bytes,
@@ -75,7 +76,7 @@ class Case:
     slug: str
     row: dict  # name, description, price, currency, images, active, color, notes
     codes: frozenset = frozenset()  # reasons expected; empty: a valid row
-    also_allowed: frozenset = frozenset()  # codes a reading of the README may add
+    also_allowed: frozenset = frozenset()  # codes a reading of the docs may add
     id: str | None = None  # None: r<position>-<slug>
     # for valid rows: what Stripe must get
     name: str | None = None
@@ -1085,8 +1086,8 @@ def test_invalid_share_warns_without_blocking(
 def test_invalid_share_is_judged_per_batch_even_when_a_run_covers_several(
     dirty_table, pipeline_env, emulator
 ):
-    """README: warns when more than 5% "of a batch" is invalid. One run of three batches
-    of 10: the first has 1 invalid row (10%), the others none (3.3% of the run)."""
+    """docs/how-it-works.md: warns when more than 5% "of a batch" is invalid. One run of
+    three batches of 10: the first has 1 invalid row (10%), the others none (3.3% of the run)."""
     cases = [
         (
             f"w{n:02d}",

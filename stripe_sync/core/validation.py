@@ -2,7 +2,7 @@
 
 A bad row never stops the batch: it gets reasons (`code: message`, every rule it breaks)
 and is quarantined; warnings (`code: message`) note what was fixed on the way (a dropped
-image, a rounded price). The rules and options are listed in the README.
+image, a rounded price). The rules and options are listed in docs/how-it-works.md.
 """
 
 import json

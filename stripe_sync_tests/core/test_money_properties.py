@@ -1,7 +1,7 @@
 """Property-based tests (hypothesis) of price parsing and minor-unit conversion.
 
-The expectations are written out from README.md "Validation rules" and Stripe's currency
-table (STRIPE_FACTS.md), independently of stripe_sync.core.money.
+The expectations are written out from docs/how-it-works.md "Validation rules" and Stripe's
+currency table (STRIPE_FACTS.md), independently of stripe_sync.core.money.
 """
 
 from __future__ import annotations
