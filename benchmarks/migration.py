@@ -217,7 +217,7 @@ def make_table(connection: psycopg.Connection, table: str, rows: int) -> None:
 def migrate(work_log: Path):
     from stripe_sync.operations.migrate import migrate as run_migration
     from stripe_sync.operations.options import RunOptions
-    from stripe_sync.settings import load_settings
+    from stripe_sync.settings.loader import load_settings
 
     started = time.monotonic()
     result = run_migration(

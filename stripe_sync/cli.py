@@ -63,7 +63,7 @@ def _one_sentence_errors() -> Iterator[None]:
 def _settings(**flags: Any):
     """The command's settings: the project file, the environment, then its flags (a flag
     left unset is None and changes nothing). Wrong settings end the command here."""
-    from stripe_sync.settings import load_settings
+    from stripe_sync.settings.loader import load_settings
 
     invocation: _Invocation = click.get_current_context().find_object(_Invocation)
     with _one_sentence_errors():
@@ -167,7 +167,7 @@ def _ui_hint(home: pathlib.Path) -> str:
     this directory, whose settings the code location reads (or the --config file, named in
     the command)."""
     from stripe_sync.operations.ui import WORKSPACE_FILE
-    from stripe_sync.settings import CONFIG_FILE_VARIABLE
+    from stripe_sync.settings.loader import CONFIG_FILE_VARIABLE
 
     invocation: _Invocation = click.get_current_context().find_object(_Invocation)
     config = invocation.config_file if invocation is not None else None

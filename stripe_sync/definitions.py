@@ -18,7 +18,8 @@ from stripe_sync.defs.loggers import console_and_file
 from stripe_sync.defs.resources import build_resources
 from stripe_sync.defs.schedules import build_reconcile_schedule
 from stripe_sync.defs.sensors import build_automation_sensors, report_automation_sensor
-from stripe_sync.settings import Settings, load_settings
+from stripe_sync.settings.loader import load_settings
+from stripe_sync.settings.model import Settings
 
 GROUP = "stripe_sync"
 LAYER_TAG = "stripe_sync/layer"

@@ -299,7 +299,7 @@ class PipelineEnv:
         force_resync, no_checkpoint; `progress`: a `MigrationProgress` to tell)."""
         from stripe_sync.operations.migrate import migrate
         from stripe_sync.operations.options import RunOptions
-        from stripe_sync.settings import load_settings
+        from stripe_sync.settings.loader import load_settings
 
         return migrate(
             load_settings(),

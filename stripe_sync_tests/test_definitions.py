@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from stripe_sync.definitions import LAYER_TAG, build_definitions, defs
-from stripe_sync.settings import load_settings
+from stripe_sync.settings.loader import load_settings
 from stripe_sync_tests.conftest import console_script
 
 ROOT = pathlib.Path(__file__).parents[1]

@@ -25,7 +25,7 @@ def layout() -> dict[str, set[str]]:
 
 
 def module_of(path: pathlib.Path) -> str:
-    """`core` for stripe_sync/core/..., `settings` for stripe_sync/settings.py."""
+    """`core` for stripe_sync/core/..., `cli` for stripe_sync/cli.py."""
     return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
 
 

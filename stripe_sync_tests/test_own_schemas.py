@@ -16,7 +16,7 @@ from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.operations.options import RunOptions
 from stripe_sync.operations.plan import plan
 from stripe_sync.operations.preflight import preflight
-from stripe_sync.settings import load_settings
+from stripe_sync.settings.loader import load_settings
 from stripe_sync_tests.conftest import stripe_state, write_requests
 from stripe_sync_tests.own_schemas import (
     OWN_SCHEMAS,

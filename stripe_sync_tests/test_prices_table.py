@@ -20,7 +20,7 @@ from stripe_sync.defs.jobs import register_batches
 from stripe_sync.operations.instance import resources
 from stripe_sync.operations.options import RunOptions
 from stripe_sync.operations.plan import plan
-from stripe_sync.settings import load_settings
+from stripe_sync.settings.loader import load_settings
 from stripe_sync.testing.knobs import FAULT_KINDS
 from stripe_sync_tests.conftest import (
     BATCH_ASSETS,

@@ -13,13 +13,8 @@ from click.testing import CliRunner
 
 from stripe_sync.cli import main
 from stripe_sync.core.errors import ConfigError
-from stripe_sync.settings import (
-    Secret,
-    environment_for_child,
-    load_settings,
-    setting_fields,
-    variables_of,
-)
+from stripe_sync.settings.loader import environment_for_child, load_settings
+from stripe_sync.settings.model import Secret, setting_fields, variables_of
 
 KEY = "sk_test_settings_layers_0123456789"
 ROOT = pathlib.Path(__file__).parents[1]

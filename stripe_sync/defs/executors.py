@@ -10,7 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from stripe_sync.core.errors import ConfigError
-from stripe_sync.settings import Secret, Settings
+from stripe_sync.settings.model import Secret, Settings
 
 
 def build_executor(settings: Settings) -> dg.ExecutorDefinition | None:

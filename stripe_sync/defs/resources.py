@@ -34,7 +34,7 @@ from stripe_sync.core.state import TrackedCatalog
 from stripe_sync.core.stripe_api import StripeApi, key_mode
 from stripe_sync.core.throttle import open_throttle
 from stripe_sync.core.validation import ValidationRules
-from stripe_sync.settings import Secret, Settings
+from stripe_sync.settings.model import Secret, Settings
 from stripe_sync.state import open_state
 
 

@@ -12,7 +12,7 @@ from stripe_sync.defs.jobs import migrate_batches_job, register_batches
 from stripe_sync.defs.partitions import batch_partitions
 from stripe_sync.defs.resources import CatalogResource, PipelineSettings
 from stripe_sync.defs.sensors import TICK_DEADLINE_S, run_request
-from stripe_sync.settings import AutomationSettings, Settings
+from stripe_sync.settings.model import AutomationSettings, Settings
 
 
 def build_reconcile_schedule(settings: Settings) -> dg.ScheduleDefinition:

@@ -16,7 +16,8 @@ from stripe_sync.defs.outcomes import RunOutcome
 from stripe_sync.operations.migrate import MigrationResult, migrate
 from stripe_sync.operations.options import RunOptions
 from stripe_sync.operations.ui import serve_dagster_ui
-from stripe_sync.settings import Secret, Settings, environment_for_child
+from stripe_sync.settings.loader import environment_for_child
+from stripe_sync.settings.model import Secret, Settings
 
 DEMO_SECRET_KEY = "sk_test_stripe_sync_demo"  # the emulator takes any test key
 DEMO_BATCH_SIZE = 50

@@ -15,7 +15,7 @@ from filelock import FileLock  # a dependency of dagster's
 from stripe_sync.defs.dagster_compat import instance_at, partition_range_tags
 from stripe_sync.defs.resources import build_resources
 from stripe_sync.operations.ui import workspace_file
-from stripe_sync.settings import Settings
+from stripe_sync.settings.model import Settings
 
 _HOST_TAG, _PID_TAG = "stripe_sync/host", "stripe_sync/pid"
 # The project's instance settings (run queue, the stripe_writes pool, run retries), shipped

@@ -32,7 +32,7 @@ from stripe_sync.operations.instance import (
     run_batches,
 )
 from stripe_sync.operations.options import RunOptions
-from stripe_sync.settings import Settings
+from stripe_sync.settings.model import Settings
 from stripe_sync.state.legacy import import_files
 
 _STOPS = {

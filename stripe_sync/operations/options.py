@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stripe_sync.core.planner import PlanOptions
-from stripe_sync.settings import Settings
+from stripe_sync.settings.model import Settings
 
 DEFAULT_LOG_FILE = "logs/stripe-sync.log"
 

@@ -12,7 +12,7 @@ from stripe_sync.core.validation import validate_batch
 from stripe_sync.defs.partitions import batch_partitions
 from stripe_sync.operations.instance import dagster_home, open_instance, resources
 from stripe_sync.operations.options import RunOptions
-from stripe_sync.settings import Settings
+from stripe_sync.settings.model import Settings
 
 
 def plan(

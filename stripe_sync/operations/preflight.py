@@ -11,7 +11,7 @@ from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
 from stripe_sync.core.retry import RetryStats
 from stripe_sync.core.wording import counted
 from stripe_sync.operations.instance import resources
-from stripe_sync.settings import Settings
+from stripe_sync.settings.model import Settings
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from stripe_sync.core.contract import WriteBack
 from stripe_sync.core.identity import stripe_product_id
 from stripe_sync.operations.instance import resources
-from stripe_sync.settings import Settings
+from stripe_sync.settings.model import Settings
 
 RESET_CHUNK = 10_000  # catalog rows emptied per write-back call
 

@@ -10,7 +10,7 @@ from stripe_sync.core.rollback import RollbackReport, rollback_window
 from stripe_sync.definitions import build_definitions
 from stripe_sync.defs.outcomes import outcome_of
 from stripe_sync.operations.instance import dagster_home, open_instance, resources
-from stripe_sync.settings import Settings
+from stripe_sync.settings.model import Settings
 
 
 @dataclass(frozen=True)

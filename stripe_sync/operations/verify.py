@@ -17,7 +17,7 @@ from stripe_sync.defs.outcomes import RunOutcome, outcome_of
 from stripe_sync.defs.partitions import batch_partitions
 from stripe_sync.operations.instance import dagster_home, open_instance, resources, run_batches
 from stripe_sync.operations.options import RunOptions
-from stripe_sync.settings import Settings
+from stripe_sync.settings.model import Settings
 
 _MISMATCH_COLUMNS = ("batch", "severity", "cms_id", "product_id", "field", "expected", "actual")
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from stripe_sync.catalog import open_catalog
 from stripe_sync.core.contract import change_cursor
 from stripe_sync.defs.resources import CatalogMapping
-from stripe_sync.settings import CatalogSettings
+from stripe_sync.settings.model import CatalogSettings
 from stripe_sync_tests.catalog.tables import every_row
 from stripe_sync_tests.own_schemas import (
     SHOP_EXPORT,

@@ -9,7 +9,7 @@ from stripe_sync.defs.resources import (
     CatalogResource,
     build_resources,
 )
-from stripe_sync.settings import load_settings
+from stripe_sync.settings.loader import load_settings
 from stripe_sync_tests.catalog.tables import create_sqlite_products
 
 

@@ -1,30 +1,11 @@
-"""Every setting of stripe_sync: one typed model, read once, with where each value came from.
-
-Layers, each later one wins:
-
-1. the defaults below;
-2. the project file `stripe_sync.yaml` in the working directory (or the file named by
-   `--config` / `STRIPE_SYNC_CONFIG`);
-3. the environment, and `.env` in the working directory (a variable set in the
-   environment wins over `.env`); every variable name the project and the original tool
-   used works, listed beside each field;
-4. command-line flags.
-
-A secret (the Stripe key, the Supabase service_role key, a database URL with a password)
-may appear in the project file only as a reference to an environment variable,
-`${STRIPE_SECRET_KEY}` or `{env: STRIPE_SECRET_KEY}`; a literal one is refused. Secrets keep
-the name of the variable they came from, so Dagster gets them as `dg.EnvVar` (its UI and run
-storage show the name, never the value), and nothing here prints them.
-
-This module is the only one that reads the process environment. It also loads `.env` into
-it (never over a variable already set), as Dagster does for a code location, so a key given
-in `.env` resolves the same in `stripe-sync` and in `dagster dev`.
-"""
+"""The settings model: every setting of stripe_sync declared once, typed, with its default,
+what it does, the environment variables that set it and, for a secret, how the project file
+may give it; and the rules that make a set of settings one that can run. Reading the
+settings is `stripe_sync.settings.loader`'s."""
 
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import typing
 from collections.abc import Iterator, Mapping
@@ -33,8 +14,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from dotenv import dotenv_values
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -62,10 +41,7 @@ from stripe_sync.core.mapping import (
 )
 from stripe_sync.core.money import SUPPORTED_CURRENCIES
 
-PROJECT_FILE = "stripe_sync.yaml"
-CONFIG_FILE_VARIABLE = "STRIPE_SYNC_CONFIG"
 DEFAULT_DAGSTER_HOME = Path(".dagster_home")
-_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 # An asset owner as Dagster accepts one: an email address, or a team as `team:name`.
 _OWNER = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}\b|team:.+")
 
@@ -251,7 +227,7 @@ class CatalogSettings(_Section):
         if unknown:
             raise ConfigError(
                 f"catalog.columns maps {unknown[0]!r}, which is not a field: use "
-                f"{', '.join(fields)}{_suggestion(unknown[0], fields)}."
+                f"{', '.join(fields)}{suggestion(unknown[0], fields)}."
             )
         if self.currency is not None and self.columns.get("currency"):
             raise ConfigError(
@@ -352,7 +328,7 @@ class PricesSettings(_Section):
         if unknown:
             raise ConfigError(
                 f"prices.columns maps {unknown[0]!r}, which is not a price field: use "
-                f"{', '.join(PRICE_FIELDS)}{_suggestion(unknown[0], list(PRICE_FIELDS))}."
+                f"{', '.join(PRICE_FIELDS)}{suggestion(unknown[0], list(PRICE_FIELDS))}."
             )
         try:
             mapping = PriceMapping(columns=self.columns, price_unit=self.price_unit)
@@ -686,7 +662,7 @@ class Settings(BaseModel):
         for key, value in values.items():
             if value is not None:
                 current[key], sources[key] = value, source
-        return _validated(current, sources)
+        return validated(current, sources)
 
     def rows(self) -> list[tuple[str, str, str]]:
         """(key, value as it may be shown, source) of every setting, secrets masked."""
@@ -700,25 +676,6 @@ class Settings(BaseModel):
     def _value(self, key: str) -> Any:
         section, name = key.split(".")
         return getattr(getattr(self, section), name)
-
-
-def environment_for_child(
-    settings: Settings, source: str, config_file: Path | None = None
-) -> dict[str, str]:
-    """The environment of a child process (e.g. `dagster dev`) that must load these settings:
-    this process's, with the settings `source` made here (single values) set as their
-    variables, and the project file named by a --config flag (`config_file`)."""
-    variables = {}
-    for key, info in setting_fields():
-        if settings.source(key) == source:
-            section, name = key.split(".")
-            value = getattr(getattr(settings, section), name)
-            variables[variables_of(info)[0]] = (
-                value.value if isinstance(value, Secret) else str(value)
-            )
-    if config_file is not None:
-        variables[CONFIG_FILE_VARIABLE] = str(config_file.resolve())
-    return {**os.environ, **variables}
 
 
 def setting_fields() -> Iterator[tuple[str, FieldInfo]]:
@@ -736,179 +693,12 @@ def secret_kind(info: FieldInfo) -> str | None:
     return info.json_schema_extra["secret"]
 
 
-# ------------------------------------------------------------------ loading
+def suggestion(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
-def load_settings(
-    *,
-    config_file: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-) -> Settings:
-    """The settings: defaults < project file < environment and .env < `overrides` (flags,
-    by key: {"sync.batch_size": 25}; None leaves a key alone). A ConfigError names the key,
-    where its value came from and what was expected."""
-    cwd = cwd or Path.cwd()
-    dotenv = _dotenv(cwd / ".env")
-    if environ is None:
-        environ = os.environ
-        _export(dotenv)
-    variables = _Variables(environ, dotenv)
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    path = _project_file(config_file, variables, cwd)
-    if path is not None:
-        _read_project_file(path, variables, values, sources)
-    _read_environment(variables, values, sources)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            values[key], sources[key] = value, "flag --" + key.split(".")[1].replace("_", "-")
-    return _validated(values, sources)
-
-
-# Names this module added to the process environment from `.env`, so a second load still
-# says they came from `.env`.
-_EXPORTED: dict[str, str] = {}
-
-
-def _export(dotenv: Mapping[str, str]) -> None:
-    """`.env` into the process environment, never over a variable already set: Dagster
-    resolves `dg.EnvVar` there, and does the same with `.env` for a code location."""
-    for name, value in dotenv.items():
-        if os.environ.setdefault(name, value) == value:
-            _EXPORTED[name] = value
-
-
-@dataclass(frozen=True)
-class _Variables:
-    """The environment over `.env`: a variable's value and which of the two set it."""
-
-    environ: Mapping[str, str]
-    dotenv: Mapping[str, str]
-
-    def get(self, name: str) -> tuple[str, str] | None:
-        """(value, "env" or ".env") of a variable set to something other than blanks."""
-        value = self.environ.get(name, "").strip()
-        if value and not (name in _EXPORTED and _EXPORTED[name].strip() == value):
-            return value, "env"
-        value = self.dotenv.get(name, "").strip()
-        return (value, ".env") if value else None
-
-
-def _dotenv(path: Path) -> dict[str, str]:
-    return {k: v for k, v in dotenv_values(path).items() if v is not None} if path.exists() else {}
-
-
-def _project_file(config_file: str | Path | None, variables: _Variables, cwd: Path):
-    named = config_file or (variables.get(CONFIG_FILE_VARIABLE) or ("",))[0]
-    if named:
-        path = cwd / Path(named).expanduser()
-        if not path.is_file():
-            raise ConfigError(
-                f"The settings file {path} does not exist: fix --config or {CONFIG_FILE_VARIABLE}."
-            )
-        return path
-    default = cwd / PROJECT_FILE
-    return default if default.is_file() else None
-
-
-def _read_project_file(
-    path: Path, variables: _Variables, values: dict[str, Any], sources: dict[str, str]
-) -> None:
-    try:
-        content = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path.name} is not valid YAML{line}: fix its syntax.") from None
-    if not isinstance(content, dict):
-        raise ConfigError(f"{path.name} must hold sections such as `stripe:` and `catalog:`.")
-    fields = dict(setting_fields())
-    for section, entries in content.items():
-        if not isinstance(entries, dict):
-            known = list(Settings.model_fields)
-            raise ConfigError(
-                f"{path.name}: {section} must be a section of settings such as "
-                f"{', '.join(known)}{_suggestion(section, known)}."
-            )
-        for name, value in entries.items():
-            key = f"{section}.{name}"
-            if key not in fields:
-                raise ConfigError(
-                    f"{path.name}: {key} is not a setting{_suggestion(key, list(fields))}."
-                )
-            values[key], sources[key] = _file_value(path.name, key, value, fields[key], variables)
-
-
-def _file_value(file: str, key: str, value: Any, info: FieldInfo, variables: _Variables):
-    """A value of the project file and its source: a `${NAME}` or `{env: NAME}` reference
-    is read from the environment; a secret must be one."""
-    variable = _reference(value)
-    if variable is not None:
-        resolved = (variables.get(variable) or (None,))[0]
-        source = f"{file} (${{{variable}}}" + (")" if resolved else ", not set)")
-        if secret_kind(info) is not None:
-            return (Secret(resolved, variable) if resolved else None), source
-        return (resolved or None), source
-    kind = secret_kind(info)
-    if kind == KEY or (kind == URL and value is not None and _has_password(str(value))):
-        raise ConfigError(
-            f"{file}: {key} holds a secret as a literal value: write a reference to an "
-            f"environment variable instead, e.g. {key.split('.')[1]}: ${{{variables_of(info)[0]}}}."
-        )
-    if kind == URL and value is not None:
-        return Secret(str(value)), file
-    return value, file
-
-
-def _reference(value: Any) -> str | None:
-    if isinstance(value, str) and (match := _REFERENCE.match(value.strip())):
-        return match.group(1)
-    if isinstance(value, dict) and set(value) == {"env"} and isinstance(value["env"], str):
-        return value["env"]
-    return None
-
-
-def _has_password(url: str) -> bool:
-    try:
-        return bool(make_url(url).password)
-    except ArgumentError:
-        return False
-
-
-def _read_environment(
-    variables: _Variables, values: dict[str, Any], sources: dict[str, str]
-) -> None:
-    for key, info in setting_fields():
-        for variable in variables_of(info):
-            found = variables.get(variable)
-            if found is not None:
-                raw, origin = found
-                values[key], sources[key] = _from_text(raw, variable, info), f"{origin} {variable}"
-                break
-
-
-def _from_text(raw: str, variable: str, info: FieldInfo) -> Any:
-    if secret_kind(info) is not None:
-        return Secret(raw, variable)
-    if typing.get_origin(info.annotation) is tuple:
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if typing.get_origin(info.annotation) is dict or _is_rule(info):
-        try:  # JSON, or YAML's flow style: {id: sku, price: price_cents}
-            return yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(
-                f'{variable} must be JSON such as {{"id": "sku"}}, not {raw!r}.'
-            ) from None
-    return raw
-
-
-def _is_rule(info: FieldInfo) -> bool:
-    return ValueRule in typing.get_args(info.annotation)
-
-
-def _validated(values: dict[str, Any], sources: dict[str, str]) -> Settings:
+def validated(values: dict[str, Any], sources: dict[str, str]) -> Settings:
     nested: dict[str, dict[str, Any]] = {}
     for key, value in values.items():
         section, name = key.split(".")
@@ -946,7 +736,7 @@ def _expected(info: FieldInfo) -> str:
         return "true or false"
     if typing.get_origin(annotation) is dict:
         return "a mapping of names to columns"
-    if _is_rule(info):
+    if is_rule(info):
         return "a column, or {column: ..., values: [...]}"
     if typing.get_origin(annotation) is Literal:
         return " or ".join(typing.get_args(annotation))
@@ -961,11 +751,6 @@ def _expected(info: FieldInfo) -> str:
     return f"{noun} {'of ' if bounds[0].startswith('at ') else ''}{' and '.join(bounds)}"
 
 
-def _suggestion(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
 def _shown(value: Any) -> str:
     if isinstance(value, Secret):
         return value.masked()
@@ -976,3 +761,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, ValueRule):
         return value.describe()
     return str(value)
+
+
+def is_rule(info: FieldInfo) -> bool:
+    return ValueRule in typing.get_args(info.annotation)
