@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiohttp
 
-from stripe_sync.testing import EmulatorControl
+from stripe_sync.emulator import EmulatorControl
 
 HEADERS = {"Authorization": "Bearer sk_test_bench"}
 

@@ -232,7 +232,7 @@ def migrate(work_log: Path):
 def stripe_scenarios(
     figures: Figures, connection: psycopg.Connection, products: int, api_base: str
 ) -> None:
-    from stripe_sync.testing import EmulatorControl
+    from stripe_sync.emulator import EmulatorControl
 
     control = EmulatorControl(api_base)
     log_file = Path(os.environ["DAGSTER_HOME"]) / "bench.log"
@@ -475,7 +475,7 @@ def prices_scenario(figures: Figures, args: argparse.Namespace, work: Path) -> N
             STRIPE_SYNC_PRICES_PRICE_UNIT="minor",
             STRIPE_SYNC_CATALOG_COLUMNS=json.dumps({"price": None, "currency": None}),
         )
-        from stripe_sync.testing import EmulatorControl
+        from stripe_sync.emulator import EmulatorControl
 
         result, seconds = migrate(Path(os.environ["DAGSTER_HOME"]) / "bench.log")
         log = EmulatorControl(api_base).requests()
@@ -509,7 +509,7 @@ def command_scenario(
 ) -> None:
     """`stripe-sync migrate` as its own process over new products (and, in test mode, again
     with nothing to do): where its time goes, and how fast it writes."""
-    from stripe_sync.testing import EmulatorControl
+    from stripe_sync.emulator import EmulatorControl
 
     products = args.live_products if live else args.command_products
     name = f"7. live mode, {products} new" if live else f"6. test mode, {products} new"

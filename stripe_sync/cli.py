@@ -620,7 +620,7 @@ def emulator(
 ) -> None:
     """Run the local Stripe emulator (a stateful fake of the Stripe API) until SIGINT/SIGTERM."""
     # Imported here so the CLI loads even where the emulator can't.
-    from stripe_sync.testing import EmulatorConfig, serve
+    from stripe_sync.emulator import EmulatorConfig, serve
 
     config = EmulatorConfig(
         latency_ms=latency_ms,

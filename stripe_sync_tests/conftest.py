@@ -75,7 +75,7 @@ from decimal import Decimal
 
 from psycopg.rows import dict_row
 
-from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
+from stripe_sync.emulator import EmulatorConfig, EmulatorControl, run_emulator
 from stripe_sync_tests.postgrest import (
     GatewayFaults,
     RecordedRequest,

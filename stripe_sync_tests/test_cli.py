@@ -39,12 +39,12 @@ def test_emulator_options_reach_config_and_serve(monkeypatch: pytest.MonkeyPatch
         def __init__(self, **kwargs):
             self.kwargs = kwargs
 
-    fake = types.ModuleType("stripe_sync.testing")
+    fake = types.ModuleType("stripe_sync.emulator")
     fake.EmulatorConfig = FakeConfig
     fake.serve = lambda host, port, config, state_file: calls.append(
         (host, port, config, state_file)
     )
-    monkeypatch.setitem(sys.modules, "stripe_sync.testing", fake)
+    monkeypatch.setitem(sys.modules, "stripe_sync.emulator", fake)
 
     result = CliRunner().invoke(
         main,

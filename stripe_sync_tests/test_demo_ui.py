@@ -10,8 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from stripe_sync.emulator import EmulatorConfig, run_emulator
 from stripe_sync.operations.demo import DEMO_SECRET_KEY
-from stripe_sync.testing import EmulatorConfig, run_emulator
 from stripe_sync_tests.conftest import (
     PIPELINE_ENV_VARS,
     descendants,

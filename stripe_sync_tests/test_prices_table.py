@@ -17,11 +17,11 @@ from stripe_sync.cli import main
 from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.definitions import build_definitions
 from stripe_sync.defs.jobs import register_batches
+from stripe_sync.emulator.knobs import FAULT_KINDS
 from stripe_sync.operations.instance import resources
 from stripe_sync.operations.options import RunOptions
 from stripe_sync.operations.plan import plan
 from stripe_sync.settings.loader import load_settings
-from stripe_sync.testing.knobs import FAULT_KINDS
 from stripe_sync_tests.conftest import (
     BATCH_ASSETS,
     PRICES_CHECK,

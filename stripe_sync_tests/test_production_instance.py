@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 
 from stripe_sync.definitions import build_definitions
 from stripe_sync.defs.dagster_compat import partition_range_tags
-from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
+from stripe_sync.emulator import EmulatorConfig, EmulatorControl, run_emulator
 from stripe_sync_tests.conftest import (
     console_script,
     new_database,

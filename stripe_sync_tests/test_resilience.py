@@ -22,7 +22,7 @@ from decimal import Decimal
 import pytest
 from psycopg import sql
 
-from stripe_sync.testing.knobs import FAULT_KINDS
+from stripe_sync.emulator.knobs import FAULT_KINDS
 from stripe_sync_tests.conftest import TEST_SECRET_KEY, stripe_state, stripe_sync_script
 from stripe_sync_tests.test_pipeline import assert_in_sync, sample_products
 

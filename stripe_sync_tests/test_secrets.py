@@ -16,7 +16,7 @@ import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import serialize_value
 
-from stripe_sync.testing.server import mask_key
+from stripe_sync.emulator.server import mask_key
 from stripe_sync_tests.conftest import stripe_sync_script
 from stripe_sync_tests.test_pipeline import sample_products
 

@@ -185,7 +185,7 @@ def show_demo_in_ui(
 
 def _demo_emulator(state_file: Path):
     """The emulator on `state_file` (loaded at start, saved at exit), a little slow like Stripe."""
-    from stripe_sync.testing import EmulatorConfig, run_emulator
+    from stripe_sync.emulator import EmulatorConfig, run_emulator
 
     return run_emulator(EmulatorConfig(latency_ms=20, latency_jitter_ms=10), state_file=state_file)
 

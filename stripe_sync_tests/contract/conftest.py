@@ -2,7 +2,7 @@
 
 Target selection
 ----------------
-* Default: an in-process Stripe emulator (``stripe_sync.testing.run_emulator``),
+* Default: an in-process Stripe emulator (``stripe_sync.emulator.run_emulator``),
   started once per session with ``search_delay_s=1.0`` and the key ``sk_test_contract``.
 * ``STRIPE_CONTRACT_SECRET_KEY=sk_test_...`` (or ``rk_test_...``): real Stripe test
   mode at ``https://api.stripe.com``. Live keys (``sk_live_``/``rk_live_``) are refused
@@ -84,7 +84,7 @@ def stripe_target() -> Iterator[StripeTarget]:
         yield StripeTarget(REAL_STRIPE_BASE, key, False, run_tag)
         return
 
-    from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
+    from stripe_sync.emulator import EmulatorConfig, EmulatorControl, run_emulator
 
     with run_emulator(EmulatorConfig(search_delay_s=EMULATOR_SEARCH_DELAY_S)) as base_url:
         baseline = EmulatorControl(base_url).config()
@@ -127,7 +127,7 @@ def _emulator_only_guard(request: pytest.FixtureRequest, stripe_target: StripeTa
 def emulator(stripe_target: StripeTarget) -> Iterator[Any]:
     """EmulatorControl for knob tests; restores the session's baseline knobs afterwards."""
     assert stripe_target.is_emulator, "mark tests that turn emulator knobs emulator_only"
-    from stripe_sync.testing import EmulatorControl
+    from stripe_sync.emulator import EmulatorControl
 
     control = EmulatorControl(stripe_target.base_url)
     try:

@@ -7,7 +7,7 @@ from stripe_sync.core.identity import DesiredProduct
 from stripe_sync.core.planner import ActionKind, PlanOptions, SyncState, plan_row
 from stripe_sync.core.retry import RetryPolicy
 from stripe_sync.core.stripe_api import StripeApi
-from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
+from stripe_sync.emulator import EmulatorConfig, EmulatorControl, run_emulator
 
 KEY = "sk_test_applier"
 

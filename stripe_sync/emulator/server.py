@@ -26,10 +26,10 @@ from typing import Any
 import stripe.params as sp
 from aiohttp import web
 
-from stripe_sync.testing.errors import StripeApiError, invalid_request
-from stripe_sync.testing.knobs import EmulatorConfig, FaultInjector, Latency, SlidingWindowLimiter
-from stripe_sync.testing.params import coerce, decode_form
-from stripe_sync.testing.store import StripeState, new_id
+from stripe_sync.emulator.errors import StripeApiError, invalid_request
+from stripe_sync.emulator.knobs import EmulatorConfig, FaultInjector, Latency, SlidingWindowLimiter
+from stripe_sync.emulator.params import coerce, decode_form
+from stripe_sync.emulator.store import StripeState, new_id
 
 log = logging.getLogger(__name__)
 

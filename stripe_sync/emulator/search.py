@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from stripe_sync.testing.errors import invalid_request
+from stripe_sync.emulator.errors import invalid_request
 
 SEARCH_FIELDS = {
     "product": {"active", "created", "description", "metadata", "name", "shippable", "url"},

@@ -1,6 +1,6 @@
 import pytest
 
-from stripe_sync.testing.knobs import EmulatorConfig, FaultInjector, Latency, SlidingWindowLimiter
+from stripe_sync.emulator.knobs import EmulatorConfig, FaultInjector, Latency, SlidingWindowLimiter
 
 
 def test_the_limiter_accepts_at_most_rate_requests_in_any_one_second_window():

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from stripe_sync.core.money import MAX_INTERVAL_COUNT, RECURRING_INTERVALS, SUPPORTED_CURRENCIES
-from stripe_sync.testing.errors import StripeApiError, invalid_request, resource_missing
-from stripe_sync.testing.search import SearchIndex, parse_query
+from stripe_sync.emulator.errors import StripeApiError, invalid_request, resource_missing
+from stripe_sync.emulator.search import SearchIndex, parse_query
 
 MAX_IMAGES = 8
 MAX_METADATA_KEYS = 50

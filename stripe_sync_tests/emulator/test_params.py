@@ -1,8 +1,8 @@
 import pytest
 import stripe.params as sp
 
-from stripe_sync.testing.errors import StripeApiError
-from stripe_sync.testing.params import coerce, decode_form
+from stripe_sync.emulator.errors import StripeApiError
+from stripe_sync.emulator.params import coerce, decode_form
 
 
 def test_bracket_keys_decode_into_nested_hashes_and_appended_lists():

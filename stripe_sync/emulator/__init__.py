@@ -8,8 +8,8 @@ eventually consistent search, and rate limits, with knobs for latency and faults
         EmulatorControl(base_url).requests()
 """
 
-from stripe_sync.testing.control import EmulatorControl
-from stripe_sync.testing.knobs import EmulatorConfig
-from stripe_sync.testing.server import Emulator, run_emulator, serve
+from stripe_sync.emulator.control import EmulatorControl
+from stripe_sync.emulator.knobs import EmulatorConfig
+from stripe_sync.emulator.server import Emulator, run_emulator, serve
 
 __all__ = ["Emulator", "EmulatorConfig", "EmulatorControl", "run_emulator", "serve"]

@@ -5,8 +5,8 @@ import urllib.request
 import pytest
 import stripe
 
-from stripe_sync.testing import EmulatorConfig, EmulatorControl, run_emulator
-from stripe_sync.testing.server import mask_key
+from stripe_sync.emulator import EmulatorConfig, EmulatorControl, run_emulator
+from stripe_sync.emulator.server import mask_key
 
 
 def client_for(base_url: str, key: str = "sk_test_server", retries: int = 0) -> stripe.StripeClient:

@@ -1,7 +1,7 @@
 import pytest
 
-from stripe_sync.testing.errors import StripeApiError
-from stripe_sync.testing.store import MAX_INTERVAL_COUNT, StripeState
+from stripe_sync.emulator.errors import StripeApiError
+from stripe_sync.emulator.store import MAX_INTERVAL_COUNT, StripeState
 
 
 def price_params(**recurring):

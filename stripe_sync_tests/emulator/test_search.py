@@ -1,7 +1,7 @@
 import pytest
 
-from stripe_sync.testing.errors import StripeApiError
-from stripe_sync.testing.search import SearchIndex, parse_query
+from stripe_sync.emulator.errors import StripeApiError
+from stripe_sync.emulator.search import SearchIndex, parse_query
 
 HAT = {"id": "p1", "created": 1, "name": "Red Hat", "active": True, "metadata": {"cms_id": "42"}}
 

@@ -19,7 +19,7 @@ from typing import Any, ForwardRef
 import typing_extensions
 from stripe._request_options import RequestOptions
 
-from stripe_sync.testing.errors import invalid_request, parameter_missing, parameter_unknown
+from stripe_sync.emulator.errors import invalid_request, parameter_missing, parameter_unknown
 
 # Client-side options (api_key, idempotency_key, ...) that share the TypedDicts but never
 # travel as parameters.
