@@ -10,13 +10,13 @@ from collections.abc import Callable, Mapping, Sequence
 import pandas as pd
 
 from stripe_sync.core.checkpoints import Checkpoint
-from stripe_sync.core.identity import stripe_product_id
 from stripe_sync.core.planner import (
     Action,
     ActionKind,
     PlanOptions,
     needs_listing,
     products_by_metadata,
+    products_to_settle,
     settle_adoptions,
 )
 from stripe_sync.core.state import StateStore
@@ -58,10 +58,7 @@ class AdoptionReads:
         adopting = [a for a in actions if a.kind is ActionKind.ADOPT]
         if not adopting:
             return list(actions)
-        ids = [a.desired.stripe_id for a in adopting] + [
-            stripe_product_id(a.cms_id) for a in adopting
-        ]
-        found = {product["id"]: product for product in self.api.list_products(ids)}
+        found = {p["id"]: p for p in self.api.list_products(products_to_settle(adopting))}
         return settle_adoptions(actions, found)
 
 
@@ -74,7 +71,8 @@ def settled_plan(
 ) -> dict[str, list[Action]]:
     """The plan of each batch as `migrate` makes it, adoptions settled: what `plan` and the
     UI's dry run show."""
-    checkpoints = {cms_id: c for batch in batches for cms_id, c in state.checkpoints(batch).items()}
-    by_metadata = reads.by_metadata(validated, checkpoints, options)
-    plan = plan_frame(validated, batches, state, options, by_metadata)
+    saved = {batch: state.checkpoints(batch) for batch in batches}  # read once
+    every = {cms_id: c for checkpoints in saved.values() for cms_id, c in checkpoints.items()}
+    by_metadata = reads.by_metadata(validated, every, options)
+    plan = plan_frame(validated, batches, saved.__getitem__, options, by_metadata)
     return {batch: reads.settled(actions) for batch, actions in plan.items()}

@@ -567,7 +567,10 @@ class Applier:
                 (
                     p
                     for p in current
-                    if p["active"] and p["id"] not in taken and price.same_content(p)
+                    if p["active"]
+                    and p["id"] not in taken
+                    and not _managed(p)
+                    and price.same_content(p)
                 ),
                 None,
             )
@@ -697,14 +700,16 @@ def _anew(action: Action) -> Action:
     return replace(action, kind=ActionKind.CREATE, desired=own)
 
 
+def _managed(price: dict) -> bool:
+    """Whether a Stripe price is the pipeline's (else made by hand, or by another tool)."""
+    return (price.get("metadata") or {}).get("managed_by") == MANAGED_BY
+
+
 def _retired(price: dict, desired: DesiredProduct) -> bool:
     """Whether a price of the product is the pipeline's and no longer wanted: not a
     quarantined row's (left alone) and not made by hand."""
-    metadata = price.get("metadata") or {}
-    return (
-        metadata.get("managed_by") == MANAGED_BY
-        and metadata.get("cms_price_id") not in desired.held_prices
-    )
+    cms_price_id = (price.get("metadata") or {}).get("cms_price_id")
+    return _managed(price) and cms_price_id not in desired.held_prices
 
 
 def _without_request(action: Action) -> Outcome | None:

@@ -278,6 +278,13 @@ def _claim(
     return None
 
 
+def products_to_settle(actions: Sequence[Action]) -> list[str]:
+    """The products `settle_adoptions` needs read: each one to adopt, and the row's own (made
+    by an earlier run, or the one to create when the other is gone)."""
+    adopting = [action for action in actions if action.kind is ActionKind.ADOPT]
+    return [a.desired.stripe_id for a in adopting] + [stripe_product_id(a.cms_id) for a in adopting]
+
+
 def settle_adoptions(actions: Sequence[Action], found: Mapping[str, dict]) -> list[Action]:
     """The actions once the products they would adopt were read (`found`, by id): a product
     not in Stripe is created as the row's own instead (and said so); one the pipeline already
@@ -341,7 +348,7 @@ def _adoption_diff(action: Action) -> list[str]:
     price kept or replaced."""
     desired, product = action.desired, action.adopted
     lines = [f"{desired.stripe_id}: found by {action.found_by}"]
-    if product is None:  # a plan that read no Stripe product (the UI's dry run)
+    if product is None:  # not settled against Stripe (`settle_adoptions`)
         return [*lines, "what changes is read from Stripe when the sync runs"]
     wanted = desired.product_fields()
     for name in PRODUCT_FIELDS:

@@ -49,9 +49,15 @@ from stripe_sync.core.backups import Backup, now_iso
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import CatalogFailure, ErrorKind, StripeFailure
-from stripe_sync.core.identity import DesiredProduct, stripe_product_id
+from stripe_sync.core.identity import DesiredProduct
 from stripe_sync.core.ledger import PRICES, PRODUCTS, outcomes_of_run
-from stripe_sync.core.planner import Action, ActionKind, PlanOptions, settle_adoptions
+from stripe_sync.core.planner import (
+    Action,
+    ActionKind,
+    PlanOptions,
+    products_to_settle,
+    settle_adoptions,
+)
 from stripe_sync.core.product_reads import PriceReads, read_pages, read_prices_of
 from stripe_sync.core.progress import Tally
 from stripe_sync.core.report import RESULTS
@@ -152,7 +158,7 @@ class BatchSync:
         rows = _rows_by_id(validated)
         try:
             by_metadata = self._by_metadata(validated, batches, options)
-            plan = plan_frame(validated, batches, self, options, by_metadata)
+            plan = plan_frame(validated, batches, self.checkpoints, options, by_metadata)
             before = self._products_before([a for acts in plan.values() for a in acts])
             # Per batch, as `plan` settles them.
             plan = {batch: settle_adoptions(acts, before) for batch, acts in plan.items()}
@@ -331,12 +337,7 @@ class BatchSync:
         100): after `reset --catalog-columns` a "create" may meet a product that existed before
         this run, which rollback must keep; so is the own id of a row that may adopt another
         (created instead when that one is gone)."""
-        product_ids = [_product_id(action) for action in actions if action.writes]
-        product_ids += [
-            stripe_product_id(action.cms_id)
-            for action in actions
-            if action.kind is ActionKind.ADOPT
-        ]
+        product_ids = [_product_id(a) for a in actions if a.writes] + products_to_settle(actions)
         found = {}
         for page in read_pages(self._api, product_ids, max_in_flight=self._max_in_flight):
             if page.failure is not None:

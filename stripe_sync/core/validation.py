@@ -10,7 +10,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import HELD_PRODUCT_ID
 from stripe_sync.core.identity import (
     METADATA_PREFIX,
@@ -39,7 +40,6 @@ from stripe_sync.core.money import (
     to_minor_units,
 )
 from stripe_sync.core.planner import Action, PlanOptions, SyncState, plan_batch
-from stripe_sync.core.state import StateStore
 
 MAX_IMAGES = 8
 MAX_IMAGE_URL_LENGTH = 2_048
@@ -430,16 +430,17 @@ def planning_inputs(
 def plan_frame(
     validated: pd.DataFrame,
     batch_keys: Sequence[str],
-    state: StateStore,
+    checkpoints: Callable[[str], Mapping[str, Checkpoint]],
     options: PlanOptions,
     by_metadata: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, list[Action]]:
-    """The plan of each batch: its validated rows against its checkpoints (a batch whose rows
-    were all deleted still has its deletions planned); `by_metadata` as `plan_batch` takes it."""
+    """The plan of each batch: its validated rows against its checkpoints (`checkpoints`: a
+    batch's, as read once; a batch whose rows were all deleted still has its deletions
+    planned); `by_metadata` as `plan_batch` takes it."""
     return {
         batch: plan_batch(
             planning_inputs(validated[validated["batch"] == batch]),
-            state.checkpoints(batch),
+            checkpoints(batch),
             options,
             by_metadata,
         )

@@ -94,12 +94,19 @@ def product_ids(rows: Iterable[Row], checkpoints: Mapping[str, Checkpoint]) -> l
     return list(dict.fromkeys(ids))
 
 
+def synced_product_id(cms_id: str, state: SyncState, checkpoint: Checkpoint | None) -> str:
+    """The Stripe product a row was synced to: its checkpoint's, else its sync state's (an
+    adopted product keeps its own id), else the row's own."""
+    if checkpoint is not None:
+        return checkpoint.stripe_product_id
+    return state.stripe_product_id or stripe_product_id(cms_id)
+
+
 def as_synced(
     desired: DesiredProduct, state: SyncState, checkpoint: Checkpoint | None
 ) -> DesiredProduct:
-    """A valid row as the Stripe product it was synced to: its checkpoint's, or its sync
-    state's (an adopted product keeps its own id)."""
-    return desired.known_as(checkpoint.stripe_product_id if checkpoint else state.stripe_product_id)
+    """A valid row as the Stripe product it was synced to (`synced_product_id`)."""
+    return desired.known_as(synced_product_id(desired.cms_id, state, checkpoint))
 
 
 def verify_batch(
@@ -134,11 +141,7 @@ def verify_batch(
                 repairs[cms_id] = None
         else:
             synced_before = checkpoint is not None or bool(state.stripe_product_id)
-            product_id = (
-                checkpoint.stripe_product_id
-                if checkpoint
-                else state.stripe_product_id or stripe_product_id(cms_id)
-            )
+            product_id = synced_product_id(cms_id, state, checkpoint)
             found = _invalid_row(cms_id, product_id, reasons, synced_before, products)
         mismatches += found
     deleted = {cms_id: c for cms_id, c in checkpoints.items() if cms_id not in present}
