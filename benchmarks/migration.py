@@ -215,14 +215,16 @@ def make_table(connection: psycopg.Connection, table: str, rows: int) -> None:
 
 
 def migrate(work_log: Path):
+    from stripe_sync.defs.loggers import LogOptions
+    from stripe_sync.defs.run_options import RunOptions
     from stripe_sync.operations.migrate import migrate as run_migration
-    from stripe_sync.operations.options import RunOptions
     from stripe_sync.settings.loader import load_settings
 
     started = time.monotonic()
     result = run_migration(
         load_settings(),
-        RunOptions(log_level="WARN", log_file=str(work_log)),
+        RunOptions(),
+        LogOptions(log_level="WARN", log_file=str(work_log)),
         say=lambda _: None,
     )
     assert result.succeeded, result.report_markdown

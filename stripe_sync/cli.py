@@ -70,13 +70,13 @@ def _settings(**flags: Any):
         return load_settings(config_file=invocation.config_file, overrides=flags)
 
 
-def _preflight(settings, instance=None):
+def _preflight(settings):
     """Pre-flight: print what it found and return it, or end the command with its one
     sentence."""
     from stripe_sync.operations.preflight import preflight
 
     with _one_sentence_errors():
-        found = preflight(settings, instance, say=_say)
+        found = preflight(settings, say=_say)
     for line in found.lines():
         click.echo(line)
     return found
@@ -141,9 +141,8 @@ def _run_options(*, log_level: str | None):
                 ),
                 click.option(
                     "--log-file",
-                    default="logs/stripe-sync.log",
-                    show_default=True,
-                    help="Logs are also appended here.",
+                    default=None,
+                    help="Logs are also appended here (default: logs/ in this directory).",
                 ),
                 _allow_live_mode,
             ]
@@ -210,7 +209,7 @@ def migrate(
     batch_size: int | None,
     batches_per_run: int,
     log_level: str | None,
-    log_file: str,
+    log_file: str | None,
     allow_live_mode: bool | None,
     skip_validation: bool | None,
     dry_run: bool,
@@ -224,27 +223,24 @@ def migrate(
     terminal). Runs are recorded in the DAGSTER_HOME instance and show in `dagster dev`.
     Exits 0 when every valid product is synced, 1 when any batch failed.
     """
-    from stripe_sync.operations.options import RunOptions
+    from stripe_sync.defs.loggers import LogOptions
+    from stripe_sync.defs.run_options import RunOptions
 
     settings = _settings(
-        **{
-            "sync.batch_size": batch_size,
-            "sync.mirror": mirror,
-            "validation.skip_validation": skip_validation,
-            "stripe.allow_live_mode": allow_live_mode,
-        }
+        **{"sync.batch_size": batch_size, "stripe.allow_live_mode": allow_live_mode}
     )
     options = RunOptions(
         force_resync=force_resync,
         no_checkpoint=no_checkpoint,
-        log_level=log_level or "INFO",
-        log_file=log_file,
-        console_logs=log_level is not None,
+        mirror=mirror,
+        skip_validation=skip_validation,
     )
     if dry_run:
         _print_plan(settings, options)
         return
-    sys.exit(0 if _migrate(settings, options, batches_per_run) else 1)
+    # Without --log-level the console shows the progress bar, and the logs go to the file.
+    logs = LogOptions.given(log_level=log_level, log_file=log_file, console=bool(log_level))
+    sys.exit(0 if _migrate(settings, options, logs, batches_per_run) else 1)
 
 
 def _say(line: str) -> None:
@@ -254,7 +250,7 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _migrate(settings, options, batches_per_run: int) -> bool:
+def _migrate(settings, options, logs, batches_per_run: int) -> bool:
     """Pre-flight, then the migration under its progress bar, then the report."""
     from stripe_sync.operations.migrate import migrate as run_migration
     from stripe_sync.operations.migrate import open_dagster
@@ -264,11 +260,12 @@ def _migrate(settings, options, batches_per_run: int) -> bool:
     with migration_progress() as progress:
         with _one_sentence_errors():
             dagster = open_dagster(settings, progress)
-        checked = _preflight(settings, dagster.instance)
+        checked = _preflight(settings)
         with _stop_on_signal() as stop, _one_sentence_errors():
             result = run_migration(
                 settings,
                 options,
+                logs,
                 batches_per_run=batches_per_run,
                 say=_say,
                 stop_requested=stop.is_set,
@@ -333,7 +330,7 @@ def _stop_on_signal() -> Iterator[threading.Event]:
 @main.command()
 @_run_options(log_level="WARN")
 def verify(
-    batches_per_run: int, log_level: str, log_file: str, allow_live_mode: bool | None
+    batches_per_run: int, log_level: str, log_file: str | None, allow_live_mode: bool | None
 ) -> None:
     """Check that Stripe holds what the latest sync of every batch made of the catalog: each
     product, its fields and default price; invalid, archived and deleted rows not live.
@@ -344,14 +341,16 @@ def verify(
     allowed), 1 on a mismatch, 2 when the configuration is wrong, 3 when some batches could
     not be verified (Stripe unreachable, a run failed).
     """
-    from stripe_sync.operations.options import RunOptions
+    from stripe_sync.defs.loggers import LogOptions
+    from stripe_sync.defs.run_options import RunOptions
     from stripe_sync.operations.verify import verify as run_verification
 
     settings = _settings(**{"stripe.allow_live_mode": allow_live_mode})
     with _one_sentence_errors():
         outcome = run_verification(
             settings,
-            RunOptions(log_level=log_level, log_file=log_file),
+            RunOptions(),
+            LogOptions.given(log_level=log_level, log_file=log_file),
             batches_per_run=batches_per_run,
         )
     click.echo(outcome.markdown())
@@ -423,11 +422,10 @@ def plan(
     """Show what `migrate` would do to every product (create, update which fields, new price,
     archive, unchanged, invalid, retry) with counts and a diff of a sample. Reads the catalog
     and the stored sync state only: no Stripe request, no write anywhere."""
-    from stripe_sync.operations.options import RunOptions
+    from stripe_sync.defs.run_options import RunOptions
 
-    settings = _settings(**{"sync.mirror": mirror})
-    options = RunOptions(force_resync=force_resync, no_checkpoint=no_checkpoint)
-    _print_plan(settings, options, as_json=as_json, sample=sample)
+    options = RunOptions(force_resync=force_resync, no_checkpoint=no_checkpoint, mirror=mirror)
+    _print_plan(_settings(), options, as_json=as_json, sample=sample)
 
 
 def _print_plan(settings, options, *, as_json: bool = False, sample: int = 20) -> None:
@@ -478,11 +476,7 @@ def reset(catalog_columns: bool, yes: bool) -> None:
 def show_config() -> None:
     """Print the effective settings (defaults, the project file, the environment and .env)
     with where each value came from; secrets masked."""
-    from stripe_sync.core.report import table_cell
-
-    click.echo("| setting | value | from |\n| --- | --- | --- |")
-    for key, value, source in _settings().rows():
-        click.echo(f"| {key} | {table_cell(value)} | {table_cell(source)} |")
+    click.echo(_settings().table())
 
 
 @main.command()

@@ -297,13 +297,15 @@ class PipelineEnv:
     ):
         """`run_migration` as the CLI runs it, on the environment as it is now (`options`:
         force_resync, no_checkpoint; `progress`: a `MigrationProgress` to tell)."""
+        from stripe_sync.defs.loggers import LogOptions
+        from stripe_sync.defs.run_options import RunOptions
         from stripe_sync.operations.migrate import migrate
-        from stripe_sync.operations.options import RunOptions
         from stripe_sync.settings.loader import load_settings
 
         return migrate(
             load_settings(),
-            RunOptions(log_level=log_level, log_file=str(self.log_file), **options),
+            RunOptions(**options),
+            LogOptions(log_level=log_level, log_file=str(self.log_file)),
             batches_per_run=batches_per_run,
             say=self.say_lines.append,
             progress=progress,

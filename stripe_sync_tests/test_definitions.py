@@ -12,7 +12,7 @@ import sys
 import dagster as dg
 import pytest
 
-from stripe_sync.definitions import LAYER_TAG, build_definitions, defs
+from stripe_sync.definitions import LAYER_TAG, SETTINGS_METADATA, build_definitions, defs
 from stripe_sync.settings.loader import load_settings
 from stripe_sync_tests.conftest import console_script
 
@@ -35,7 +35,7 @@ SNAPSHOT = {
     "jobs": ["migrate_batches", "register_batches_job", "report", "rollback", "verify_batches"],
     "sensors": ["catalog_changes", "failed_batch_retry", "migration_report_automation"],
     "schedules": ["reconcile_batches"],
-    "resources": ["automation", "batch_frames", "catalog", "progress", "settings", "stripe"],
+    "resources": ["batch_frames", "catalog", "progress", "secrets", "settings", "stripe"],
     "asset_groups": ["stripe_sync"],
 }
 
@@ -140,9 +140,28 @@ def test_secrets_reach_dagster_as_env_var_names_never_values(tmp_path):
         environ={"STRIPE_SECRET_KEY": "sk_test_definitions_0123456789"}, cwd=tmp_path
     )
 
-    stripe = build_definitions(settings).resources["stripe"]
+    secrets = build_definitions(settings).resources["secrets"]
 
-    assert stripe.secret_key == dg.EnvVar("STRIPE_SECRET_KEY")
+    assert secrets.stripe_secret_key == dg.EnvVar("STRIPE_SECRET_KEY")
+
+
+def test_every_asset_shows_the_effective_settings_with_secrets_masked(tmp_path):
+    settings = load_settings(
+        environ={
+            "STRIPE_SECRET_KEY": "sk_test_definitions_0123456789",
+            "CATALOG_DATABASE_URL": "postgresql://app:hunter2@db.example/catalog",
+            "STRIPE_SYNC_BATCH_SIZE": "250",
+        },
+        cwd=tmp_path,
+    )
+
+    specs = build_definitions(settings).resolve_all_asset_specs()
+
+    for spec in specs:
+        shown = spec.metadata[SETTINGS_METADATA].value
+        assert "| sync.batch_size | 250 | env STRIPE_SYNC_BATCH_SIZE |" in shown
+        assert "postgresql://app:***@db.example/catalog" in shown
+        assert "hunter2" not in shown and "0123456789" not in shown
 
 
 def test_dg_lists_the_project_from_the_repository_root():

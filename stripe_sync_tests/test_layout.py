@@ -91,3 +91,13 @@ def test_the_wheel_ships_the_product_and_not_its_tests():
     shipped = setuptools.find_packages(str(ROOT), include=found["packages"]["find"]["include"])
     assert "stripe_sync" in shipped and "stripe_sync.core" in shipped
     assert not [name for name in shipped if name.startswith("stripe_sync_tests")]
+
+
+def test_no_module_of_the_dagster_glue_is_over_300_lines():
+    # Glue stays thin: a longer module holds work that belongs in core/ or the factory.
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for path in sorted((PACKAGE / "defs").glob("*.py"))
+        if (lines := len(path.read_text().splitlines())) > 300
+    }
+    assert not long

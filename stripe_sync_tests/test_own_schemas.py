@@ -13,7 +13,7 @@ import yaml
 
 from stripe_sync.core.errors import CatalogError, ConfigError
 from stripe_sync.core.plan_output import PlanSummary
-from stripe_sync.operations.options import RunOptions
+from stripe_sync.defs.run_options import RunOptions
 from stripe_sync.operations.plan import plan
 from stripe_sync.operations.preflight import preflight
 from stripe_sync.settings.loader import load_settings

@@ -17,9 +17,8 @@ from stripe_sync.cli import main
 from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.definitions import build_definitions
 from stripe_sync.defs.jobs import register_batches
+from stripe_sync.defs.run_options import RunOptions
 from stripe_sync.emulator.knobs import FAULT_KINDS
-from stripe_sync.operations.instance import resources
-from stripe_sync.operations.options import RunOptions
 from stripe_sync.operations.plan import plan
 from stripe_sync.settings.loader import load_settings
 from stripe_sync_tests.conftest import (
@@ -177,8 +176,7 @@ def test_a_stop_between_the_products_and_the_prices_steps_leaves_no_create_to_se
 ):
     schema_cms("postgres", PLANS)
     with dg.DagsterInstance.get() as instance:
-        with resources(load_settings(), "catalog", instance=instance) as built:
-            [batch] = register_batches(instance, built.catalog, batch_size=1_000)
+        [batch] = register_batches(instance, load_settings(), batch_size=1_000)
         # The run ends after its products step, as a stop between the two steps leaves it.
         job = build_definitions().resolve_job_def("migrate_batches")
         products_only = job.get_subset(

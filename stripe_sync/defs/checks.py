@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
 
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
@@ -32,7 +31,9 @@ from stripe_sync.defs.assets import stripe_prices, stripe_products, validated_pr
 from stripe_sync.defs.dagster_compat import CheckTarget
 from stripe_sync.defs.outcomes import RunOutcome, record_outcome
 from stripe_sync.defs.partitions import batch_partitions
-from stripe_sync.defs.resources import CatalogResource, PipelineSettings, StripeResource
+from stripe_sync.defs.resources import CatalogResource, StripeResource
+from stripe_sync.defs.run_options import RunOptions
+from stripe_sync.settings.model import Settings
 
 # A batch this small may simply hold a few bad rows; from this size on, a column without a
 # single usable value means the column itself is wrong (a renamed field, another type).
@@ -77,7 +78,7 @@ invalid_share = dg.AssetCheckSpec(
 def batch_quality(
     context: dg.AssetCheckExecutionContext,
     validated_products: pd.DataFrame,
-    settings: PipelineSettings,
+    settings: dg.ResourceParam[Settings],
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
     """Each batch of the run fit to go to Stripe (blocking), and how much of it was quarantined."""
     targets = _latest_materializations(context, batch_structure.asset_key, context.partition_keys)
@@ -86,7 +87,10 @@ def batch_quality(
         target = targets.get(batch)
         yield _batch_evaluation(batch_structure, batch, target, **_structure(rows))
         yield _batch_evaluation(
-            invalid_share, batch, target, **_invalid_share(rows, settings.invalid_share_threshold)
+            invalid_share,
+            batch,
+            target,
+            **_invalid_share(rows, settings.validation.invalid_share_threshold),
         )
     yield from _check_outputs(context)
 
@@ -180,33 +184,23 @@ default_prices_match_catalog = dg.AssetCheckSpec(
 )
 
 
-class VerifyRunConfig(dg.Config):
-    """Options of one run's verification (`ops: stripe_matches_catalog: config:`)."""
-
-    mirror: bool | None = Field(
-        default=None,
-        description="Whether rows deleted from the catalog must be archived (as the run's "
-        "stripe_products mirror); unset: the setting sync.mirror.",
-    )
-
-
 @dg.multi_asset_check(
     specs=[products_match_catalog, default_prices_match_catalog],
     ins={"validated_products": dg.AssetIn(validated_products.key)},
 )
 def stripe_matches_catalog(
     context: dg.AssetCheckExecutionContext,
-    config: VerifyRunConfig,
+    config: RunOptions,
     validated_products: pd.DataFrame,
     stripe: StripeResource,
     catalog: CatalogResource,
-    settings: PipelineSettings,
+    settings: dg.ResourceParam[Settings],
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
     """Verification: reads the Stripe products of the run's batches by id (100 per request,
     several in flight, never search) and compares each batch's with what its latest sync made
     of the catalog, as soon as they are read. A drifted row's checkpoint is forgotten, so the
     next sync reconciles it with Stripe."""
-    mirror = settings.mirror if config.mirror is None else config.mirror
+    mirror = config.mirrors(settings)
     batches = context.partition_keys
     targets = {
         spec.key: _latest_materializations(context, spec.asset_key, batches)

@@ -9,7 +9,6 @@ from stripe_sync.core.rollback import RollbackReport, roll_back, rollback_window
 from stripe_sync.core.wording import counted
 from stripe_sync.defs.assets import (
     STRIPE_WRITES_POOL,
-    migration_report,
     stripe_prices,
     stripe_products,
     supabase_products,
@@ -19,11 +18,13 @@ from stripe_sync.defs.checks import stripe_matches_catalog
 from stripe_sync.defs.dagster_compat import pool_limit_set
 from stripe_sync.defs.outcomes import RunOutcome, record_outcome, step_outcome
 from stripe_sync.defs.partitions import batch_partitions
+from stripe_sync.defs.report import migration_report
 from stripe_sync.defs.resources import (
     CatalogResource,
-    PipelineSettings,
     StripeResource,
 )
+from stripe_sync.factory import opened_catalog
+from stripe_sync.settings.model import Settings
 
 migrate_batches_job = dg.define_asset_job(
     "migrate_batches",
@@ -46,7 +47,7 @@ report_job = dg.define_asset_job(
 
 def register_batches(
     instance: dg.DagsterInstance,
-    catalog: CatalogResource,
+    settings: Settings,
     batch_size: int,
     *,
     deadline_s: float | None = None,
@@ -55,7 +56,7 @@ def register_batches(
     """Give the catalog's rows that have no batch one and add the partitions that are new to
     this instance; returns their keys. `deadline_s` shortens the catalog's retry deadline (a
     tick's); `on_waiting` is told once when the catalog must be waited for (a failover)."""
-    with catalog.opened(deadline_s=deadline_s, on_waiting=on_waiting) as source:
+    with opened_catalog(settings, deadline_s=deadline_s, on_waiting=on_waiting) as source:
         registered = instance.get_dynamic_partitions(batch_partitions.name)
         new_keys = source.register(registered, batch_size).keys
     if new_keys:
@@ -75,11 +76,13 @@ def register_new_batches(
     context: dg.OpExecutionContext,
     config: RegisterConfig,
     catalog: CatalogResource,
-    settings: PipelineSettings,
+    settings: dg.ResourceParam[Settings],
 ) -> None:
     with step_outcome(context):
         new_keys = register_batches(
-            context.instance, catalog, config.batch_size or settings.batch_size
+            context.instance,
+            catalog.resolved_settings(),
+            config.batch_size or settings.sync.batch_size,
         )
     context.log.info(
         f"registered {counted(len(new_keys), 'new batch')}"

@@ -10,7 +10,7 @@ from stripe_sync.core.wording import counted
 from stripe_sync.defs.assets import BATCHES_PER_RUN
 from stripe_sync.defs.jobs import migrate_batches_job, register_batches
 from stripe_sync.defs.partitions import batch_partitions
-from stripe_sync.defs.resources import CatalogResource, PipelineSettings
+from stripe_sync.defs.resources import CatalogResource
 from stripe_sync.defs.sensors import TICK_DEADLINE_S, run_request
 from stripe_sync.settings.model import AutomationSettings, Settings
 
@@ -40,15 +40,20 @@ def _reconcile_schedule(cron: str, status: dg.DefaultScheduleStatus) -> dg.Sched
         description=(
             "Registers batches for new rows, then runs every batch, 10 to a run: whatever the "
             "change sensor missed is synced, and unchanged rows cost no Stripe request. Cron: "
-            "the setting automation.reconcile_cron (default hourly, UTC)."
+            f"{cron} (UTC), the setting automation.reconcile_cron."
         ),
     )
     def reconcile_batches(
-        context: dg.ScheduleEvaluationContext, catalog: CatalogResource, settings: PipelineSettings
+        context: dg.ScheduleEvaluationContext,
+        catalog: CatalogResource,
+        settings: dg.ResourceParam[Settings],
     ):
         try:
             new_keys = register_batches(
-                context.instance, catalog, settings.batch_size, deadline_s=TICK_DEADLINE_S
+                context.instance,
+                catalog.resolved_settings(),
+                settings.sync.batch_size,
+                deadline_s=TICK_DEADLINE_S,
             )
         except CatalogFailure as failure:
             if not failure.retryable:

@@ -28,7 +28,6 @@ from stripe_sync.core.errors import CatalogFailure
 from stripe_sync.core.wording import counted
 from stripe_sync.defs.assets import (
     BATCHES_PER_RUN,
-    migration_report,
     stripe_prices,
     stripe_products,
     supabase_products,
@@ -37,11 +36,12 @@ from stripe_sync.defs.assets import (
 from stripe_sync.defs.dagster_compat import partition_range_tags
 from stripe_sync.defs.jobs import migrate_batches_job
 from stripe_sync.defs.partitions import batch_partitions
+from stripe_sync.defs.report import migration_report
 from stripe_sync.defs.resources import (
-    AutomationResource,
     CatalogResource,
-    PipelineSettings,
 )
+from stripe_sync.factory import open_tracked_catalog, validation_rules
+from stripe_sync.settings.model import Settings
 
 # Dagster's built-in automation sensor starts stopped; this one runs from the start.
 report_automation_sensor = dg.AutomationConditionSensorDefinition(
@@ -64,9 +64,11 @@ def run_request(batches: Sequence[str], run_key: str) -> dg.RunRequest:
     return dg.RunRequest(run_key=run_key, tags=partition_range_tags(batches[0], batches[-1]))
 
 
-def build_automation_sensors(status: dg.DefaultSensorStatus) -> list[dg.SensorDefinition]:
-    """The change sensor and the failed-batch sensor, starting as `status` says (the setting
-    automation.status: for deployments nobody clicks through, running)."""
+def build_automation_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """The change sensor and the failed-batch sensor, starting as the setting
+    automation.status says (for deployments nobody clicks through, running)."""
+    status = dg.DefaultSensorStatus(settings.automation.status.upper())
+    automation = settings.automation
 
     @dg.sensor(
         name="catalog_changes",
@@ -76,7 +78,8 @@ def build_automation_sensors(status: dg.DefaultSensorStatus) -> list[dg.SensorDe
             "edited, deleted) and registers batches for new rows. Reads rows by (updated_at, "
             "id) after its cursor and compares their content hash with the one last synced, "
             "so a touch that changes nothing requests nothing; looks for deleted rows with a "
-            "full id scan at most every STRIPE_SYNC_REMOVAL_SCAN_MINUTES (15)."
+            f"full id scan at most every {automation.removal_scan_minutes:g} minutes "
+            "(automation.removal_scan_minutes)."
         ),
         minimum_interval_seconds=SENSOR_INTERVAL_S,
         default_status=status,
@@ -84,26 +87,27 @@ def build_automation_sensors(status: dg.DefaultSensorStatus) -> list[dg.SensorDe
     def catalog_changes(
         context: dg.SensorEvaluationContext,
         catalog: CatalogResource,
-        settings: PipelineSettings,
-        automation: AutomationResource,
+        settings: dg.ResourceParam[Settings],
     ) -> dg.SensorResult:
-        return _catalog_changes(context, catalog, settings, automation)
+        return _catalog_changes(context, catalog, settings)
 
     @dg.sensor(
         name="failed_batch_retry",
         job=migrate_batches_job,
         description=(
-            "Reruns failed batches, one run each: after STRIPE_SYNC_RETRY_BASE_MINUTES (5), "
-            "then twice as long after each failed retry, at most STRIPE_SYNC_RETRY_MAX_ATTEMPTS "
-            "(3) times; then it gives up on the batch and says so in its log."
+            f"Reruns failed batches, one run each: after {automation.retry_base_minutes:g} "
+            "minutes (automation.retry_base_minutes), then twice as long after each failed "
+            f"retry, at most {automation.retry_max_attempts} times "
+            "(automation.retry_max_attempts); then it gives up on the batch and says so in its "
+            "log."
         ),
         minimum_interval_seconds=SENSOR_INTERVAL_S,
         default_status=status,
     )
     def failed_batch_retry(
-        context: dg.SensorEvaluationContext, automation: AutomationResource
+        context: dg.SensorEvaluationContext, settings: dg.ResourceParam[Settings]
     ) -> dg.SensorResult:
-        return _failed_batch_retry(context, automation)
+        return _failed_batch_retry(context, settings)
 
     return [catalog_changes, failed_batch_retry]
 
@@ -112,22 +116,19 @@ def build_automation_sensors(status: dg.DefaultSensorStatus) -> list[dg.SensorDe
 
 
 def _catalog_changes(
-    context: dg.SensorEvaluationContext,
-    catalog: CatalogResource,
-    settings: PipelineSettings,
-    automation: AutomationResource,
+    context: dg.SensorEvaluationContext, catalog: CatalogResource, settings: Settings
 ) -> dg.SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else {}
     after = tuple(cursor["after"]) if cursor.get("after") else None
     scanned_at = cursor.get("removal_scan_at")
     now = datetime.now(UTC)
     scan_due = scanned_at is None or now - datetime.fromisoformat(scanned_at) >= timedelta(
-        minutes=automation.removal_scan_minutes
+        minutes=settings.automation.removal_scan_minutes
     )
     registered = context.instance.get_dynamic_partitions(batch_partitions.name)
     # A tick waits a little for the catalog, not a run's whole retry deadline: the next tick
     # comes soon anyway.
-    source = catalog.open(deadline_s=TICK_DEADLINE_S)
+    source = open_tracked_catalog(catalog.resolved_settings(), deadline_s=TICK_DEADLINE_S)
     try:
         rows: list[dict] = []
         while len(rows) < MAX_CHANGES_PER_TICK:
@@ -136,7 +137,7 @@ def _catalog_changes(
             after = change_cursor(page[-1]) if page else after
             if len(page) < CHANGES_PAGE:
                 break
-        changed = needing_sync(rows, settings.validation_rules())
+        changed = needing_sync(rows, validation_rules(settings))
         if rows:
             context.log.info(
                 f"{counted(len(rows), 'row')} changed since the last tick: {len(changed)} to sync, "
@@ -163,7 +164,7 @@ def _catalog_changes(
             )
         new_keys, located = [], {}
         if changed:  # the batches of the changed rows, new ones registered
-            registration = source.register(registered, settings.batch_size)
+            registration = source.register(registered, settings.sync.batch_size)
             new_keys = registration.keys
             located = {i: batch for i in changed if (batch := registration.batch_of(i))}
         keys = [*registered, *new_keys]
@@ -214,9 +215,7 @@ def _catalog_changes(
 # --- failed_batch_retry ------------------------------------------------------------------
 
 
-def _failed_batch_retry(
-    context: dg.SensorEvaluationContext, automation: AutomationResource
-) -> dg.SensorResult:
+def _failed_batch_retry(context: dg.SensorEvaluationContext, settings: Settings) -> dg.SensorResult:
     instance = context.instance
     keys = instance.get_dynamic_partitions(batch_partitions.name)
     failed, in_progress = set(), set()
@@ -228,8 +227,8 @@ def _failed_batch_retry(
             elif status == dg.AssetPartitionStatus.IN_PROGRESS:
                 in_progress.add(key)
     policy = RetryPolicy(
-        base=timedelta(minutes=automation.retry_base_minutes),
-        max_attempts=automation.retry_max_attempts,
+        base=timedelta(minutes=settings.automation.retry_base_minutes),
+        max_attempts=settings.automation.retry_max_attempts,
     )
     decision = decide_retries(
         retry_states_from_json(context.cursor), failed, in_progress, datetime.now(UTC), policy

@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stripe_sync.core.progress import MigrationProgress
+from stripe_sync.defs.loggers import LogOptions
 from stripe_sync.defs.outcomes import RunOutcome
+from stripe_sync.defs.run_options import RunOptions
 from stripe_sync.operations.migrate import MigrationResult, migrate
-from stripe_sync.operations.options import RunOptions
 from stripe_sync.operations.ui import serve_dagster_ui
 from stripe_sync.settings.loader import environment_for_child
 from stripe_sync.settings.model import Secret, Settings
@@ -144,7 +145,8 @@ def run_demo(
         demo = demo_settings(settings, demo_dir, catalog_url, api_base)
         migration = migrate(
             demo,
-            RunOptions(log_file=log_file, console_logs=False),
+            RunOptions(),
+            LogOptions(log_file=log_file, console=False),
             batches_per_run=2,
             say=say,
             stop_requested=stop_requested,

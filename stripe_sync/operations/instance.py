@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.resources
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
 from filelock import FileLock  # a dependency of dagster's
 
 from stripe_sync.defs.dagster_compat import instance_at, partition_range_tags
-from stripe_sync.defs.resources import build_resources
 from stripe_sync.operations.ui import workspace_file
 from stripe_sync.settings.model import Settings
 
@@ -41,18 +39,6 @@ def open_instance(home: Path) -> dg.DagsterInstance:
     already exists"."""
     with FileLock(home / ".stripe_sync_instance.lock"):
         return instance_at(home)
-
-
-@contextlib.contextmanager
-def resources(
-    settings: Settings, *keys: str, instance: dg.DagsterInstance | None = None
-) -> Iterator[object]:
-    """Some of the pipeline's resources, outside a run, with their secrets resolved. Pass
-    the `instance` if it is open: without one, Dagster makes a throwaway instance for them
-    (an in-memory database: 0.05 s, the first one 0.3 s)."""
-    configured = build_resources(settings)
-    with dg.build_resources({key: configured[key] for key in keys}, instance=instance) as built:
-        yield built
 
 
 def run_batches(

@@ -14,24 +14,20 @@ from stripe_sync.core.progress import MigrationProgress, RunProgress
 from stripe_sync.core.secrets import redact
 from stripe_sync.core.wording import counted
 from stripe_sync.definitions import build_definitions
-from stripe_sync.defs.assets import (
-    BATCHES_PER_RUN,
-    latest_report,
-    migration_report,
-    report_metadata,
-)
+from stripe_sync.defs.assets import BATCHES_PER_RUN
 from stripe_sync.defs.jobs import register_batches
+from stripe_sync.defs.loggers import LogOptions
 from stripe_sync.defs.outcomes import RecordedOutcome, RunOutcome, outcome_of
 from stripe_sync.defs.partitions import batch_partitions
-from stripe_sync.defs.resources import CatalogResource
+from stripe_sync.defs.report import latest_report, migration_report, report_metadata
+from stripe_sync.defs.run_options import RunOptions
+from stripe_sync.factory import opened_catalog
 from stripe_sync.operations.instance import (
     dagster_home,
     fail_abandoned_runs,
     open_instance,
-    resources,
     run_batches,
 )
-from stripe_sync.operations.options import RunOptions
 from stripe_sync.settings.model import Settings
 from stripe_sync.state.legacy import import_files
 
@@ -90,6 +86,7 @@ def open_dagster(settings: Settings, progress: RunProgress | None = None) -> Dag
 def migrate(
     settings: Settings,
     options: RunOptions,
+    logs: LogOptions,
     *,
     batches_per_run: int = BATCHES_PER_RUN,
     say: Callable[[str], None] = print,
@@ -110,20 +107,17 @@ def migrate(
         say(
             f"run {run_id} was killed before it finished: marked failed, its Stripe pool slots freed"
         )
-    with resources(settings, "catalog", instance=instance) as built:
-        with built.catalog.opened(on_waiting=say) as source:
-            imported = import_files(source.state, settings.state_dir, settings.backups_dir)
-            rows = source.count_ids() if catalog_rows is None else catalog_rows
-        if imported.anything:
-            say(imported.describe())
-        new_batches = register_batches(
-            instance, built.catalog, settings.sync.batch_size, on_waiting=say
-        )
+    with opened_catalog(settings, on_waiting=say) as source:
+        imported = import_files(source.state, settings.state_dir, settings.backups_dir)
+        rows = source.count_ids() if catalog_rows is None else catalog_rows
+    if imported.anything:
+        say(imported.describe())
+    new_batches = register_batches(instance, settings, settings.sync.batch_size, on_waiting=say)
     progress.start(rows)
     keys = instance.get_dynamic_partitions(batch_partitions.name)
     say(f"{counted(len(keys), 'batch')} ({len(new_batches)} new), {batches_per_run} per run")
     job = definitions.resolve_job_def("migrate_batches")
-    run_config = options.migrate_config(settings)
+    run_config = {**options.run_config(job), **logs.run_config()}
     run_ids: list[str] = []
     failed: list[str] = []
     left: list[str] = []  # by a stop on request: not failed, nothing to retry
@@ -148,7 +142,7 @@ def migrate(
             say(f"{batches}: stopped (run {result.run_id})")
         else:
             failed.extend(chunk)
-            why = _why_failed(result, recorded, options.log_file)
+            why = _why_failed(result, recorded, logs.log_file)
             say(f"{batches}: FAILED (run {result.run_id}): {why}")
         if outcome.stops_migration:
             (left if outcome is RunOutcome.STOPPED else failed).extend(keys[start + len(chunk) :])
@@ -160,9 +154,8 @@ def migrate(
     # The report needs no run of its own (a run costs more than building it): it is reported
     # as a materialization of `migration_report`, as the `report` job would make it.
     try:
-        with resources(settings, "catalog", "settings", instance=instance) as built:
-            metadata = report_metadata(instance, built.catalog, built.settings)
-            own = _own_report(instance, built.catalog, metadata, run_ids)
+        metadata = report_metadata(instance, settings)
+        own = _own_report(instance, settings, metadata, run_ids)
     except Exception as error:  # noqa: BLE001 - any failure: say it, never show an older report
         return MigrationResult(
             run_ids=run_ids,
@@ -202,7 +195,7 @@ class _OwnReport:
 
 
 def _own_report(
-    instance: dg.DagsterInstance, catalog: CatalogResource, metadata: dict, run_ids: list[str]
+    instance: dg.DagsterInstance, settings: Settings, metadata: dict, run_ids: list[str]
 ) -> _OwnReport:
     """The report of what this migration's runs did: the materialized one (`metadata`, every
     batch's latest run) when those runs are all this migration's, else one of the batches
@@ -212,12 +205,12 @@ def _own_report(
     if set(every_batch["run_ids"]) <= set(run_ids):
         markdown, report = metadata["report"].value, every_batch
     else:
-        own = latest_report(instance, catalog, of_runs=run_ids)
+        own = latest_report(instance, settings, of_runs=run_ids)
         markdown, report = own.to_markdown(), own.to_json()
     if report["run_ids"]:
         wrote = any(report["counts"][result] for result in _MAY_HAVE_WRITTEN)
         return _OwnReport(markdown, report, may_have_written=wrote)
-    with catalog.opened() as source:
+    with opened_catalog(settings) as source:
         backed_up = bool(run_ids) and any(b.run_id in run_ids for b in source.state.backups())
     return _OwnReport(
         "No report: no run of this migration recorded any result.", {}, may_have_written=backed_up

@@ -10,8 +10,9 @@ from stripe_sync.core.contract import catalog_frame
 from stripe_sync.core.plan_output import PlanSummary
 from stripe_sync.core.validation import validate_batch
 from stripe_sync.defs.partitions import batch_partitions
-from stripe_sync.operations.instance import dagster_home, open_instance, resources
-from stripe_sync.operations.options import RunOptions
+from stripe_sync.defs.run_options import RunOptions
+from stripe_sync.factory import opened_catalog, opened_stripe_api, validation_rules
+from stripe_sync.operations.instance import dagster_home, open_instance
 from stripe_sync.settings.model import Settings
 
 
@@ -27,11 +28,11 @@ def plan(
     adopt a product the account holds (the listing `adopt.metadata_key` needs, the products
     to adopt). `say` is told once if a database must be waited for (a failover)."""
     instance = open_instance(dagster_home(settings))
-    with resources(settings, "catalog", "settings", "stripe") as built, ExitStack() as stack:
-        rules = built.settings.validation_rules()
-        plan_options = options.plan_options(settings)
-        stripe = AdoptionReads(lambda: stack.enter_context(built.stripe.opened()))
-        with built.catalog.opened(on_waiting=say) as source:
+    rules = validation_rules(settings, skip_validation=options.skip_validation)
+    plan_options = options.plan_options(settings)
+    with ExitStack() as stack:
+        stripe = AdoptionReads(lambda: stack.enter_context(opened_stripe_api(settings)))
+        with opened_catalog(settings, on_waiting=say) as source:
             registered = instance.get_dynamic_partitions(batch_partitions.name)
             # The batches registration would give the new rows, kept in memory only.
             registration = source.registration(registered, settings.sync.batch_size)

@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import dagster as dg
-
 from stripe_sync.core.errors import ConfigError, ErrorKind, StripeFailure
 from stripe_sync.core.retry import RetryStats
 from stripe_sync.core.wording import counted
-from stripe_sync.operations.instance import resources
+from stripe_sync.factory import opened_catalog, opened_stripe_api
 from stripe_sync.settings.model import Settings
 
 
@@ -41,24 +39,19 @@ class PreflightResult:
 
 def preflight(
     settings: Settings,
-    instance: dg.DagsterInstance | None = None,
     *,
     say: Callable[[str], None] = print,
 ) -> PreflightResult:
     """Check the catalog and Stripe; raise ConfigError or CatalogError with one sentence.
     A database that does not answer (a failover) is waited for within the retry deadline,
-    and `say` is told so once. `instance`: the Dagster instance, if open (see `resources`)."""
-    with (
-        resources(settings, "catalog", "stripe", instance=instance) as built,
-        built.catalog.opened(on_waiting=say) as source,
-    ):
+    and `say` is told so once."""
+    with opened_catalog(settings, on_waiting=say) as source:
         source.check()
         rows = source.count_ids()
         description = source.describe()
         write_back_columns = source.has_write_back_columns
         state = source.state.describe()
-        stripe = built.stripe
-    with stripe.opened(RetryStats(on_waiting=say)) as api:
+    with opened_stripe_api(settings, RetryStats(on_waiting=say)) as api:
         try:
             account = api.account()
         except StripeFailure as failure:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from stripe_sync.core.contract import WriteBack
 from stripe_sync.core.identity import stripe_product_id
-from stripe_sync.operations.instance import resources
+from stripe_sync.factory import opened_catalog
 from stripe_sync.settings.model import Settings
 
 RESET_CHUNK = 10_000  # catalog rows emptied per write-back call
@@ -24,7 +24,7 @@ def reset(settings: Settings, *, catalog_columns: bool) -> ResetResult:
     `catalog_columns`, also empty the rows' sync state (and the catalog's write-back columns,
     where it has them), but for the Stripe ids of adopted products: nothing else finds them
     (their ids are not the pipeline's own), and the next run would make a second product."""
-    with resources(settings, "catalog") as built, built.catalog.opened() as source:
+    with opened_catalog(settings) as source:
         forgotten = source.state.forget_all()
         if not catalog_columns:
             return ResetResult(forgotten, 0)

@@ -9,7 +9,8 @@ import dagster as dg
 from stripe_sync.core.rollback import RollbackReport, rollback_window
 from stripe_sync.definitions import build_definitions
 from stripe_sync.defs.outcomes import outcome_of
-from stripe_sync.operations.instance import dagster_home, open_instance, resources
+from stripe_sync.factory import opened_catalog
+from stripe_sync.operations.instance import dagster_home, open_instance
 from stripe_sync.settings.model import Settings
 
 
@@ -29,7 +30,7 @@ class RollbackResult:
 
 def check_window(settings: Settings, since: str | None) -> None:
     """A ConfigError, before anything runs, when `since` names no run with backups and no time."""
-    with resources(settings, "catalog") as built, built.catalog.opened() as source:
+    with opened_catalog(settings) as source:
         rollback_window(source.state, since)
 
 

@@ -13,10 +13,12 @@ from stripe_sync.core.wording import counted
 from stripe_sync.definitions import build_definitions
 from stripe_sync.defs.assets import BATCHES_PER_RUN
 from stripe_sync.defs.checks import products_match_catalog
+from stripe_sync.defs.loggers import LogOptions
 from stripe_sync.defs.outcomes import RunOutcome, outcome_of
 from stripe_sync.defs.partitions import batch_partitions
-from stripe_sync.operations.instance import dagster_home, open_instance, resources, run_batches
-from stripe_sync.operations.options import RunOptions
+from stripe_sync.defs.run_options import RunOptions
+from stripe_sync.factory import opened_stripe_api
+from stripe_sync.operations.instance import dagster_home, open_instance, run_batches
 from stripe_sync.settings.model import Settings
 
 _MISMATCH_COLUMNS = ("batch", "severity", "cms_id", "product_id", "field", "expected", "actual")
@@ -98,11 +100,12 @@ class Verification:
 def verify(
     settings: Settings,
     options: RunOptions,
+    logs: LogOptions,
     *,
     batches_per_run: int = BATCHES_PER_RUN,
 ) -> Verification:
     """Run the verification checks over every batch, `batches_per_run` batches a run."""
-    with resources(settings, "stripe") as built, built.stripe.opened():
+    with opened_stripe_api(settings):
         pass  # a missing, malformed or live key: a ConfigError here, before any request
     home = dagster_home(settings)
     instance = open_instance(home)
@@ -116,7 +119,7 @@ def verify(
     outcome = Verification()
     for start in range(0, len(keys), batches_per_run):
         chunk = keys[start : start + batches_per_run]
-        result = run_batches(job, instance, chunk, options.verify_config(settings))
+        result = run_batches(job, instance, chunk, {**options.run_config(job), **logs.run_config()})
         for evaluation in result.get_asset_check_evaluations():
             outcome.add(evaluation)
         if result.success:

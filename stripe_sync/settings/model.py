@@ -40,6 +40,8 @@ from stripe_sync.core.mapping import (
     metadata_of,
 )
 from stripe_sync.core.money import SUPPORTED_CURRENCIES
+from stripe_sync.core.report import table_cell
+from stripe_sync.core.throttle.client import DEFAULT_FRACTION
 
 DEFAULT_DAGSTER_HOME = Path(".dagster_home")
 # An asset owner as Dagster accepts one: an email address, or a team as `team:name`.
@@ -391,7 +393,11 @@ class ThrottleSettings(_Section):
         secret=URL,
     )
     fraction: float = setting(
-        0.8, "The share of Stripe's rate limits used.", "STRIPE_SYNC_THROTTLE_FRACTION", gt=0, le=1
+        DEFAULT_FRACTION,
+        "The share of Stripe's rate limits used.",
+        "STRIPE_SYNC_THROTTLE_FRACTION",
+        gt=0,
+        le=1,
     )
     global_rate: float | None = setting(
         None,
@@ -657,23 +663,50 @@ class Settings(BaseModel):
 
     def overridden(self, values: Mapping[str, Any], source: str) -> Settings:
         """A copy with some keys set (None leaves a key alone), their source `source`."""
-        current = {key: self._value(key) for key, _info in setting_fields()}
+        current = {key: self.value(key) for key, _info in setting_fields()}
         sources = dict(self._sources)
         for key, value in values.items():
             if value is not None:
                 current[key], sources[key] = value, source
         return validated(current, sources)
 
+    def with_secrets(self, values: Mapping[str, str]) -> Settings:
+        """A copy whose secrets (key -> value; "" for none) are these values, each still named
+        by the variable it came from: how a Dagster resource hands over the secrets Dagster
+        resolved from its `EnvVar`s."""
+        sections: dict[str, dict[str, Secret | None]] = {}
+        for key, value in values.items():
+            section, name = key.split(".")
+            variable = getattr(self.value(key), "variable", None)
+            sections.setdefault(section, {})[name] = Secret(value, variable) if value else None
+        return self.model_copy(
+            update={
+                section: getattr(self, section).model_copy(update=update)
+                for section, update in sections.items()
+            }
+        )
+
     def rows(self) -> list[tuple[str, str, str]]:
         """(key, value as it may be shown, source) of every setting, secrets masked."""
         rows = []
         for key, _info in setting_fields():
-            value = self._value(key)
+            value = self.value(key)
             shown = "" if value is None else _shown(value)
             rows.append((key, shown, self.source(key)))
         return rows
 
-    def _value(self, key: str) -> Any:
+    def table(self) -> str:
+        """`rows()` as a Markdown table: what `stripe-sync config` prints and the UI shows."""
+        return "\n".join(
+            ["| setting | value | from |", "| --- | --- | --- |"]
+            + [
+                f"| {key} | {table_cell(value)} | {table_cell(src)} |"
+                for key, value, src in self.rows()
+            ]
+        )
+
+    def value(self, key: str) -> Any:
+        """The value of `key` (e.g. "sync.batch_size")."""
         section, name = key.split(".")
         return getattr(getattr(self, section), name)
 
@@ -683,6 +716,11 @@ def setting_fields() -> Iterator[tuple[str, FieldInfo]]:
     for section, section_field in Settings.model_fields.items():
         for name, info in section_field.annotation.model_fields.items():
             yield f"{section}.{name}", info
+
+
+def secret_keys() -> list[str]:
+    """The keys of the settings that hold a secret (`stripe.secret_key`, ...)."""
+    return [key for key, info in setting_fields() if secret_kind(info)]
 
 
 def variables_of(info: FieldInfo) -> list[str]:

@@ -1,15 +1,17 @@
+"""The resources: thin handles on what `stripe_sync.factory` builds, holding only secrets."""
+
 import dagster as dg
 import pandas as pd
 import pytest
 
-from stripe_sync.core.mapping import FieldMapping, ValueRule
 from stripe_sync.defs.resources import (
     BatchFrameIOManager,
-    CatalogMapping,
     CatalogResource,
+    SecretsResource,
     build_resources,
 )
 from stripe_sync.settings.loader import load_settings
+from stripe_sync.settings.model import secret_keys
 from stripe_sync_tests.catalog.tables import create_sqlite_products
 
 
@@ -21,9 +23,7 @@ def test_resource_reprs_never_show_keys_or_database_passwords(monkeypatch, tmp_p
     )
     monkeypatch.setenv("CATALOG_DATABASE_URL", "postgresql://app:hunter2@db.example/catalog")
     monkeypatch.setenv("STRIPE_SYNC_THROTTLE_URL", "memory://")  # db.example is not reachable
-    configured = build_resources(load_settings())
-    resources = {name: configured[name] for name in ("stripe", "catalog")}
-    with dg.build_resources(resources) as built:
+    with dg.build_resources(build_resources(load_settings())) as built:
         shown = " ".join(f"{r!r} {r}" for r in (built.stripe, built.catalog, built.stripe.api()))
     for secret in ("reprsecret123", "hunter2", "c2lnbmF0dXJl"):
         assert secret not in shown
@@ -37,12 +37,40 @@ def test_keys_are_wired_as_env_vars_so_dagster_stores_only_their_names(monkeypat
     monkeypatch.setenv("VITE_SUPABASE_URL", "https://x.supabase.co")
     monkeypatch.setenv("CATALOG_DATABASE_URL", "postgresql://app:hunter2@db.example/catalog")
     resources = build_resources(load_settings())
-    assert resources["stripe"].secret_key == dg.EnvVar("STRIPE_SECRET_KEY")
-    assert resources["catalog"].supabase_service_role_key == dg.EnvVar("SUPABASE_SERVICE_ROLE_KEY")
-    assert resources["catalog"].database_url == dg.EnvVar("CATALOG_DATABASE_URL")
-    assert resources["catalog"].supabase_url == "https://x.supabase.co"  # the original's name
+    secrets = resources["secrets"]
+    assert secrets.stripe_secret_key == dg.EnvVar("STRIPE_SECRET_KEY")
+    assert secrets.catalog_supabase_service_role_key == dg.EnvVar("SUPABASE_SERVICE_ROLE_KEY")
+    assert secrets.catalog_database_url == dg.EnvVar("CATALOG_DATABASE_URL")
+    # the original's name
+    assert resources["settings"].catalog.supabase_url == "https://x.supabase.co"
     monkeypatch.delenv("STRIPE_SECRET_KEY")
-    assert build_resources(load_settings())["stripe"].secret_key == ""
+    assert build_resources(load_settings())["secrets"].stripe_secret_key == ""
+
+
+def test_the_only_dagster_config_of_the_resources_is_the_secrets_of_the_settings():
+    celery = {"execution.celery_broker", "execution.celery_backend"}  # the executor's own
+    configured = {
+        name: set(type(resource).model_fields) - {"settings", "secrets", "catalog"}
+        for name, resource in build_resources(load_settings(environ={})).items()
+        if isinstance(resource, dg.ConfigurableResource | dg.ConfigurableIOManager)
+    }
+
+    assert configured.pop("secrets") == {key.replace(".", "_", 1) for key in secret_keys()} - {
+        key.replace(".", "_", 1) for key in celery
+    }
+    assert configured == {"catalog": set(), "stripe": set(), "batch_frames": set()}
+
+
+def test_a_run_builds_from_the_secrets_dagster_resolved(monkeypatch, tmp_path):
+    settings = load_settings(environ={"STRIPE_SECRET_KEY": "sk_test_loaded"}, cwd=tmp_path)
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_resolved_at_run_time")
+
+    with dg.build_resources(build_resources(settings)) as built:
+        resolved = built.catalog.resolved_settings()
+
+    assert resolved.stripe.secret_key.value == "sk_test_resolved_at_run_time"
+    assert resolved.stripe.secret_key.variable == "STRIPE_SECRET_KEY"
+    assert resolved.source("stripe.secret_key") == settings.source("stripe.secret_key")
 
 
 def test_the_state_dir_is_dagster_home_unless_stripe_sync_state_dir_moves_it(monkeypatch, tmp_path):
@@ -56,42 +84,11 @@ def test_the_state_dir_is_dagster_home_unless_stripe_sync_state_dir_moves_it(mon
     assert load_settings().state_dir == tmp_path / "local"
 
 
-@pytest.mark.parametrize(
-    ("variables", "throttle"),
-    [
-        ({}, ""),  # a SQLite file in the state dir: one machine
-        ({"CATALOG_DATABASE_URL": "sqlite:///catalog.db"}, ""),
-        ({"CATALOG_DATABASE_URL": "postgresql://cms@db/cms"}, "postgresql://cms@db/cms"),
-        ({"STRIPE_SYNC_STATE_URL": "postgresql://state@db/state"}, "postgresql://state@db/state"),
-        (
-            {
-                "CATALOG_DATABASE_URL": "postgresql://cms@db/cms",
-                "STRIPE_SYNC_STATE_URL": "sqlite:///s.db",
-            },
-            "",
-        ),
-        ({"STRIPE_SYNC_THROTTLE_URL": "redis://cache:6379/0"}, "redis://cache:6379/0"),
-    ],
-)
-def test_the_throttle_follows_the_state_database_when_it_is_postgresql(
-    tmp_path, variables, throttle
-):
-    settings = load_settings(environ=variables, cwd=tmp_path)
-
-    configured = build_resources(settings)["stripe"].throttle_url
-
-    assert getattr(configured, "env_var_name", configured) == (
-        next((name for name, value in variables.items() if value == throttle), "")
-    )
-
-
 def test_batch_frames_are_stored_per_batch_in_the_state_database_and_a_missing_batch_fails(
     tmp_path,
 ):
     create_sqlite_products(tmp_path / "catalog.db", "text", 3)
-    frames = BatchFrameIOManager(
-        catalog=CatalogResource(database_url=f"sqlite:///{tmp_path / 'catalog.db'}")
-    )
+    frames = BatchFrameIOManager(catalog=sqlite_catalog(tmp_path / "catalog.db"))
     key = dg.AssetKey("validated_products")
     batches = dg.StaticPartitionsDefinition(["b1", "b2", "b3"])
     both = pd.DataFrame({"batch": ["b1", "b2", "b2"], "id": ["a", "b", "c"]})
@@ -115,7 +112,7 @@ def test_batch_frames_are_stored_per_batch_in_the_state_database_and_a_missing_b
 
 def test_a_step_reads_the_frames_its_run_wrote_in_this_process_from_memory(tmp_path):
     create_sqlite_products(tmp_path / "catalog.db", "text", 3)
-    catalog = CatalogResource(database_url=f"sqlite:///{tmp_path / 'catalog.db'}")
+    catalog = sqlite_catalog(tmp_path / "catalog.db")
     this_run, other_run = BatchFrameIOManager(catalog=catalog), BatchFrameIOManager(catalog=catalog)
     key = dg.AssetKey("validated_products")
     batches = dg.StaticPartitionsDefinition(["b1"])
@@ -142,10 +139,10 @@ def test_a_step_reads_the_frames_its_run_wrote_in_this_process_from_memory(tmp_p
     assert load(this_run, "an earlier run") == ["theirs"]  # not of this run: the database's
 
 
-def test_a_rule_with_boolean_values_holds_alike_in_a_run_as_in_the_settings():
-    mapping = FieldMapping(active=ValueRule("is_live", (True,)))
-
-    in_run = CatalogMapping.of(mapping).field_mapping()
-
-    assert in_run.shaped({"active": True})["active"] is True
-    assert in_run.shaped({"active": False})["active"] is False
+def sqlite_catalog(path) -> CatalogResource:
+    """The catalog resource of a SQLite catalog, its URL given as Dagster would resolve it."""
+    url = f"sqlite:///{path}"
+    return CatalogResource(
+        settings=load_settings(environ={"CATALOG_DATABASE_URL": url}, cwd=path.parent),
+        secrets=SecretsResource(catalog_database_url=url),
+    )

@@ -127,12 +127,17 @@ class Throttle:
         self.close()
 
 
+# The share of Stripe's limits a throttle uses unless told otherwise (setting
+# throttle.fraction): room for the account's other callers, the Dashboard among them.
+DEFAULT_FRACTION = 0.8
+
+
 def open_throttle(
     store_url: str,
     *,
     mode: str,
     namespace: str,
-    fraction: float = 0.8,
+    fraction: float = DEFAULT_FRACTION,
     global_rate: float | None = None,
     endpoint_rate: float | None = None,
     setting: str = "STRIPE_SYNC_THROTTLE_URL",
