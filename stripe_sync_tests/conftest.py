@@ -76,7 +76,7 @@ from decimal import Decimal
 from psycopg.rows import dict_row
 
 from stripe_sync.emulator import EmulatorConfig, EmulatorControl, run_emulator
-from stripe_sync_tests.postgrest import (
+from stripe_sync_tests.support.postgrest import (
     GatewayFaults,
     RecordedRequest,
     create_supabase_roles,
@@ -504,7 +504,7 @@ def sqlite_state(tmp_path: pathlib.Path):
     columns, as `open_state` makes it."""
     from stripe_sync.catalog.sql import SqlCatalog
     from stripe_sync.state import open_state
-    from stripe_sync_tests.catalog.tables import create_sqlite_products
+    from stripe_sync_tests.support.tables import create_sqlite_products
 
     path = tmp_path / "catalog.db"
     create_sqlite_products(path, "text", 5, write_back=False)
@@ -551,13 +551,6 @@ def supabase_url(
 
 
 @pytest.fixture
-def gateway_faults(postgrest_faults: GatewayFaults) -> Iterator[GatewayFaults]:
-    """The look-alike's gateway faults, for this test (off again after it)."""
-    yield postgrest_faults
-    postgrest_faults.off()
-
-
-@pytest.fixture
 def requests_made(postgrest_log) -> list[RecordedRequest]:
     """The requests the look-alike receives during the test."""
     postgrest_log.clear()
@@ -585,7 +578,7 @@ def own_schema(request, catalog_connection, fresh_database_url, tmp_path):
     """`make(backend, schema) -> Cms`: an `OwnSchema`'s tables (uniquely named in PostgreSQL)
     with its first rows, in "postgres", "sqlite" or "supabase" (PostgreSQL behind the
     look-alike, granted as on Supabase, the state tables migrated); dropped after."""
-    from stripe_sync_tests.own_schemas import Cms
+    from stripe_sync_tests.support.own_schemas import Cms
 
     made: list = []
 
@@ -620,29 +613,6 @@ def own_schema(request, catalog_connection, fresh_database_url, tmp_path):
                 )
 
 
-@pytest.fixture
-def schema_cms(own_schema, tmp_path, pipeline_env):
-    """`make(backend, schema, use_query=False, mirror=False) -> Cms`: an `OwnSchema`'s
-    tables with their first rows (see `own_schema`), the pipeline pointed at them by
-    stripe_sync.yaml in the working directory."""
-    import yaml
-
-    def make(backend: str, schema, *, use_query: bool = False, mirror: bool = False):
-        cms = own_schema(backend, schema)
-        if cms.supabase is not None:
-            url, key = cms.supabase
-            pipeline_env.set(SUPABASE_URL=url, SUPABASE_SERVICE_ROLE_KEY=key)
-        else:
-            pipeline_env.set(CATALOG_DATABASE_URL=cms.database_url)
-        settings = schema.settings(cms.name, supabase=backend == "supabase", use_query=use_query)
-        if mirror:
-            settings["sync"] = {"mirror": True}
-        (tmp_path / "stripe_sync.yaml").write_text(yaml.safe_dump(settings))
-        return cms
-
-    return make
-
-
 # ---------------------------------------------------------------- catalog outages
 
 
@@ -660,7 +630,7 @@ def flaky_redis(redis_url: str):
 
 
 def _behind_flaky_proxy(url: str, *, default_port: int):
-    from stripe_sync_tests.tcp_proxy import flaky_proxy
+    from stripe_sync_tests.support.tcp_proxy import flaky_proxy
 
     direct = make_url(url)
     with flaky_proxy(direct.host or "127.0.0.1", direct.port or default_port) as proxy:

@@ -22,7 +22,7 @@ from stripe_sync.cli import _Invocation, _ui_hint, main
 from stripe_sync.operations.instance import dagster_home
 from stripe_sync.settings.loader import load_settings
 from stripe_sync_tests.conftest import free_port, stop_process_group
-from stripe_sync_tests.test_ui import DagsterUI
+from stripe_sync_tests.e2e.test_ui import DagsterUI
 
 
 def test_help_lists_emulator() -> None:

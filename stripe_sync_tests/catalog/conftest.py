@@ -16,9 +16,9 @@ from psycopg import sql
 
 from stripe_sync.catalog.sql import SqlCatalog
 from stripe_sync.catalog.supabase import SupabaseCatalog
-from stripe_sync_tests.catalog.tables import create_postgres_products, create_sqlite_products
 from stripe_sync_tests.conftest import WRITE_BACK_MIGRATION, free_port
-from stripe_sync_tests.postgrest import anon_key, grant_like_supabase, service_role_key
+from stripe_sync_tests.support.postgrest import anon_key, grant_like_supabase, service_role_key
+from stripe_sync_tests.support.tables import create_postgres_products, create_sqlite_products
 
 SAMPLE_SIZE = 25
 

@@ -11,14 +11,14 @@ from stripe_sync.catalog import open_catalog
 from stripe_sync.core.contract import change_cursor
 from stripe_sync.defs.resources import CatalogMapping
 from stripe_sync.settings.model import CatalogSettings
-from stripe_sync_tests.catalog.tables import every_row
-from stripe_sync_tests.own_schemas import (
+from stripe_sync_tests.support.own_schemas import (
     SHOP_EXPORT,
     STOREFRONT_VIEW,
     SUPABASE_STARTER,
     TAGGED,
     Cms,
 )
+from stripe_sync_tests.support.tables import every_row
 
 BACKENDS = ("postgres", "sqlite", "supabase")
 

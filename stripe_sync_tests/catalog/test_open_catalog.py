@@ -10,8 +10,8 @@ from stripe_sync.catalog.sql import SqlCatalog
 from stripe_sync.catalog.supabase import SupabaseCatalog
 from stripe_sync.core.contract import WriteBack
 from stripe_sync.core.errors import CatalogError
-from stripe_sync_tests.catalog.tables import SYNCED_AT
-from stripe_sync_tests.postgrest import service_role_key
+from stripe_sync_tests.support.postgrest import service_role_key
+from stripe_sync_tests.support.tables import SYNCED_AT
 
 KEY = service_role_key("a-test-secret-of-at-least-thirty-two-bytes")
 

@@ -16,7 +16,7 @@ from postgrest.types import CountMethod, ReturnMethod
 from psycopg import sql
 from supabase import Client, ClientOptions, create_client
 
-from stripe_sync_tests.postgrest import (
+from stripe_sync_tests.support.postgrest import (
     grant_like_supabase,
     mint_key,
     run_postgrest,

@@ -14,8 +14,8 @@ from stripe_sync.catalog.supabase import SupabaseCatalog
 from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, change_cursor
 from stripe_sync.core.errors import CatalogError
 from stripe_sync.core.mapping import FieldMapping
-from stripe_sync_tests.catalog.tables import SYNCED_AT, synced
-from stripe_sync_tests.postgrest import anon_key, grant_like_supabase, service_role_key
+from stripe_sync_tests.support.postgrest import anon_key, grant_like_supabase, service_role_key
+from stripe_sync_tests.support.tables import SYNCED_AT, synced
 
 
 def write_back_columns(database, ids: list[str]) -> list[tuple]:

@@ -20,8 +20,8 @@ from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import SOURCE_COLUMNS
 from stripe_sync.core.mapping import PriceMapping, PricesModel
 from stripe_sync.state.postgrest import PostgrestState
-from stripe_sync_tests.catalog.tables import create_postgres_products, synced
-from stripe_sync_tests.postgrest import grant_like_supabase, run_postgrest, service_role_key
+from stripe_sync_tests.support.postgrest import grant_like_supabase, run_postgrest, service_role_key
+from stripe_sync_tests.support.tables import create_postgres_products, synced
 
 ROWS = 5_000
 MOST_PRICES = 1_200  # the first product's: more than any cap

@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from stripe_sync.catalog.supabase import SupabaseCatalog
-from stripe_sync_tests.catalog.tables import SYNCED_AT, synced
-from stripe_sync_tests.postgrest import service_role_key
+from stripe_sync_tests.support.postgrest import service_role_key
+from stripe_sync_tests.support.tables import SYNCED_AT, synced
 
 ALL_COLUMNS = (
     "id::text,name,description,price::text,currency,images,active,updated_at,"

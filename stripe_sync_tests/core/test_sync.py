@@ -16,8 +16,8 @@ from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.core.sync import BatchSync
 from stripe_sync.core.validation import ValidationRules, validate_batch
 from stripe_sync.state import open_state
-from stripe_sync_tests.catalog.tables import every_row
 from stripe_sync_tests.conftest import TEST_SECRET_KEY, stripe_state, write_requests
+from stripe_sync_tests.support.tables import every_row
 
 BATCH = "batch-0001"
 ROWS = [

@@ -33,7 +33,7 @@ from stripe_sync.core.throttle import (
 )
 from stripe_sync.core.throttle.stores.sql import MAX_CONNECTIONS
 from stripe_sync_tests.conftest import TEST_SECRET_KEY
-from stripe_sync_tests.rate_windows import max_in_window
+from stripe_sync_tests.support.rate_windows import max_in_window
 
 STORES = ["memory", "sqlite", "postgres", "redis"]
 EPS = 1e-6

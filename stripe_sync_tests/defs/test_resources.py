@@ -12,7 +12,7 @@ from stripe_sync.defs.resources import (
 )
 from stripe_sync.settings.loader import load_settings
 from stripe_sync.settings.model import secret_keys
-from stripe_sync_tests.catalog.tables import create_sqlite_products
+from stripe_sync_tests.support.tables import create_sqlite_products
 
 
 def test_resource_reprs_never_show_keys_or_database_passwords(monkeypatch, tmp_path):

@@ -9,7 +9,7 @@ import uuid
 from decimal import Decimal
 
 from stripe_sync_tests.conftest import WRITE_BACK_MIGRATION, stripe_state, write_requests
-from stripe_sync_tests.postgrest import grant_like_supabase, run_postgrest, service_role_key
+from stripe_sync_tests.support.postgrest import grant_like_supabase, run_postgrest, service_role_key
 
 ROWS = 5_000
 

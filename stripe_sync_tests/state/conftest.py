@@ -18,9 +18,9 @@ from stripe_sync.catalog.supabase import SupabaseCatalog
 from stripe_sync.core.contract import Catalog
 from stripe_sync.core.state import StateStore
 from stripe_sync.state import open_state
-from stripe_sync_tests.catalog.tables import create_postgres_products, create_sqlite_products
 from stripe_sync_tests.conftest import WRITE_BACK_MIGRATION, new_database
-from stripe_sync_tests.postgrest import grant_like_supabase, service_role_key
+from stripe_sync_tests.support.postgrest import grant_like_supabase, service_role_key
+from stripe_sync_tests.support.tables import create_postgres_products, create_sqlite_products
 
 STORES = ("sqlite", "postgres", "postgres_own_database", "supabase")
 SHARED_DATABASE = ("sqlite", "postgres", "supabase")  # the state in the catalog's database

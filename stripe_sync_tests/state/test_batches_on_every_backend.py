@@ -19,9 +19,9 @@ from stripe_sync.catalog.sql import SqlCatalog
 from stripe_sync.catalog.supabase import SupabaseCatalog
 from stripe_sync.core.state import TrackedCatalog
 from stripe_sync.state import open_state
-from stripe_sync_tests.catalog.tables import create_postgres_products, create_sqlite_products
 from stripe_sync_tests.conftest import WRITE_BACK_MIGRATION
-from stripe_sync_tests.postgrest import grant_like_supabase, service_role_key
+from stripe_sync_tests.support.postgrest import grant_like_supabase, service_role_key
+from stripe_sync_tests.support.tables import create_postgres_products, create_sqlite_products
 
 BATCH_SIZE = 5
 

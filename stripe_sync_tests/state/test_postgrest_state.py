@@ -11,8 +11,8 @@ import pytest
 from stripe_sync.catalog.supabase import SupabaseCatalog
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.state.postgrest import PostgrestState
-from stripe_sync_tests.catalog.tables import create_postgres_products, sample_ids, synced
-from stripe_sync_tests.postgrest import grant_like_supabase, service_role_key
+from stripe_sync_tests.support.postgrest import grant_like_supabase, service_role_key
+from stripe_sync_tests.support.tables import create_postgres_products, sample_ids, synced
 
 URL_LIMIT = 8_000  # the request line a server or proxy takes, give or take
 

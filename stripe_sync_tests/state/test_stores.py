@@ -119,7 +119,7 @@ def test_tables_made_on_postgres_are_closed_to_supabases_api_roles(
 ):
     from stripe_sync.catalog.sql import SqlCatalog
     from stripe_sync.state import open_state
-    from stripe_sync_tests.catalog.tables import create_postgres_products
+    from stripe_sync_tests.support.tables import create_postgres_products
 
     catalog_connection.execute(
         "drop table if exists stripe_sync_state, stripe_sync_ledger, stripe_sync_backups, "

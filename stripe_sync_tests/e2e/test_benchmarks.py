@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-BENCHMARK = pathlib.Path(__file__).parents[1] / "benchmarks" / "migration.py"
+BENCHMARK = pathlib.Path(__file__).parents[2] / "benchmarks" / "migration.py"
 
 
 @pytest.fixture

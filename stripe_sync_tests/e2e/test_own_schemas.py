@@ -18,7 +18,7 @@ from stripe_sync.operations.plan import plan
 from stripe_sync.operations.preflight import preflight
 from stripe_sync.settings.loader import load_settings
 from stripe_sync_tests.conftest import stripe_state, write_requests
-from stripe_sync_tests.own_schemas import (
+from stripe_sync_tests.support.own_schemas import (
     OWN_SCHEMAS,
     SHOP_EXPORT,
     STOREFRONT_VIEW,

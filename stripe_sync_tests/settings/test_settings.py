@@ -17,7 +17,7 @@ from stripe_sync.settings.loader import environment_for_child, load_settings
 from stripe_sync.settings.model import Secret, setting_fields, variables_of
 
 KEY = "sk_test_settings_layers_0123456789"
-ROOT = pathlib.Path(__file__).parents[1]
+ROOT = pathlib.Path(__file__).parents[2]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 CONFIGURATION = DOCS / "configuration.md"

@@ -40,10 +40,10 @@ from stripe_sync_tests.conftest import (
     stripe_state,
     stripe_sync_script,
 )
-from stripe_sync_tests.rate_windows import max_in_window
-from stripe_sync_tests.test_pipeline import assert_in_sync, sample_products
+from stripe_sync_tests.e2e.test_pipeline import assert_in_sync, sample_products
+from stripe_sync_tests.support.rate_windows import max_in_window
 
-INSTANCE_YAML = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
+INSTANCE_YAML = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
 PRODUCTS_PER_BATCH = 100  # alone, a run would send these in well under a second
 # The emulator's limit, Stripe's in test mode. The throttle runs at its production default,
 # 0.8 of it (20/s shared by both runs); the margin absorbs arrival jitter on a loaded machine.

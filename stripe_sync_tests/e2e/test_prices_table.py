@@ -31,8 +31,8 @@ from stripe_sync_tests.conftest import (
     stripe_sync_script,
     write_requests,
 )
-from stripe_sync_tests.own_schemas import MANY_PLANS, MANY_PLANS_COUNT, PLANS, SIZES
-from stripe_sync_tests.test_resilience import migrate_until_done
+from stripe_sync_tests.e2e.test_resilience import migrate_until_done
+from stripe_sync_tests.support.own_schemas import MANY_PLANS, MANY_PLANS_COUNT, PLANS, SIZES
 
 # Per product: the default price's row id, and every active price by row id as
 # (currency, unit_amount, interval, interval_count, nickname).

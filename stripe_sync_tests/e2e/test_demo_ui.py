@@ -21,7 +21,7 @@ from stripe_sync_tests.conftest import (
     stripe_state,
     stripe_sync_script,
 )
-from stripe_sync_tests.test_ui import DagsterUI
+from stripe_sync_tests.e2e.test_ui import DagsterUI
 
 # 60 rows: 55 products and the demo's 5 broken rows, in 2 batches of the demo's one run.
 PRODUCTS = 60

@@ -32,7 +32,7 @@ from stripe_sync_tests.conftest import (
     stripe_state,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # The five assets, all in one group, and the kind each shows (the catalog here is PostgreSQL).
 GROUP = "stripe_sync"
 KINDS = {

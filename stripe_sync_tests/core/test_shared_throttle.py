@@ -20,7 +20,7 @@ import pytest
 from stripe_sync.core.throttle import WINDOW_GUARD, open_throttle
 from stripe_sync.core.throttle.policy import RECOVERY_SECONDS
 from stripe_sync.emulator import EmulatorConfig, EmulatorControl, run_emulator
-from stripe_sync_tests.rate_windows import max_in_window
+from stripe_sync_tests.support.rate_windows import max_in_window
 
 PROCESSES = 3
 THREADS = 3

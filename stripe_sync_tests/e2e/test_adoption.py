@@ -23,7 +23,7 @@ from stripe_sync_tests.conftest import (
     stripe_sync_script,
     write_requests,
 )
-from stripe_sync_tests.own_schemas import PLANS, OwnSchema
+from stripe_sync_tests.support.own_schemas import PLANS, OwnSchema
 
 BACKENDS = ["sqlite", "postgres", "supabase"]
 _WRITE_BACK_COLUMNS = (

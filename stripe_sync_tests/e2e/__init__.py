@@ -1,0 +1,1 @@
+"""End-to-end scenarios: the product at work against real services."""

@@ -1,0 +1,1 @@
+"""Support code for the tests: look-alikes, proxies and shared helpers (no tests)."""
