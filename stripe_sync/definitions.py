@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 import dagster as dg
 
 from stripe_sync.core.progress import RunProgress
-from stripe_sync.defs import assets, checks, report
+from stripe_sync.defs import assets, checks, quality_checks, report
 from stripe_sync.defs.executors import build_executor
 from stripe_sync.defs.jobs import (
     migrate_batches_job,
@@ -72,7 +72,7 @@ def build_definitions(
     settings = settings or load_settings()
     return dg.Definitions(
         assets=pipeline_assets(settings),
-        asset_checks=dg.load_asset_checks_from_modules([checks]),
+        asset_checks=dg.load_asset_checks_from_modules([quality_checks, checks]),
         jobs=[
             migrate_batches_job,
             register_batches_job,
