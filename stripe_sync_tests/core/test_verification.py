@@ -22,8 +22,8 @@ from stripe_sync.core.validation import ValidationRules, planning_inputs, valida
 from stripe_sync.core.verification import BatchToVerify, BatchVerify, KeyRefused, VerifiedBatch
 from stripe_sync.core.verify import PRICE, PRODUCT
 from stripe_sync.state import open_state
-from stripe_sync_tests.catalog.tables import every_row
 from stripe_sync_tests.conftest import TEST_SECRET_KEY, free_port
+from stripe_sync_tests.support.tables import every_row
 
 BATCH = "batch-0001"
 

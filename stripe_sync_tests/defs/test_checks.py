@@ -6,8 +6,9 @@ from __future__ import annotations
 import dagster as dg
 import stripe
 
+from stripe_sync.defs.loggers import LogOptions
 from stripe_sync.defs.outcomes import DETAIL_TAG, OUTCOME_TAG, RunOutcome
-from stripe_sync.operations.options import RunOptions
+from stripe_sync.defs.run_options import RunOptions
 from stripe_sync.operations.verify import Verification, verify
 from stripe_sync.settings.loader import load_settings
 from stripe_sync_tests.conftest import TEST_SECRET_KEY
@@ -16,7 +17,7 @@ from stripe_sync_tests.defs.conftest import products
 
 def verified(pipeline_env) -> Verification:
     """`stripe-sync verify` in process, logging to the test's log file."""
-    return verify(load_settings(), RunOptions(log_file=str(pipeline_env.log_file)))
+    return verify(load_settings(), RunOptions(), LogOptions(log_file=str(pipeline_env.log_file)))
 
 
 def test_drift_fails_the_check_and_is_logged_as_a_warning_naming_the_batch(
