@@ -19,7 +19,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
-from stripe_sync.catalog import Catalog, open_catalog
+from stripe_sync.backends import open_catalog, open_state
+from stripe_sync.core.contract import Catalog
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.mapping import (
     FieldMapping,
@@ -35,7 +36,6 @@ from stripe_sync.core.stripe_api import StripeApi, key_mode
 from stripe_sync.core.throttle import open_throttle
 from stripe_sync.core.validation import ValidationRules
 from stripe_sync.settings.model import Secret, Settings
-from stripe_sync.state import open_state
 
 
 class CatalogMapping(dg.Config):

@@ -10,7 +10,7 @@ from stripe_sync.defs.resources import (
     build_resources,
 )
 from stripe_sync.settings.loader import load_settings
-from stripe_sync_tests.catalog.tables import create_sqlite_products
+from stripe_sync_tests.backends.tables import create_sqlite_products
 
 
 def test_resource_reprs_never_show_keys_or_database_passwords(monkeypatch, tmp_path):

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from stripe_sync.catalog import open_catalog
+from stripe_sync.backends import open_catalog
 from stripe_sync.core.contract import change_cursor
 from stripe_sync.defs.resources import CatalogMapping
 from stripe_sync.settings.model import CatalogSettings
-from stripe_sync_tests.catalog.tables import every_row
+from stripe_sync_tests.backends.tables import every_row
 from stripe_sync_tests.own_schemas import (
     SHOP_EXPORT,
     STOREFRONT_VIEW,

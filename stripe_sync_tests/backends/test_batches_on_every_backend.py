@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from stripe_sync.catalog.sql import SqlCatalog
-from stripe_sync.catalog.supabase import SupabaseCatalog
+from stripe_sync.backends import open_state
+from stripe_sync.backends.sql.catalog import SqlCatalog
+from stripe_sync.backends.supabase.catalog import SupabaseCatalog
 from stripe_sync.core.state import TrackedCatalog
-from stripe_sync.state import open_state
-from stripe_sync_tests.catalog.tables import create_postgres_products, create_sqlite_products
+from stripe_sync_tests.backends.tables import create_postgres_products, create_sqlite_products
 from stripe_sync_tests.conftest import WRITE_BACK_MIGRATION
 from stripe_sync_tests.postgrest import grant_like_supabase, service_role_key
 

@@ -11,11 +11,11 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from stripe_sync.catalog.sql import SqlCatalog
+from stripe_sync.backends.sql.catalog import SqlCatalog
 from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, WriteBack, change_cursor
 from stripe_sync.core.errors import CatalogError
 from stripe_sync.core.mapping import FieldMapping, ValueRule
-from stripe_sync_tests.catalog.tables import (
+from stripe_sync_tests.backends.tables import (
     CMS_COLUMNS,
     SYNCED_AT,
     UPDATED_AT,

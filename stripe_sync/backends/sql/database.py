@@ -1,13 +1,13 @@
 """A PostgreSQL or SQLite database reached through SQLAlchemy, with its failures classified
-(`stripe_sync.core.database_errors`) and retried: the catalog's (`sql.py`) and the state's
-(`stripe_sync.state.sql`). A call is a whole unit (a page read, a transaction): retried from
-its start, so a retry never sees half of it.
+(`stripe_sync.core.database_errors`) and retried: the catalog's (`catalog.py`) and the
+state's (`state.py`). A call is a whole unit (a page read, a transaction): retried from its
+start, so a retry never sees half of it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -108,8 +108,3 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def chunks(items: Sequence[T], size: int = IDS_PER_QUERY) -> Iterator[Sequence[T]]:
-    """`items` in slices of at most `size`."""
-    return (items[at : at + size] for at in range(0, len(items), size))

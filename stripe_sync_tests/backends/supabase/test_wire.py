@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from stripe_sync.catalog.supabase import SupabaseCatalog
-from stripe_sync_tests.catalog.tables import SYNCED_AT, synced
+from stripe_sync.backends.supabase.catalog import SupabaseCatalog
+from stripe_sync_tests.backends.tables import SYNCED_AT, synced
 from stripe_sync_tests.postgrest import service_role_key
 
 ALL_COLUMNS = (
