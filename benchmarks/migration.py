@@ -354,13 +354,13 @@ def scale_scenario(
 ) -> None:
     import dagster as dg
 
-    from stripe_sync.catalog.sql import SqlCatalog
+    from stripe_sync.backends import open_state
+    from stripe_sync.backends.sql.catalog import SqlCatalog
     from stripe_sync.core.checkpoints import Checkpoint
     from stripe_sync.core.contract import WriteBack
     from stripe_sync.defs.assets import BATCHES_PER_RUN
     from stripe_sync.defs.jobs import register_batches
     from stripe_sync.defs.resources import CatalogResource
-    from stripe_sync.state import open_state
 
     name = f"4. {rows:,} rows"
     print(name, flush=True)

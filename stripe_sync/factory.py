@@ -12,14 +12,13 @@ import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from stripe_sync.catalog import open_catalog
+from stripe_sync.backends import open_catalog, open_state
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 from stripe_sync.core.state import TrackedCatalog
 from stripe_sync.core.stripe_api import StripeApi, key_mode
 from stripe_sync.core.throttle import open_throttle
 from stripe_sync.core.validation import ValidationRules
 from stripe_sync.settings.model import Secret, Settings
-from stripe_sync.state import open_state
 
 # What a Stripe request takes, roughly: sizes the requests in flight so that latency never
 # caps the throttled rate (rate x latency x 2) when `stripe.max_in_flight` is 0.

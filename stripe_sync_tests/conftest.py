@@ -502,8 +502,8 @@ def write_requests(log: list[dict]) -> list[dict]:
 def sqlite_state(tmp_path: pathlib.Path):
     """The pipeline's state store in a SQLite catalog file of 5 products without write-back
     columns, as `open_state` makes it."""
-    from stripe_sync.catalog.sql import SqlCatalog
-    from stripe_sync.state import open_state
+    from stripe_sync.backends import open_state
+    from stripe_sync.backends.sql.catalog import SqlCatalog
     from stripe_sync_tests.support.tables import create_sqlite_products
 
     path = tmp_path / "catalog.db"

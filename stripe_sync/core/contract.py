@@ -2,7 +2,7 @@
 
 `core/` works against these: a catalog hands over rows of `SOURCE_COLUMNS` plus the sync
 state of `WRITE_BACK_COLUMNS`, and takes `WriteBack`s. The SQL and Supabase catalogs
-(`stripe_sync.catalog`) implement `Catalog`.
+(`stripe_sync.backends`) implement `Catalog`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A `Failure` is a Stripe call's or a catalog call's failure, classified into an `
 a fatal error (bad key, missing permission, a missing table) stops the run; bad data fails
 the row; retryable and rate-limited errors are for the retry layer (retry.py), the same for
 Stripe and the catalog. Stripe's are classified here (`classify`), the catalog's where its
-driver is known (`stripe_sync.catalog`). Messages are redacted: Stripe's own 401 message names
+driver is known (`stripe_sync.backends`). Messages are redacted: Stripe's own 401 message names
 the key (masked), and nothing key-like may reach a log or the catalog.
 """
 

@@ -2,7 +2,7 @@
 column holds each field, the unit of its prices, which rows are active, skipped or deleted,
 and which columns become Stripe metadata.
 
-Plain data and the Python side of its meaning; the catalogs (`stripe_sync.catalog`) turn it
+Plain data and the Python side of its meaning; the catalogs (`stripe_sync.backends`) turn it
 into SQL or PostgREST. The default mapping is the project's own table: every field in the
 column of its name.
 """

@@ -28,9 +28,16 @@ from stripe_sync.core.errors import ErrorKind, Failure
 
 T = TypeVar("T")
 
+# What one request, connection or statement may take, unless the settings say otherwise
+# (catalog.timeout_s, stripe.timeout_s).
+CALL_TIMEOUT_S = 30.0
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How a call is retried; the defaults are a Stripe call's (settings stripe.max_attempts,
+    stripe.deadline_s)."""
+
     attempts: int | None = 6  # in all, the first one included; None: as many as fit the deadline
     deadline_s: float = 300.0  # no new attempt after this long since the first
     base_delay_s: float = 0.5

@@ -4,7 +4,7 @@ Per catalog row, a state row holds its sync state (the values of the write-back 
 Stripe ids, status, error, synced_at, per-field hashes) and its checkpoint (what the pipeline
 last made of it in Stripe, with the values sent; see `core/checkpoints.py`). Beside them: the
 outcome ledger of each batch's latest run, the backups taken before each run wrote, and the
-batch frames between the steps of a run. `stripe_sync.state` implements `StateStore` on
+batch frames between the steps of a run. `stripe_sync.backends` implements `StateStore` on
 PostgreSQL and SQLite (SQLAlchemy) and on Supabase (PostgREST).
 
 `record` writes a batch's sync state, its checkpoints and, where the catalog has write-back

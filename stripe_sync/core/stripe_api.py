@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import stripe
 
 from stripe_sync.core.errors import ConfigError, StripeFailure, classify
-from stripe_sync.core.retry import RetryPolicy, call_with_retries
+from stripe_sync.core.retry import CALL_TIMEOUT_S, RetryPolicy, call_with_retries
 from stripe_sync.core.throttle.policy import STRIPE_RATE_LIMITS
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class StripeApi:
         secret_key: str,
         *,
         api_base: str | None = None,
-        timeout_s: float = 30.0,
+        timeout_s: float = CALL_TIMEOUT_S,
         retry: RetryPolicy | None = None,
         throttle: Throttle | None = None,
         allow_live_mode: bool = False,

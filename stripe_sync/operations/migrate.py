@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from stripe_sync.backends.legacy_files import import_files
 from stripe_sync.core.progress import MigrationProgress, RunProgress
 from stripe_sync.core.secrets import redact
 from stripe_sync.core.wording import counted
@@ -29,7 +30,6 @@ from stripe_sync.operations.instance import (
     run_batches,
 )
 from stripe_sync.settings.model import Settings
-from stripe_sync.state.legacy import import_files
 
 _STOPS = {
     RunOutcome.STOPPED: "stopped on request",

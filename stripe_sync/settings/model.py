@@ -41,6 +41,7 @@ from stripe_sync.core.mapping import (
 )
 from stripe_sync.core.money import SUPPORTED_CURRENCIES
 from stripe_sync.core.report import table_cell
+from stripe_sync.core.retry import CALL_TIMEOUT_S, RetryPolicy
 from stripe_sync.core.throttle.client import DEFAULT_FRACTION
 
 DEFAULT_DAGSTER_HOME = Path(".dagster_home")
@@ -167,7 +168,7 @@ class CatalogSettings(_Section):
         "STRIPE_SYNC_METADATA_COLUMNS",
     )
     timeout_s: float = setting(
-        30.0,
+        CALL_TIMEOUT_S,
         "Seconds a catalog, state or throttle-store request (a PostgREST request, a "
         "connection, an SQL statement on PostgreSQL) may take.",
         "STRIPE_SYNC_CATALOG_TIMEOUT_S",
@@ -367,12 +368,20 @@ class StripeSettings(_Section):
     allow_live_mode: bool = setting(
         False, "Accept a live-mode key (or --allow-live-mode).", "STRIPE_ALLOW_LIVE_MODE"
     )
-    timeout_s: float = setting(30.0, "Seconds a request may take.", "STRIPE_TIMEOUT_S", gt=0)
+    timeout_s: float = setting(
+        CALL_TIMEOUT_S, "Seconds a request may take.", "STRIPE_TIMEOUT_S", gt=0
+    )
     max_attempts: int = setting(
-        6, "Attempts per call, the first one included.", "STRIPE_MAX_ATTEMPTS", ge=1
+        RetryPolicy.attempts,
+        "Attempts per call, the first one included.",
+        "STRIPE_MAX_ATTEMPTS",
+        ge=1,
     )
     deadline_s: float = setting(
-        300.0, "No new attempt of a call after this many seconds.", "STRIPE_DEADLINE_S", gt=0
+        RetryPolicy.deadline_s,
+        "No new attempt of a call after this many seconds.",
+        "STRIPE_DEADLINE_S",
+        gt=0,
     )
     max_in_flight: int = setting(
         0,

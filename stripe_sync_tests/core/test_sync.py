@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from stripe_sync.catalog import open_catalog
+from stripe_sync.backends import open_catalog, open_state
 from stripe_sync.core.contract import catalog_frame
 from stripe_sync.core.ledger import PRODUCTS, outcomes_of_run
 from stripe_sync.core.planner import PlanOptions
@@ -15,7 +15,6 @@ from stripe_sync.core.retry import RetryPolicy
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.core.sync import BatchSync
 from stripe_sync.core.validation import ValidationRules, validate_batch
-from stripe_sync.state import open_state
 from stripe_sync_tests.conftest import TEST_SECRET_KEY, stripe_state, write_requests
 from stripe_sync_tests.support.tables import every_row
 

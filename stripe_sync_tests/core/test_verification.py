@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import stripe
 
-from stripe_sync.catalog import open_catalog
+from stripe_sync.backends import open_catalog, open_state
 from stripe_sync.core.contract import catalog_frame
 from stripe_sync.core.planner import PlanOptions
 from stripe_sync.core.retry import RetryPolicy
@@ -21,7 +21,6 @@ from stripe_sync.core.sync import BatchSync
 from stripe_sync.core.validation import ValidationRules, planning_inputs, validate_batch
 from stripe_sync.core.verification import BatchToVerify, BatchVerify, KeyRefused, VerifiedBatch
 from stripe_sync.core.verify import PRICE, PRODUCT
-from stripe_sync.state import open_state
 from stripe_sync_tests.conftest import TEST_SECRET_KEY, free_port
 from stripe_sync_tests.support.tables import every_row
 

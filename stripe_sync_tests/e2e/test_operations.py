@@ -11,9 +11,8 @@ from decimal import Decimal
 import stripe
 from click.testing import CliRunner
 
-from stripe_sync.catalog import open_catalog
+from stripe_sync.backends import open_catalog, open_state
 from stripe_sync.cli import main
-from stripe_sync.state import open_state
 from stripe_sync_tests.conftest import TEST_SECRET_KEY, minor_units, stripe_state, write_requests
 from stripe_sync_tests.e2e.test_pipeline import assert_in_sync, expected_currency, sample_products
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from stripe_sync.catalog import open_catalog
+from stripe_sync.backends import open_catalog, open_state
 from stripe_sync.cli import main
 from stripe_sync.core.backups import Backup
 from stripe_sync.core.batches import batch_key
@@ -27,7 +27,6 @@ from stripe_sync.core.contract import WRITE_BACK_COLUMNS, Catalog, WriteBack
 from stripe_sync.core.state import StateStore
 from stripe_sync.core.stripe_api import StripeApi
 from stripe_sync.defs.partitions import batch_partitions
-from stripe_sync.state import open_state
 from stripe_sync_tests.conftest import (
     TEST_SECRET_KEY,
     ProductsTable,

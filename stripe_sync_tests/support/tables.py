@@ -5,16 +5,22 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
+
+if TYPE_CHECKING:  # for the annotation only: supabase-py takes most of a second to import
+    from stripe_sync.backends.sql.catalog import SqlCatalog
+    from stripe_sync.backends.supabase.catalog import SupabaseCatalog
 
 ID_KINDS = ("integer", "text", "uuid")
 _POSTGRES_ID_TYPES = {"integer": "bigint", "text": "text", "uuid": "uuid"}
@@ -26,6 +32,7 @@ _SQLITE_WRITE_BACK_TYPES = dict.fromkeys(WRITE_BACK_COLUMNS, "TEXT") | {"synced_
 UPDATED_AT = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 SYNCED_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 CMS_COLUMNS = ("id", "name", "description", "price", "currency", "images", "active", "updated_at")
+SAMPLE_SIZE = 25  # rows of a sample table
 
 
 def sample_ids(id_kind: str, count: int) -> list[str]:
@@ -140,3 +147,21 @@ def _json(value: object) -> str | None:
 def every_row(catalog) -> list[dict]:
     """Every row of a catalog, read as a batch reads its rows: by id."""
     return list(catalog.read_rows(list(catalog.iter_ids())))
+
+
+@dataclass
+class SampleCatalog:
+    """A catalog over a sample table, with the ids it holds in the database's order."""
+
+    catalog: SqlCatalog | SupabaseCatalog
+    ids: list[str]
+    cms_rows: Callable[[], list[tuple]]  # the CMS's own columns, as the driver returns them
+
+
+def postgres_cms_rows(database: psycopg.Connection, table: str) -> Callable[[], list[tuple]]:
+    # Text renderings: byte-identical means identical as PostgreSQL prints them.
+    query = sql.SQL(
+        "select id::text, name, description, price::text, currency, images::text, "
+        "active::text, updated_at::text from {} order by id"
+    ).format(sql.Identifier(table))
+    return lambda: database.execute(query).fetchall()

@@ -1,7 +1,7 @@
 -- stripe_sync: the pipeline's state in the project's own database, and the functions that
 -- read and write it over PostgREST. Adds nothing to the CMS table: its write-back columns
 -- (20261126000000_stripe_sync.sql) are optional. Idempotent: applying it again changes nothing.
--- The tables are the ones stripe_sync/state/sql.py creates on a direct connection.
+-- The tables are the ones stripe_sync/backends/sql/state.py creates on a direct connection.
 
 create table if not exists public.stripe_sync_state (
   namespace text not null,             -- the catalog table

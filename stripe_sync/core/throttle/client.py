@@ -19,7 +19,13 @@ from typing import Self, TypeVar
 from sqlalchemy.engine import make_url
 
 from stripe_sync.core.database_errors import DatabaseAt
-from stripe_sync.core.retry import NO_RETRY, RetryPolicy, RetryStats, call_with_retries
+from stripe_sync.core.retry import (
+    CALL_TIMEOUT_S,
+    NO_RETRY,
+    RetryPolicy,
+    RetryStats,
+    call_with_retries,
+)
 from stripe_sync.core.throttle.policy import STRIPE_RATE_LIMITS, Policy, Reservation
 from stripe_sync.core.throttle.stores import Store
 from stripe_sync.core.throttle.stores.memory import MEMORY
@@ -141,7 +147,7 @@ def open_throttle(
     global_rate: float | None = None,
     endpoint_rate: float | None = None,
     setting: str = "STRIPE_SYNC_THROTTLE_URL",
-    timeout_s: float = 30.0,
+    timeout_s: float = CALL_TIMEOUT_S,
     retry: RetryPolicy = NO_RETRY,
     stats: RetryStats | None = None,
     **tuning: float,

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from stripe_sync.core.database_errors import DatabaseAt
+from stripe_sync.core.retry import CALL_TIMEOUT_S
 from stripe_sync.core.throttle.stores.sql import SqlStore
 
 
@@ -34,7 +35,7 @@ class PostgresStore(SqlStore):
     lock_row = " FOR UPDATE"
     real = "double precision"
 
-    def __init__(self, url: str, at: DatabaseAt, *, timeout_s: float = 30.0):
+    def __init__(self, url: str, at: DatabaseAt, *, timeout_s: float = CALL_TIMEOUT_S):
         import psycopg  # on use: a quarter of a second to import, and not every store needs it
 
         super().__init__(at)

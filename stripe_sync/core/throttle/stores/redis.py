@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.resources import files
 
 from stripe_sync.core.database_errors import DatabaseAt, classify_redis
+from stripe_sync.core.retry import CALL_TIMEOUT_S
 from stripe_sync.core.throttle.policy import Policy, Reservation
 
 SCRIPT = files("stripe_sync.core.throttle").joinpath("reserve.lua").read_text()
@@ -13,7 +14,7 @@ SCRIPT = files("stripe_sync.core.throttle").joinpath("reserve.lua").read_text()
 class RedisStore:
     uses_local_clock = False
 
-    def __init__(self, url: str, at: DatabaseAt, *, timeout_s: float = 30.0):
+    def __init__(self, url: str, at: DatabaseAt, *, timeout_s: float = CALL_TIMEOUT_S):
         # On use: redis-py takes a fifth of a second to import, and most users never need it.
         import redis
         from redis.backoff import NoBackoff

@@ -1,5 +1,5 @@
-"""What both catalogs (direct SQL, Supabase) say when a table doesn't fit the contract
-(`stripe_sync.core.contract`)."""
+"""What both catalogs (SQL, Supabase) say when a table doesn't fit the contract
+(`stripe_sync.core.contract`), and the migration that adds the write-back columns."""
 
 from __future__ import annotations
 

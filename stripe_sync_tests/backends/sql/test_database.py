@@ -9,8 +9,8 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from stripe_sync.catalog.database import Database
-from stripe_sync.catalog.sql import SqlCatalog
+from stripe_sync.backends.sql.catalog import SqlCatalog
+from stripe_sync.backends.sql.database import Database
 from stripe_sync.core.errors import CatalogError, CatalogFailure, ErrorKind
 from stripe_sync.core.retry import RetryPolicy, RetryStats
 

@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass
 import pytest
 from psycopg import sql
 
-from stripe_sync.catalog.supabase import SupabaseCatalog
+from stripe_sync.backends.supabase.catalog import SupabaseCatalog
+from stripe_sync.backends.supabase.state import SupabaseState
 from stripe_sync.core.backups import Backup
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import SOURCE_COLUMNS
 from stripe_sync.core.mapping import PriceMapping, PricesModel
-from stripe_sync.state.postgrest import PostgrestState
 from stripe_sync_tests.support.postgrest import grant_like_supabase, run_postgrest, service_role_key
 from stripe_sync_tests.support.tables import create_postgres_products, synced
 
@@ -35,7 +35,7 @@ class Project:
 
     max_rows: int
     catalog: SupabaseCatalog
-    state: PostgrestState
+    state: SupabaseState
     ids: list[str]  # in the database's order
     prices: list[tuple[str, str]]  # (product_id, id) of every price, in that order
 
@@ -94,7 +94,7 @@ def project(
             table,
             prices=PricesModel(PriceMapping(), table=f"{table}_prices"),
         )
-        yield Project(request.param, catalog, PostgrestState(catalog), ids, prices)
+        yield Project(request.param, catalog, SupabaseState(catalog), ids, prices)
         catalog.close()
     for state_table in STATE_TABLES:
         database.execute(

@@ -1,8 +1,9 @@
 """The state store in a Supabase project, through PostgREST: the tables of
-`supabase/migrations/20261203000000_stripe_sync_state.sql` (the same as `state/sql.py`
+`supabase/migrations/20261203000000_stripe_sync_state.sql` (the same as `sql/state.py`
 creates), read with filters in keyset pages to their end whatever the project's row cap
 (`keyset_pages`), and written with upserts; the write-back and the state of a batch go in one
-RPC request, `stripe_sync_record`, one transaction in the database.
+RPC request, `stripe_sync_record`, one transaction in the database. Its requests go through
+the catalog's project (`SupabaseProject`).
 """
 
 from __future__ import annotations
@@ -14,35 +15,29 @@ from dataclasses import asdict
 
 from postgrest.types import ReturnMethod
 
-from stripe_sync.catalog.database import chunks
-from stripe_sync.catalog.supabase import (
-    SupabaseCatalog,
-    id_chunks,
-    keyset_pages,
-    listed,
-    quoted,
-)
+from stripe_sync.backends.rows import checkpoint_of, chunks, write_back_of
+from stripe_sync.backends.supabase.catalog import SupabaseCatalog
+from stripe_sync.backends.supabase.pages import PAGE_SIZE, id_chunks, keyset_pages, listed, quoted
 from stripe_sync.core.backups import Backup
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WriteBack
 from stripe_sync.core.errors import CatalogError
 from stripe_sync.core.state import CheckpointChanges
-from stripe_sync.state.rows import checkpoint_of, write_back_of
 
 STATE_MIGRATION = "supabase/migrations/20261203000000_stripe_sync_state.sql"
-PAGE = 1_000  # rows a read request asks for (Supabase's default cap)
 ROWS_PER_REQUEST = 1_000  # ids or rows in the JSON body of one request
 
 
-class PostgrestState:
+class SupabaseState:
     """The state of `catalog` (namespace: its table) in its Supabase project."""
 
     def __init__(self, catalog: SupabaseCatalog):
         self._catalog = catalog
+        self._project = catalog.project
         self.namespace = catalog.table
 
     def describe(self) -> str:
-        return f"table stripe_sync_state in {self._catalog.describe().split(', table')[0]}"
+        return f"table stripe_sync_state in {self._project.location}"
 
     def check(self) -> None:
         """A CatalogError naming the migration when the state tables or functions are missing."""
@@ -117,7 +112,7 @@ class PostgrestState:
             .eq("namespace", self.namespace)
             .not_.is_("checkpoint", "null")
         )
-        return len(self._catalog.execute(query.select("catalog_id")).data)
+        return len(self._execute(query.select("catalog_id")).data)
 
     def assign(self, members: Mapping[str, str]) -> None:
         rows = [
@@ -138,7 +133,7 @@ class PostgrestState:
                 )
                 .select("catalog_id")
             )
-            inserted = {row["catalog_id"] for row in self._catalog.execute(insert).data}
+            inserted = {row["catalog_id"] for row in self._execute(insert).data}
             for row in chunk:
                 if row["catalog_id"] not in inserted:
                     held.setdefault(row["batch"], []).append(row["catalog_id"])
@@ -151,7 +146,7 @@ class PostgrestState:
                     .is_("batch", "null")
                     .filter("catalog_id", "in", listed(ids))
                 )
-                self._catalog.execute(update)
+                self._execute(update)
 
     def members(self, batch: str) -> list[str]:
         rows = self._rows(
@@ -182,7 +177,7 @@ class PostgrestState:
 
     def outcomes(self, step: str, batch: str) -> dict | None:
         query = self._select("stripe_sync_ledger", "record").eq("step", step).eq("batch", batch)
-        rows = self._catalog.execute(query).data
+        rows = self._execute(query).data
         return json.loads(rows[0]["record"]) if rows else None
 
     def save_backup(self, backup: Backup) -> str:
@@ -213,16 +208,16 @@ class PostgrestState:
 
     def frame(self, asset: str, batch: str) -> bytes | None:
         query = self._select("stripe_sync_frames", "frame").eq("asset", asset).eq("batch", batch)
-        rows = self._catalog.execute(query).data
+        rows = self._execute(query).data
         return bytes.fromhex(rows[0]["frame"].removeprefix("\\x")) if rows else None
 
     def close(self) -> None:
-        pass  # the client is the catalog's
+        pass  # the project is the catalog's
 
     # --- helpers ---------------------------------------------------------------------------
 
     def _table(self, name: str):
-        return self._catalog.client.table(name)
+        return self._project.table(name)
 
     def _select(self, table: str, columns: str):
         return self._table(table).select(columns).eq("namespace", self.namespace)
@@ -239,7 +234,7 @@ class PostgrestState:
                 query = _after(query, keys, [last[key] for key in keys])
             for key in keys:
                 query = query.order(key)
-            return self._catalog.execute(query.limit(PAGE)).data
+            return self._execute(query.limit(PAGE_SIZE)).data
 
         for page in keyset_pages(read):
             yield from page
@@ -250,12 +245,15 @@ class PostgrestState:
             on_conflict=on_conflict,
             returning=ReturnMethod.minimal,
         )
-        self._catalog.execute(query)
+        self._execute(query)
 
     def _rpc(self, function: str, **params: object):
-        return self._catalog.execute(
-            self._catalog.client.rpc(function, json.loads(_json(params)))
-        ).data
+        return self._execute(self._project.rpc(function, json.loads(_json(params)))).data
+
+    def _execute(self, query):
+        """`query` sent through the project; a missing table or column is named as the
+        catalog table's, as the catalog's own requests name it."""
+        return self._project.execute(query, table=self.namespace)
 
 
 def _after(query, keys: tuple[str, ...], after: list[str]):

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from stripe_sync.catalog.supabase import SupabaseCatalog
+from stripe_sync.backends.supabase.catalog import SupabaseCatalog
+from stripe_sync.backends.supabase.state import SupabaseState
 from stripe_sync.core.checkpoints import Checkpoint
-from stripe_sync.state.postgrest import PostgrestState
 from stripe_sync_tests.support.postgrest import grant_like_supabase, service_role_key
 from stripe_sync_tests.support.tables import create_postgres_products, sample_ids, synced
 
@@ -31,12 +31,12 @@ def ids(request) -> list[str]:
 @pytest.fixture
 def state(
     catalog_connection, apply_state_migration, supabase_url, jwt_secret
-) -> Iterator[PostgrestState]:
+) -> Iterator[SupabaseState]:
     """The state of public.products (a few rows, no write-back columns) in Supabase."""
     create_postgres_products(catalog_connection, "products", "text", 3, write_back=False)
     grant_like_supabase(catalog_connection, "products")
     catalog = SupabaseCatalog(supabase_url, service_role_key(jwt_secret))
-    yield PostgrestState(catalog)
+    yield SupabaseState(catalog)
     catalog.close()
 
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from psycopg import sql
 
-from stripe_sync.catalog.supabase import SupabaseCatalog
+from stripe_sync.backends.supabase.catalog import SupabaseCatalog
 from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, change_cursor
 from stripe_sync.core.errors import CatalogError
 from stripe_sync.core.mapping import FieldMapping
@@ -120,7 +120,7 @@ def test_without_the_function_write_back_patches_each_row_and_warns(
     database.execute("drop function public.stripe_sync_write_back(text, jsonb)")
     before = supabase_sample.cms_rows()
     ids = supabase_sample.ids[:3]
-    with caplog.at_level(logging.WARNING, logger="stripe_sync.catalog.supabase"):
+    with caplog.at_level(logging.WARNING, logger="stripe_sync.backends.supabase.catalog"):
         made = supabase_sample.catalog.write_back([synced(id_, n) for n, id_ in enumerate(ids)])
     assert made == 3
     assert [r.method for r in requests_made] == ["POST", "PATCH", "PATCH", "PATCH"]

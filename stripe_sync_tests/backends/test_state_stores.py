@@ -12,7 +12,7 @@ from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WriteBack
 from stripe_sync.core.errors import CatalogError
 from stripe_sync.core.ledger import PRICES, PRODUCTS, final_record
-from stripe_sync_tests.state.conftest import SHARED_DATABASE
+from stripe_sync_tests.backends.conftest import SHARED_DATABASE
 
 SYNCED_AT = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
 
@@ -112,36 +112,3 @@ def test_in_a_database_of_its_own_the_state_is_kept_when_the_write_back_fails(st
     # What Stripe did is known to the next run, which writes the catalog back then.
     assert state.sync_states([a]) == {a: synced(a)}
     assert state.checkpoints("b1") == {a: checkpoint(a)}
-
-
-def test_tables_made_on_postgres_are_closed_to_supabases_api_roles(
-    supabase_roles, catalog_connection, fresh_database_url, tmp_path
-):
-    from stripe_sync.catalog.sql import SqlCatalog
-    from stripe_sync.state import open_state
-    from stripe_sync_tests.support.tables import create_postgres_products
-
-    catalog_connection.execute(
-        "drop table if exists stripe_sync_state, stripe_sync_ledger, stripe_sync_backups, "
-        "stripe_sync_frames"
-    )
-    _forget_made_tables()
-    create_postgres_products(catalog_connection, "products_rls", "text", 1)
-    catalog = SqlCatalog(fresh_database_url, "products_rls")
-    open_state(catalog).memberships()  # made on first use
-    catalog.close()
-
-    for table in ("stripe_sync_state", "stripe_sync_frames"):
-        secured, anon = catalog_connection.execute(
-            "select relrowsecurity, has_table_privilege('anon', oid, 'select') "
-            "from pg_class where relname = %s",
-            [table],
-        ).fetchone()
-        assert secured and not anon, table
-
-
-def _forget_made_tables() -> None:
-    """This process made the tables before: make it check again."""
-    from stripe_sync.state import sql
-
-    sql._created.clear()

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from stripe_sync.catalog.sql import SqlCatalog
-from stripe_sync.catalog.supabase import SupabaseCatalog
+from stripe_sync.backends import open_state
+from stripe_sync.backends.sql.catalog import SqlCatalog
+from stripe_sync.backends.supabase.catalog import SupabaseCatalog
 from stripe_sync.core.state import TrackedCatalog
-from stripe_sync.state import open_state
 from stripe_sync_tests.conftest import WRITE_BACK_MIGRATION
 from stripe_sync_tests.support.postgrest import grant_like_supabase, service_role_key
 from stripe_sync_tests.support.tables import create_postgres_products, create_sqlite_products

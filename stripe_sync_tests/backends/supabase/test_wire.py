@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from stripe_sync.catalog.supabase import SupabaseCatalog
+from stripe_sync.backends.supabase.catalog import SupabaseCatalog
 from stripe_sync_tests.support.postgrest import service_role_key
 from stripe_sync_tests.support.tables import SYNCED_AT, synced
 

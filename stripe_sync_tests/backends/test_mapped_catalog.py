@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from stripe_sync.catalog import open_catalog
+from stripe_sync.backends import open_catalog
 from stripe_sync.core.contract import change_cursor
-from stripe_sync.defs.resources import CatalogMapping
 from stripe_sync.settings.model import CatalogSettings
 from stripe_sync_tests.support.own_schemas import (
     SHOP_EXPORT,
@@ -28,17 +27,13 @@ def opened(
     *,
     supabase: bool,
     use_query: bool = False,
-    through_run_config: bool = False,
     **changed_settings,
 ):
     """The catalog of `cms` as its schema maps it, with `changed_settings` of the catalog
-    section changed, checked as pre-flight checks it; `through_run_config`: its mapping as a
-    Dagster run gets it, through the catalog resource's config."""
+    section changed, checked as pre-flight checks it."""
     section = cms.schema.settings(cms.name, supabase=supabase, use_query=use_query)["catalog"]
     settings = CatalogSettings(**section | changed_settings)
     mapping = settings.mapping()
-    if through_run_config:
-        mapping = CatalogMapping.of(mapping).field_mapping()
     url, key = cms.supabase or (None, None)
     catalog = open_catalog(
         database_url=cms.database_url,
@@ -137,14 +132,11 @@ def test_soft_deleted_rows_are_out_until_restored(backend, own_schema):
     ],
     ids=["boolean-false", "boolean-true-as-text", "integer", "deleted-boolean"],
 )
-@pytest.mark.parametrize("passed", ["settings", "run config"])
 def test_skip_and_deleted_rules_on_boolean_and_integer_columns_pass_preflight_and_leave_rows_out(
-    backend, own_schema, rule, kept, passed
+    backend, own_schema, rule, kept
 ):
     cms = own_schema(backend, SUPABASE_STARTER)
-    catalog = opened(
-        cms, supabase=backend == "supabase", through_run_config=passed == "run config", **rule
-    )
+    catalog = opened(cms, supabase=backend == "supabase", **rule)
 
     assert list(catalog.iter_ids()) == kept
     assert [row["id"] for row in every_row(catalog)] == kept

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from stripe_sync.catalog import open_catalog
-from stripe_sync.catalog.base import missing_columns_error
-from stripe_sync.catalog.sql import SqlCatalog
-from stripe_sync.catalog.supabase import SupabaseCatalog
+from stripe_sync.backends import open_catalog
+from stripe_sync.backends.missing_columns import missing_columns_error
+from stripe_sync.backends.sql.catalog import SqlCatalog
+from stripe_sync.backends.supabase.catalog import SupabaseCatalog
 from stripe_sync.core.contract import WriteBack
 from stripe_sync.core.errors import CatalogError
 from stripe_sync_tests.support.postgrest import service_role_key

@@ -4,42 +4,30 @@ The catalog is a table or view, narrowed by `where` (PostgREST filters) and the 
 skip and soft-delete rules, its columns mapped onto the pipeline's fields with PostgREST
 aliases (`name:title`). The ids are read in keyset pages over the mapped id
 (`sku=gt.<last>&order=sku.asc&limit=n`), rows and prices by id with `in` lists short enough
-for a URL (`id_chunks`); PostgREST casts filter values to the column's type, so integer ids
-compare numerically. A project answers at most its "Max rows" a request (PostgREST's
-`db-max-rows`, 1,000 on Supabase unless changed) whatever `limit` asks, so every read goes
-on until a page proves the end (`keyset_pages`). The id, the price and metadata are selected
-as `::text` so ids are the database's own text and prices stay exact (JSON numbers would
-become floats). Write-back is one RPC request a batch to `stripe_sync_write_back` (installed
-by the migration); without it, one PATCH a row. Never an upsert: PostgREST turns it into an
-INSERT ... ON CONFLICT, which fails on the CMS's NOT NULL columns the payload does not carry.
+for a URL; PostgREST casts filter values to the column's type, so integer ids compare
+numerically. Every read goes on to its end whatever the project's row cap (`pages.py`). The
+id, the price and metadata are selected as `::text` so ids are the database's own text and
+prices stay exact (JSON numbers would become floats). Write-back is one RPC request a batch
+to `stripe_sync_write_back` (installed by the migration); without it, one PATCH a row. Never
+an upsert: PostgREST turns it into an INSERT ... ON CONFLICT, which fails on the CMS's NOT
+NULL columns the payload does not carry. Every request goes through the project
+(`SupabaseProject`), which the state of this catalog shares.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import itertools
-import json
 import logging
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from urllib.parse import parse_qsl, quote_plus
+from collections.abc import Iterator, Sequence
+from urllib.parse import parse_qsl
 
-import httpx
-from postgrest import APIError
-from postgrest.constants import DEFAULT_POSTGREST_CLIENT_HEADERS
 from postgrest.types import CountMethod, ReturnMethod
-from supabase import ClientOptions, SupabaseException, create_client
 
-from stripe_sync.catalog.base import MIGRATION, missing_columns_error
+from stripe_sync.backends.missing_columns import MIGRATION, missing_columns_error
+from stripe_sync.backends.supabase.pages import PAGE_SIZE, id_chunks, keyset_pages, listed, quoted
+from stripe_sync.backends.supabase.project import ColumnMissing, FunctionMissing, SupabaseProject
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
-from stripe_sync.core.database_errors import RETRYABLE_SQLSTATES
-from stripe_sync.core.errors import (
-    CatalogError,
-    CatalogFailure,
-    ErrorKind,
-    retry_after_seconds,
-)
+from stripe_sync.core.errors import CatalogError, CatalogFailure
 from stripe_sync.core.mapping import (
     DEFAULT_MAPPING,
     PRICE_FIELDS_AS_TEXT,
@@ -49,27 +37,17 @@ from stripe_sync.core.mapping import (
     read_as_text,
     value_text,
 )
-from stripe_sync.core.retry import NO_RETRY, RetryPolicy, RetryStats, call_with_retries
-from stripe_sync.core.secrets import redact
+from stripe_sync.core.retry import CALL_TIMEOUT_S, NO_RETRY, RetryPolicy, RetryStats
 
 log = logging.getLogger(__name__)
 
 WRITE_BACK_FUNCTION = "stripe_sync_write_back"
-MIN_PAGE_SIZE = 1_000  # rows a keyset page asks for at least: Supabase's default cap
-# The URL-encoded length of one `in` list of ids: with the select list and the filters beside
-# it, a request URL stays well under the ~8 KB that servers and proxies take.
-ID_LIST_CHARS = 5_000
 _WRITE_BACK = ",".join(WRITE_BACK_COLUMNS)
-_FUNCTION_MISSING = "PGRST202"
-_TABLE_MISSING = ("PGRST205", "42P01")
-_COLUMN_MISSING = "42703"
-_RETRYABLE_STATUSES = {408, 500, 502, 503, 504}
-# PostgREST's own connection errors, and PostgreSQL's failover, timeout and concurrency codes.
-_RETRYABLE_CODES = {"PGRST000", "PGRST001", "PGRST002", *RETRYABLE_SQLSTATES}
 
 
 class SupabaseCatalog:
-    """A catalog table in a Supabase project, reached with the service_role key."""
+    """A catalog table in a Supabase project, reached with the service_role key; its
+    `project` is the connection its state shares."""
 
     def __init__(
         self,
@@ -80,7 +58,7 @@ class SupabaseCatalog:
         *,
         where: str | None = None,
         prices: PricesModel | None = None,
-        timeout_s: float = 30.0,
+        timeout_s: float = CALL_TIMEOUT_S,
         retry: RetryPolicy = NO_RETRY,
         stats: RetryStats | None = None,
     ) -> None:
@@ -90,36 +68,14 @@ class SupabaseCatalog:
         self._where = _parsed_where(where)
         self.prices = prices
         self._prices_where = _parsed_where(prices.where, "prices.where") if prices else ([], [])
-        self.retry = retry
-        self.stats = stats if stats is not None else RetryStats()
-        self._timeout_s = timeout_s
-        self._last = threading.local()  # the status and headers of this thread's last answer
         self._id = mapping.column("id")
         self._source_selected = ",".join(
             _selected(label, column, as_text=read_as_text(label))
             for label, column in mapping.read().items()
         )
-        self._url = url.rstrip("/")
-        self._key = service_role_key
-        # Our own HTTP client (with PostgREST's default headers): supabase-py otherwise
-        # hands the PostgREST client deprecated options, a warning on every catalog.
-        self._http = httpx.Client(
-            headers=DEFAULT_POSTGREST_CLIENT_HEADERS,
-            timeout=timeout_s,
-            event_hooks={"response": [self._remember]},
+        self.project = SupabaseProject(
+            url, service_role_key, timeout_s=timeout_s, retry=retry, stats=stats
         )
-        try:
-            self._client = create_client(
-                self._url,
-                service_role_key,
-                options=ClientOptions(
-                    auto_refresh_token=False, persist_session=False, httpx_client=self._http
-                ),
-            )
-        except SupabaseException as error:  # supabase-py's own checks: a malformed URL
-            raise CatalogError(
-                f"Cannot use SUPABASE_URL {self._url}: {redact(str(error), self._key)}"
-            ) from None
         self._rpc_installed = True
         self._write_back_columns: bool | None = None  # not known before a read or a check
 
@@ -127,21 +83,16 @@ class SupabaseCatalog:
         return f"SupabaseCatalog({self.describe()!r})"
 
     def describe(self) -> str:
-        described = f"Supabase {self._url}, table {self.table}" + (
+        described = f"{self.project.location}, table {self.table}" + (
             f" where {self.where}" if self.where else ""
         )
         return described + (f"; prices: {self.prices.describe()}" if self.prices else "")
 
     def check(self) -> None:
-        role = _jwt_role(self._key)
-        if role not in (None, "service_role"):
-            raise CatalogError(
-                f"SUPABASE_SERVICE_ROLE_KEY holds a key with role {role!r}: set it to the "
-                "project's service_role key (Project Settings > API)."
-            )
+        self.project.check_key()
         try:  # retried like any read: an outage is waited out; a wrong key is refused at once
-            self.execute(self._select(self._source_selected).limit(1))
-        except _ColumnMissing:
+            self._execute(self._select(self._source_selected).limit(1))
+        except ColumnMissing:
             missing = [
                 (key, column)
                 for key, column in self.mapping.referenced()
@@ -162,14 +113,14 @@ class SupabaseCatalog:
         ]
         for key, where, terms, column in checks:
             try:
-                self.execute(_filtered(self._select(self._id), where, terms).limit(0))
+                self._execute(_filtered(self._select(self._id), where, terms).limit(0))
             except CatalogFailure as failure:
                 if failure.retryable:
                     raise
                 raise CatalogError(
                     f"{key} does not work on table {self.table}: {failure}"
                 ) from None
-            except _ColumnMissing as error:
+            except ColumnMissing as error:
                 if column is None:
                     raise CatalogError(
                         f"{key} does not work on table {self.table}: {error}"
@@ -181,12 +132,12 @@ class SupabaseCatalog:
             self._check_prices(self.prices)
 
     def _check_prices(self, prices: PricesModel) -> None:
-        table = self._client.table(prices.table)
+        table = self.project.table(prices.table)
         try:
-            self.execute(
+            self._execute(
                 _filtered(table.select(self._prices_selected), self._prices_where, []).limit(0)
             )
-        except _ColumnMissing as error:
+        except ColumnMissing as error:
             missing = [
                 (key, column)
                 for key, column in prices.mapping.referenced()
@@ -213,7 +164,7 @@ class SupabaseCatalog:
         return self._write_back_columns
 
     def iter_ids(self, page_size: int = 10_000) -> Iterator[str]:
-        limit = max(page_size, MIN_PAGE_SIZE)
+        limit = max(page_size, PAGE_SIZE)
 
         def read(last: dict | None) -> list[dict]:
             selected = self._select(_selected("id", self._id, as_text=True))
@@ -221,14 +172,14 @@ class SupabaseCatalog:
             query = self._filtered(selected.not_.is_(self._id, "null"))
             if last is not None:
                 query = query.gt(self._id, last["id"])
-            return self.execute(query.order(self._id).limit(limit)).data
+            return self._execute(query.order(self._id).limit(limit)).data
 
         for page in keyset_pages(read):
             yield from (row["id"] for row in page)
 
     def count_ids(self) -> int:
-        query = self._client.table(self.table).select(self._id, count=CountMethod.exact, head=True)
-        return self.execute(self._filtered(query)).count
+        query = self.project.table(self.table).select(self._id, count=CountMethod.exact, head=True)
+        return self._execute(self._filtered(query)).count
 
     def read_rows(self, ids: Sequence[str]) -> Iterator[dict]:
         for chunk in id_chunks(ids):
@@ -262,12 +213,10 @@ class SupabaseCatalog:
                         f"or({product_id}.gt.{after},"
                         f"and({product_id}.eq.{after},{price_id}.gt.{quoted(last['id'])}))"
                     )
-                query = self._client.table(table).select(self._prices_selected)
+                query = self.project.table(table).select(self._prices_selected)
                 query = query.filter(product_id, "in", listed(chunk))
                 query = _filtered(query, self._prices_where, terms)
-                return self.execute(
-                    query.order(product_id).order(price_id).limit(MIN_PAGE_SIZE)
-                ).data
+                return self._execute(query.order(product_id).order(price_id).limit(PAGE_SIZE)).data
 
             for page in keyset_pages(read):
                 yield from map(mapping.shaped, page)
@@ -312,13 +261,13 @@ class SupabaseCatalog:
             return 0
         rows = [{"id": result.id, **result.columns()} for result in results]
         if self._rpc_installed:
-            query = self._client.rpc(
+            query = self.project.rpc(
                 WRITE_BACK_FUNCTION, {"target_table": self.table, "rows": rows}
             )
             try:
-                self.execute(query)
+                self._execute(query)
                 return 1
-            except _FunctionMissing:
+            except FunctionMissing:
                 self._rpc_installed = False
                 log.warning(
                     "The function public.%s is not installed in Supabase: writing back one "
@@ -328,15 +277,15 @@ class SupabaseCatalog:
                 )
         for row in rows:
             values = {column: row[column] for column in WRITE_BACK_COLUMNS}
-            update = self._client.table(self.table).update(values, returning=ReturnMethod.minimal)
-            self.execute(update.eq(self._id, row["id"]))
+            update = self.project.table(self.table).update(values, returning=ReturnMethod.minimal)
+            self._execute(update.eq(self._id, row["id"]))
         return len(rows)
 
     def close(self) -> None:
-        self._http.close()
+        self.project.close()
 
     def _select(self, columns: str):
-        return self._client.table(self.table).select(columns)
+        return self.project.table(self.table).select(columns)
 
     def _filtered(self, query, terms: Sequence[str] = ()):
         """`query` narrowed to the catalog's rows: `where`, the mapping's removal rules and
@@ -350,98 +299,27 @@ class SupabaseCatalog:
         when the columns are there."""
         if self._write_back_columns is not False:
             try:
-                data = self.execute(query(f"{self._source_selected},{_WRITE_BACK}")).data
-            except _ColumnMissing:
+                data = self._execute(query(f"{self._source_selected},{_WRITE_BACK}")).data
+            except ColumnMissing:
                 if self._write_back_columns:  # they are there: another column is missing
                     raise
                 self._write_back_columns = False
             else:
                 self._write_back_columns = True
                 return data
-        return self.execute(query(self._source_selected)).data
+        return self._execute(query(self._source_selected)).data
 
     def _column_exists(self, columns: str, *, table: str | None = None) -> bool:
         try:
-            self.execute(self._client.table(table or self.table).select(columns).limit(0))
-        except _ColumnMissing:
+            self._execute(self.project.table(table or self.table).select(columns).limit(0))
+        except ColumnMissing:
             return False
         return True
 
-    @property
-    def client(self):
-        """supabase-py's client, for the state store in the same project."""
-        return self._client
-
-    def execute(self, query):
-        """Execute a query of `client` (one request), its failures classified and retried by
-        the catalog's policy (a request PostgREST answered with an error changed nothing)."""
-        return call_with_retries(lambda: self._attempt(query), self.retry, stats=self.stats)
-
-    def _attempt(self, query):
-        self._last.status, self._last.retry_after = None, None
-        try:
-            # postgrest-py's own retries off: retrying is this class's (one policy, one place).
-            return query.retry(False).execute()
-        except httpx.TimeoutException:
-            raise CatalogFailure(
-                ErrorKind.RETRYABLE,
-                f"Supabase at {self._url} did not answer within {self._timeout_s:g} s",
-            ) from None
-        except httpx.HTTPError as error:
-            raise CatalogFailure(
-                ErrorKind.RETRYABLE,
-                f"Cannot reach Supabase at {self._url} ({redact(str(error), self._key)}): check "
-                "SUPABASE_URL and that the project is up.",
-            ) from None
-        except APIError as error:
-            raise self._api_error(error) from None
-
-    def _remember(self, response: httpx.Response) -> None:
-        self._last.status = response.status_code
-        self._last.retry_after = response.headers.get("retry-after")
-
-    def _api_error(self, error: APIError) -> Exception:
-        """The one place that decides what a PostgREST error means."""
-        code = error.code or ""
-        message = redact(error.message or "", self._key)
-        status = getattr(self._last, "status", None)
-        if status == 429:
-            return CatalogFailure(
-                ErrorKind.RATE_LIMITED,
-                f"Supabase at {self._url} is rate limiting the pipeline (429)",
-                retry_after_s=retry_after_seconds(self._last.retry_after),
-            )
-        if status in _RETRYABLE_STATUSES or code in _RETRYABLE_CODES or code[:2] == "08":
-            return CatalogFailure(
-                ErrorKind.RETRYABLE,
-                f"Supabase at {self._url} answered {status} {code} {message}".strip(),
-                retry_after_s=retry_after_seconds(self._last.retry_after),
-            )
-        if code == _FUNCTION_MISSING:
-            return _FunctionMissing(message)
-        if code == _COLUMN_MISSING:
-            return _ColumnMissing(
-                f"Table {self.table} lacks a column ({message}): apply {MIGRATION}."
-            )
-        if code in _TABLE_MISSING:
-            return CatalogError(
-                f"Table {self.table} not found in Supabase at {self._url}: create it or set "
-                "the table name."
-            )
-        if code == "42501" or code.startswith("PGRST3"):
-            return CatalogError(
-                f"Supabase refused the request ({code} {message}): set "
-                "SUPABASE_SERVICE_ROLE_KEY to the project's service_role key."
-            )
-        return CatalogError(f"Supabase answered {code or 'an error'}: {message}")
-
-
-class _FunctionMissing(CatalogError):
-    """PostgREST has no write-back function (PGRST202)."""
-
-
-class _ColumnMissing(CatalogError):
-    """PostgREST does not know a selected column (42703)."""
+    def _execute(self, query):
+        """`query` sent through the project; a missing table or column is named as the
+        catalog table's."""
+        return self.project.execute(query, table=self.table)
 
 
 def _parsed_where(
@@ -495,59 +373,3 @@ def _filtered(query, where: tuple[list[tuple[str, str]], list[str]], terms: Sequ
     if terms:
         return query.or_(f"and({','.join(terms)})")
     return query
-
-
-def keyset_pages(
-    read: Callable[[dict | None], list[dict]], *, most: int | None = None
-) -> Iterator[list[dict]]:
-    """The pages of a keyset read, to its very end: `read(last)` answers the rows after `last`
-    (the previous page's last row; None: from the start). PostgREST answers min(limit,
-    db-max-rows, rows left) rows, and the client knows no cap: a first page shorter than
-    asked may just be capped, so the end is a page shorter than the longest yet, an empty
-    one, or `most` rows in all (all the read can hold, e.g. one row an id)."""
-    last, longest, seen = None, 0, 0
-    while page := read(last):
-        yield page
-        seen += len(page)
-        if len(page) < longest or (most is not None and seen >= most):
-            return
-        longest, last = len(page), page[-1]
-
-
-def id_chunks(ids: Sequence[str]) -> Iterator[list[str]]:
-    """`ids` in runs whose `in` list (`listed`) is at most ID_LIST_CHARS URL-encoded; a run
-    holds one id at least."""
-    chunk: list[str] = []
-    length = 0
-    for id_ in ids:
-        size = len(quote_plus(quoted(id_))) + len("%2C")
-        if chunk and length + size > ID_LIST_CHARS:
-            yield chunk
-            chunk, length = [], 0
-        chunk.append(id_)
-        length += size
-    if chunk:
-        yield chunk
-
-
-def listed(values: Sequence[str]) -> str:
-    """The criteria of an `in` filter (`in.(...)`), every value `quoted`."""
-    return "(" + ",".join(map(quoted, values)) + ")"
-
-
-def quoted(value: str) -> str:
-    """A value inside a PostgREST logic tree (`or=(...)`) or `in` list: double-quoted, so
-    commas, parentheses and dots in it are not read as syntax."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _jwt_role(key: str) -> str | None:
-    """The `role` claim of a JWT key (unverified: only to name a wrong key), else None."""
-    parts = key.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (binascii.Error, ValueError):
-        return None
-    return claims.get("role") if isinstance(claims, dict) else None

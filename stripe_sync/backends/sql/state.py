@@ -11,7 +11,8 @@ the state of several catalogs):
   (compressed pickle).
 
 They are created when missing (a log line says so). When the catalog is in the same
-database, `record` writes the catalog's write-back columns in the same transaction.
+database, `record` writes the catalog's write-back columns in the same transaction
+(`SqlCatalog.write_back_in`).
 """
 
 from __future__ import annotations
@@ -29,15 +30,19 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from stripe_sync.catalog.database import Database, chunks
+from stripe_sync.backends.rows import checkpoint_of, chunks, write_back_of
+from stripe_sync.backends.sql.catalog import SqlCatalog
+from stripe_sync.backends.sql.database import IDS_PER_QUERY, Database
 from stripe_sync.core.backups import Backup
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, Catalog, WriteBack
+from stripe_sync.core.retry import RetryPolicy, RetryStats
 from stripe_sync.core.state import CheckpointChanges
-from stripe_sync.state.rows import checkpoint_of, write_back_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# The catalog's write-back in a transaction of the state's (`SqlCatalog.write_back_in`).
+WriteBackIn = Callable[[Connection, Sequence[WriteBack]], int]
 
 metadata = sa.MetaData()
 STATE = sa.Table(
@@ -84,17 +89,45 @@ _creating = threading.Lock()
 
 
 class SqlState:
-    """The state of `catalog` (namespace: its table) in `database`: the catalog's own
-    (`own_database` False: the write-back joins the state's transaction), or one of its own.
-    Every call goes through `Database.call`: classified, retried by the catalog's policy."""
+    """The state of `catalog` (namespace: its table) in `database`: the catalog's own, its
+    write-back joining the state's transaction through `write_back_in`, or (`write_back_in`
+    None) one of the state's own, which it closes. Opened by `in_catalog_database` or
+    `in_own_database`. Every call goes through `Database.call`: classified, retried by the
+    database's policy."""
 
-    def __init__(self, database: Database, catalog: Catalog, *, own_database: bool = False):
+    def __init__(self, database: Database, catalog: Catalog, write_back_in: WriteBackIn | None):
         self.database = database
         self.namespace = catalog.table
         self._catalog = catalog
+        self._write_back_in = write_back_in
         self._location = database.location()
-        self._owns_engine = own_database
         self._insert = (sqlite if database.is_sqlite else postgresql).insert
+
+    @classmethod
+    def in_catalog_database(cls, catalog: SqlCatalog) -> SqlState:
+        """The state beside `catalog`'s table: on its engine, with its retry policy."""
+        return cls(catalog.database, catalog, catalog.write_back_in)
+
+    @classmethod
+    def in_own_database(
+        cls,
+        url: str,
+        catalog: Catalog,
+        *,
+        timeout_s: float,
+        retry: RetryPolicy,
+        stats: RetryStats | None,
+    ) -> SqlState:
+        """The state of `catalog` (SQL or Supabase) in the database at `url`."""
+        database = Database(
+            url,
+            name="state",
+            setting="STRIPE_SYNC_STATE_URL",
+            timeout_s=timeout_s,
+            retry=retry,
+            stats=stats,
+        )
+        return cls(database, catalog, None)
 
     def describe(self) -> str:
         return f"table stripe_sync_state in {self._location}"
@@ -121,7 +154,7 @@ class SqlState:
     def sync_states(self, cms_ids: Sequence[str]) -> dict[str, WriteBack]:
         columns = [STATE.c.catalog_id, *(STATE.c[column] for column in WRITE_BACK_COLUMNS)]
         found: dict[str, WriteBack] = {}
-        for chunk in chunks(list(cms_ids)):
+        for chunk in chunks(list(cms_ids), IDS_PER_QUERY):
             query = sa.select(*columns).where(
                 STATE.c.namespace == self.namespace, STATE.c.catalog_id.in_(chunk)
             )
@@ -141,15 +174,15 @@ class SqlState:
 
         def transaction(connection: Connection) -> int:
             statements = 0
-            if write_back and not self._owns_engine:
-                statements += self._catalog.write_back_in(connection, write_backs)
+            if write_back and self._write_back_in is not None:
+                statements += self._write_back_in(connection, write_backs)
             statements += self._upsert_sync_states(connection, write_backs, batch_of)
             return statements + self._upsert_checkpoints(connection, checkpoints or {})
 
         # Upserts and an UPDATE to the same values: a retried transaction is harmless.
         statements = self._write(transaction)
         # A catalog in another database: written after the state, which the next plan trusts.
-        if write_back and self._owns_engine:
+        if write_back and self._write_back_in is None:
             statements += self._catalog.write_back(write_backs)
         return statements
 
@@ -168,7 +201,7 @@ class SqlState:
         return self._write(lambda connection: connection.execute(update).rowcount)
 
     def assign(self, members: Mapping[str, str]) -> None:
-        for chunk in chunks(list(members)):  # one chunk's rows at a time: a million take GBs
+        for chunk in chunks(list(members), IDS_PER_QUERY):  # a million rows at once take GBs
             rows = [
                 {
                     "namespace": self.namespace,
@@ -237,7 +270,7 @@ class SqlState:
         return self._get(FRAMES.c.frame, asset=asset, batch=batch)
 
     def close(self) -> None:
-        if self._owns_engine:  # else it is the catalog's
+        if self._write_back_in is None:  # its own database; else the catalog's
             self.database.dispose()
 
     # --- helpers ---------------------------------------------------------------------------

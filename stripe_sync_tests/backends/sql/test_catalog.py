@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from stripe_sync.catalog.sql import SqlCatalog
+from stripe_sync.backends.sql.catalog import SqlCatalog
 from stripe_sync.core.contract import SOURCE_COLUMNS, WRITE_BACK_COLUMNS, WriteBack, change_cursor
 from stripe_sync.core.errors import CatalogError
 from stripe_sync.core.mapping import FieldMapping, ValueRule

@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from stripe_sync.catalog.base import missing_columns_error
-from stripe_sync.catalog.database import Database, chunks
+from stripe_sync.backends.missing_columns import missing_columns_error
+from stripe_sync.backends.rows import chunks
+from stripe_sync.backends.sql.database import IDS_PER_QUERY, Database
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import CatalogError, CatalogFailure
 from stripe_sync.core.mapping import (
@@ -36,7 +37,7 @@ from stripe_sync.core.mapping import (
     value_boolean,
     value_text,
 )
-from stripe_sync.core.retry import NO_RETRY, RetryPolicy, RetryStats
+from stripe_sync.core.retry import CALL_TIMEOUT_S, NO_RETRY, RetryPolicy, RetryStats
 
 T = TypeVar("T")
 # The contract's types, not the reflected ones: a SQLite file may declare anything
@@ -65,7 +66,7 @@ class SqlCatalog:
         query: str | None = None,
         where: str | None = None,
         prices: PricesModel | None = None,
-        timeout_s: float = 30.0,
+        timeout_s: float = CALL_TIMEOUT_S,
         retry: RetryPolicy = NO_RETRY,
         stats: RetryStats | None = None,
     ) -> None:
@@ -74,6 +75,7 @@ class SqlCatalog:
         self.query = _query(query)
         self.where = where
         self.prices = prices
+        # Shared by the state when it is kept in this database (`SqlState.in_catalog_database`).
         self.database = Database(
             url,
             name="catalog",
@@ -82,7 +84,6 @@ class SqlCatalog:
             retry=retry,
             stats=stats,
         )
-        self._url = self.database.url
         self._is_sqlite = self.database.is_sqlite
 
     @property
@@ -167,7 +168,7 @@ class SqlCatalog:
         return self._read(lambda connection: connection.execute(query).scalar_one())
 
     def read_rows(self, ids: Sequence[str]) -> Iterator[dict]:
-        for chunk in chunks(ids):
+        for chunk in chunks(ids, IDS_PER_QUERY):
             query = (
                 self._select(*self._row_columns())
                 .where(self._one_of(self._id, chunk))
@@ -191,7 +192,7 @@ class SqlCatalog:
         query = sa.select(*columns).select_from(source)
         if self.prices.where:
             query = query.where(_sql_text(f"({self.prices.where})"))
-        for chunk in chunks(product_ids):
+        for chunk in chunks(product_ids, IDS_PER_QUERY):
             chunk_query = query.where(self._one_of(product_id, chunk)).order_by(
                 product_id, price_id
             )
@@ -228,8 +229,8 @@ class SqlCatalog:
         return self.database.call(transaction)
 
     def write_back_in(self, connection: Connection, results: Sequence[WriteBack]) -> int:
-        """The write-back in the caller's transaction (the state store's, when it shares this
-        database); returns the statements made."""
+        """The write-back in the caller's transaction: `write_back`'s own, or the state's when
+        it shares this database (`SqlState.record`); returns the statements made."""
         if not results:
             return 0
         connection.execute(

@@ -1,5 +1,6 @@
-"""The state store on each database it runs on: SQLite and PostgreSQL in the catalog's own
-database, PostgreSQL as a database of its own, and Supabase through the PostgREST look-alike."""
+"""Fixtures for the backends' tests: the session's database, a closed port, and the state store
+on each database it runs on: SQLite and PostgreSQL in the catalog's own database, PostgreSQL
+as a database of its own, and Supabase through the PostgREST look-alike."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stripe_sync.catalog.sql import SqlCatalog
-from stripe_sync.catalog.supabase import SupabaseCatalog
+from stripe_sync.backends import open_state
+from stripe_sync.backends.sql.catalog import SqlCatalog
+from stripe_sync.backends.supabase.catalog import SupabaseCatalog
 from stripe_sync.core.contract import Catalog
 from stripe_sync.core.state import StateStore
-from stripe_sync.state import open_state
-from stripe_sync_tests.conftest import WRITE_BACK_MIGRATION, new_database
+from stripe_sync_tests.conftest import WRITE_BACK_MIGRATION, free_port, new_database
 from stripe_sync_tests.support.postgrest import grant_like_supabase, service_role_key
 from stripe_sync_tests.support.tables import create_postgres_products, create_sqlite_products
 
@@ -35,6 +36,18 @@ class StoreCase:
     ids: list[str]
     refuse_catalog_updates: Callable[[], None]  # the CMS table refuses every UPDATE from now
     write_back_columns: Callable[[], list[tuple]]  # the CMS table's write-back columns, by id
+
+
+@pytest.fixture(scope="session")
+def database(fresh_database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(fresh_database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    return free_port()
 
 
 @pytest.fixture(params=STORES)

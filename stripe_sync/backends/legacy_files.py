@@ -1,4 +1,5 @@
-"""The state of versions that kept it in JSON files, moved into the state store once.
+"""The state of versions that kept it in JSON files, moved into the state store once:
+whichever `open_state` opened (SQL or Supabase), written through `StateStore` alone.
 
 Those versions wrote, under the state directory (`paths.state_dir`, default
 `$DAGSTER_HOME/stripe_sync`): `checkpoints/<batch>.json`, `ledger/<step>/<batch>.json`, and

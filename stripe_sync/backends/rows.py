@@ -1,14 +1,22 @@
-"""State rows as both stores read them: a checkpoint from its JSON, a sync state from its
-columns."""
+"""Rows as every backend handles them: in chunks one statement or request takes, and the
+state's rows read back (a checkpoint from its JSON, a sync state from its columns)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from stripe_sync.core.checkpoints import Checkpoint
 from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """`items` in slices of at most `size`."""
+    return (items[at : at + size] for at in range(0, len(items), size))
 
 
 def checkpoint_of(text: str) -> Checkpoint:

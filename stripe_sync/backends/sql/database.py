@@ -1,13 +1,13 @@
 """A PostgreSQL or SQLite database reached through SQLAlchemy, with its failures classified
-(`stripe_sync.core.database_errors`) and retried: the catalog's (`sql.py`) and the state's
-(`stripe_sync.state.sql`). A call is a whole unit (a page read, a transaction): retried from
-its start, so a retry never sees half of it.
+(`stripe_sync.core.database_errors`) and retried: the catalog's (`catalog.py`) and the
+state's (`state.py`). A call is a whole unit (a page read, a transaction): retried from its
+start, so a retry never sees half of it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,7 +16,13 @@ from sqlalchemy.engine import URL, Connection, make_url
 
 from stripe_sync.core.database_errors import DatabaseAt, classify_sql
 from stripe_sync.core.errors import CatalogError, CatalogFailure, ErrorKind
-from stripe_sync.core.retry import NO_RETRY, RetryPolicy, RetryStats, call_with_retries
+from stripe_sync.core.retry import (
+    CALL_TIMEOUT_S,
+    NO_RETRY,
+    RetryPolicy,
+    RetryStats,
+    call_with_retries,
+)
 
 T = TypeVar("T")
 # Ids per statement that reads or writes rows by id (SQLite binds at most 32,766 parameters).
@@ -47,7 +53,7 @@ class Database:
         *,
         name: str,
         setting: str,
-        timeout_s: float = 30.0,
+        timeout_s: float = CALL_TIMEOUT_S,
         retry: RetryPolicy = NO_RETRY,
         stats: RetryStats | None = None,
     ):
@@ -108,8 +114,3 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def chunks(items: Sequence[T], size: int = IDS_PER_QUERY) -> Iterator[Sequence[T]]:
-    """`items` in slices of at most `size`."""
-    return (items[at : at + size] for at in range(0, len(items), size))
