@@ -33,7 +33,7 @@ def open_catalog(
     database_url: str | None,
     supabase_url: str | None,
     supabase_key: str | None,
-    table: str = "products",
+    table: str,
     mapping: FieldMapping = DEFAULT_MAPPING,
     query: str | None = None,
     where: str | None = None,

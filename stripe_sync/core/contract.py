@@ -17,6 +17,8 @@ import pandas as pd
 if TYPE_CHECKING:  # the mapping module builds on this one
     from stripe_sync.core.mapping import PricesModel
 
+# The catalog's table unless the settings name another (catalog.table).
+DEFAULT_TABLE = "products"
 SOURCE_COLUMNS = (
     "id",
     "name",

@@ -27,7 +27,7 @@ from pydantic.fields import FieldInfo
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from stripe_sync.core.contract import SOURCE_COLUMNS
+from stripe_sync.core.contract import DEFAULT_TABLE, SOURCE_COLUMNS
 from stripe_sync.core.errors import ConfigError
 from stripe_sync.core.identity import reserved_metadata_keys
 from stripe_sync.core.mapping import (
@@ -43,6 +43,7 @@ from stripe_sync.core.money import SUPPORTED_CURRENCIES
 from stripe_sync.core.report import table_cell
 from stripe_sync.core.retry import CALL_TIMEOUT_S, RetryPolicy
 from stripe_sync.core.throttle.client import DEFAULT_FRACTION
+from stripe_sync.core.validation import ValidationRules
 
 DEFAULT_DAGSTER_HOME = Path(".dagster_home")
 # An asset owner as Dagster accepts one: an email address, or a team as `team:name`.
@@ -104,7 +105,7 @@ class CatalogSettings(_Section):
         None, "Supabase's service_role key.", "SUPABASE_SERVICE_ROLE_KEY", secret=KEY
     )
     table: str = setting(
-        "products",
+        DEFAULT_TABLE,
         "The catalog table or view (`schema.table` works); with `query`, the name the "
         "catalog's state is kept under.",
         "CATALOG_TABLE",
@@ -130,7 +131,7 @@ class CatalogSettings(_Section):
         "STRIPE_SYNC_CATALOG_COLUMNS",
     )
     price_unit: Literal["major", "minor"] = setting(
-        "major",
+        FieldMapping.price_unit,
         "The unit of prices: major (12.50) or minor (1250: cents, yen, fils; whole numbers only).",
         "STRIPE_SYNC_PRICE_UNIT",
     )
@@ -296,7 +297,7 @@ class PricesSettings(_Section):
         "STRIPE_SYNC_PRICES_COLUMNS",
     )
     price_unit: Literal["major", "minor"] = setting(
-        "major",
+        PriceMapping.price_unit,
         "The unit of the amounts: major (12.50) or minor (1250; whole numbers only).",
         "STRIPE_SYNC_PRICES_PRICE_UNIT",
     )
@@ -457,23 +458,30 @@ class ValidationSettings(_Section):
     """The row rules' options (docs/how-it-works.md, "Validation rules")."""
 
     default_currency: str = setting(
-        "eur", "The currency of rows without one.", "STRIPE_SYNC_DEFAULT_CURRENCY"
+        ValidationRules.default_currency,
+        "The currency of rows without one.",
+        "STRIPE_SYNC_DEFAULT_CURRENCY",
     )
     round_prices: bool = setting(
-        False,
+        ValidationRules.round_prices,
         "Round prices with too many decimals half-up instead of refusing them.",
         "STRIPE_SYNC_ROUND_PRICES",
     )
     allow_free_products: bool = setting(
-        False, "A price of 0 is a free product, not an error.", "STRIPE_SYNC_ALLOW_FREE_PRODUCTS"
+        ValidationRules.allow_free_products,
+        "A price of 0 is a free product, not an error.",
+        "STRIPE_SYNC_ALLOW_FREE_PRODUCTS",
     )
     skip_validation: bool = setting(
-        False,
+        ValidationRules.skip_validation,
         "Skip the business rules: minimum, maximum, free (or --skip-validation).",
         "STRIPE_SYNC_SKIP_VALIDATION",
     )
     max_price_eur: Decimal = setting(
-        Decimal(1_000_000), "The maximum price, in euros.", "STRIPE_SYNC_MAX_PRICE_EUR", ge=0
+        ValidationRules.max_price_eur,
+        "The maximum price, in euros.",
+        "STRIPE_SYNC_MAX_PRICE_EUR",
+        ge=0,
     )
     invalid_share_threshold: float = setting(
         0.05,

@@ -29,7 +29,10 @@ def test_a_database_url_wins_over_supabase():
 
 def test_supabase_is_used_with_both_its_url_and_key():
     catalog = open_catalog(
-        database_url=None, supabase_url="https://abc.supabase.co", supabase_key=KEY
+        database_url=None,
+        supabase_url="https://abc.supabase.co",
+        supabase_key=KEY,
+        table="products",
     )
     assert isinstance(catalog, SupabaseCatalog)
     assert catalog.describe() == "Supabase https://abc.supabase.co, table products"
@@ -39,7 +42,7 @@ def test_supabase_is_used_with_both_its_url_and_key():
 
 def test_nothing_configured_says_what_to_set():
     with pytest.raises(CatalogError) as error:
-        open_catalog(database_url=None, supabase_url=None, supabase_key=None)
+        open_catalog(database_url=None, supabase_url=None, supabase_key=None, table="products")
     assert str(error.value) == (
         "No catalog configured: set CATALOG_DATABASE_URL (postgresql://… or sqlite:///…) "
         "or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY."
@@ -52,12 +55,14 @@ def test_nothing_configured_says_what_to_set():
 )
 def test_half_a_supabase_configuration_names_the_missing_half(url, key, missing):
     with pytest.raises(CatalogError, match=f"set {missing}"):
-        open_catalog(database_url=None, supabase_url=url, supabase_key=key)
+        open_catalog(database_url=None, supabase_url=url, supabase_key=key, table="products")
 
 
 def test_a_malformed_supabase_url_is_named_without_the_key():
     with pytest.raises(CatalogError, match="Cannot use SUPABASE_URL abc.supabase.co") as error:
-        open_catalog(database_url=None, supabase_url="abc.supabase.co", supabase_key=KEY)
+        open_catalog(
+            database_url=None, supabase_url="abc.supabase.co", supabase_key=KEY, table="products"
+        )
     assert KEY not in str(error.value)
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from stripe_sync.backends.missing_columns import missing_columns_error
 from stripe_sync.backends.rows import chunks
 from stripe_sync.backends.sql.database import IDS_PER_QUERY, Database
-from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
+from stripe_sync.core.contract import DEFAULT_TABLE, WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import CatalogError, CatalogFailure
 from stripe_sync.core.mapping import (
     DEFAULT_MAPPING,
@@ -60,7 +60,7 @@ class SqlCatalog:
     def __init__(
         self,
         url: str,
-        table: str = "products",
+        table: str = DEFAULT_TABLE,
         mapping: FieldMapping = DEFAULT_MAPPING,
         *,
         query: str | None = None,

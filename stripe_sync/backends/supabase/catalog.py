@@ -26,7 +26,7 @@ from postgrest.types import CountMethod, ReturnMethod
 from stripe_sync.backends.missing_columns import MIGRATION, missing_columns_error
 from stripe_sync.backends.supabase.pages import PAGE_SIZE, id_chunks, keyset_pages, listed, quoted
 from stripe_sync.backends.supabase.project import ColumnMissing, FunctionMissing, SupabaseProject
-from stripe_sync.core.contract import WRITE_BACK_COLUMNS, WriteBack
+from stripe_sync.core.contract import DEFAULT_TABLE, WRITE_BACK_COLUMNS, WriteBack
 from stripe_sync.core.errors import CatalogError, CatalogFailure
 from stripe_sync.core.mapping import (
     DEFAULT_MAPPING,
@@ -53,7 +53,7 @@ class SupabaseCatalog:
         self,
         url: str,
         service_role_key: str,
-        table: str = "products",
+        table: str = DEFAULT_TABLE,
         mapping: FieldMapping = DEFAULT_MAPPING,
         *,
         where: str | None = None,
