@@ -360,7 +360,7 @@ def scale_scenario(
     from stripe_sync.core.contract import WriteBack
     from stripe_sync.defs.assets import BATCHES_PER_RUN
     from stripe_sync.defs.jobs import register_batches
-    from stripe_sync.defs.resources import CatalogResource
+    from stripe_sync.settings.loader import load_settings
 
     name = f"4. {rows:,} rows"
     print(name, flush=True)
@@ -373,11 +373,7 @@ def scale_scenario(
 
     with dg.DagsterInstance.get() as instance:
         started = time.monotonic()
-        keys = register_batches(
-            instance,
-            CatalogResource(database_url=database_url, table="products_scale"),
-            1000,
-        )
+        keys = register_batches(instance, load_settings(), 1000)
         figures.add(
             name, "batch registration", f"{time.monotonic() - started:.1f} s ({len(keys)} batches)"
         )

@@ -188,7 +188,7 @@ def test_two_runs_on_a_postgres_instance_share_one_stripe_budget_without_duplica
 
     # The throttle held the shared budget: no 429, never more than the limit in any second,
     # and it was the binding limit (the budget was reached).
-    namespace = hashlib.sha256(secret_key.encode()).hexdigest()[:16]  # as StripeResource.api
+    namespace = hashlib.sha256(secret_key.encode()).hexdigest()[:16]  # as factory.open_stripe_api
     with psycopg.connect(fresh_database_url) as connection:
         shared = connection.execute(
             "select count(*) from stripe_sync_throttle_state where namespace = %s", [namespace]
