@@ -60,14 +60,15 @@ def _one_sentence_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-def _settings(**flags: Any):
-    """The command's settings: the project file, the environment, then its flags (a flag
-    left unset is None and changes nothing). Wrong settings end the command here."""
+def _settings(cwd: pathlib.Path | None = None, **flags: Any):
+    """The command's settings: the project file, the environment and `.env` (of `cwd`, by
+    default this directory), then its flags (a flag left unset is None and changes nothing).
+    Wrong settings end the command here."""
     from stripe_sync.settings.loader import load_settings
 
     invocation: _Invocation = click.get_current_context().find_object(_Invocation)
     with _one_sentence_errors():
-        return load_settings(config_file=invocation.config_file, overrides=flags)
+        return load_settings(config_file=invocation.config_file, overrides=flags, cwd=cwd)
 
 
 def _preflight(settings):
@@ -507,8 +508,10 @@ def demo(products: int, demo_dir: pathlib.Path, ui: bool, ui_port: int) -> None:
     from stripe_sync.operations.demo import run_demo, show_demo_in_ui
     from stripe_sync.progress_display import migration_progress
 
-    settings = _settings()
     demo_dir = demo_dir.resolve()
+    # Not this directory's stripe_sync.yaml and .env: they describe your catalog, not the
+    # sample's. The environment and a --config file still count.
+    settings = _settings(cwd=demo_dir)
     log_file = demo_dir / "stripe-sync.log"
     started = datetime.now(UTC).isoformat(timespec="seconds")
     with (

@@ -178,6 +178,9 @@ def show_demo_in_ui(
             ui_port,
             environment_for_child(settings, _DEMO_SOURCE, config_file),
             run.state_file.parent / "dagster-dev.log",
+            # In the demo's directory: Dagster loads the `.env` where it starts over the
+            # environment, and this directory's describes your catalog, not the sample's.
+            cwd=run.state_file.parent,
             say=say,
             stop_requested=stop_requested,
         )
@@ -194,7 +197,7 @@ def _demo_emulator(state_file: Path):
 
 def demo_settings(settings: Settings, demo_dir: Path, catalog_url: str, api_base: str) -> Settings:
     """`settings` pointed at the demo's catalog and emulator; a Dagster home and a batch size
-    of the user's own stay theirs."""
+    of the user's own (in the environment or a --config file) stay theirs."""
     defaults = {
         "paths.dagster_home": demo_dir / "dagster_home",
         "sync.batch_size": DEMO_BATCH_SIZE,

@@ -45,18 +45,20 @@ def serve_dagster_ui(
     environment: Mapping[str, str],
     log: Path,
     *,
+    cwd: Path,
     say: Callable[[str], None] = print,
     stop_requested: Callable[[], bool],
 ) -> str | None:
     """Serve the UI on `port` (another free one if it is taken) until `stop_requested()`;
-    the code location loads its settings from `environment`.
+    the code location loads its settings from `environment` and the `.env` and project file
+    of `cwd`.
     Returns why dagster dev ended before it was asked to stop, None when it served till then."""
     if not _is_free(port):
         taken, port = port, _any_free_port()
         say(f"port {taken} is taken: the UI uses {port}")
     url = f"http://{HOST}:{port}"
     say(f"starting dagster dev (its log: {log})")
-    process = _start_dagster_dev(dagster_home, port, environment, log)
+    process = _start_dagster_dev(dagster_home, port, environment, log, cwd)
     try:
         failure = _wait_until_serving(process, url, log, stop_requested)
         if failure is None and not stop_requested():
@@ -79,7 +81,7 @@ def workspace_file(dagster_home: Path) -> Path:
 
 
 def _start_dagster_dev(
-    dagster_home: Path, port: int, environment: Mapping[str, str], log: Path
+    dagster_home: Path, port: int, environment: Mapping[str, str], log: Path, cwd: Path
 ) -> subprocess.Popen:
     workspace = workspace_file(dagster_home)
     command = [
@@ -97,6 +99,7 @@ def _start_dagster_dev(
     with log.open("w") as output:
         return subprocess.Popen(
             command,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=output,

@@ -38,6 +38,12 @@ CATALOG_KIND = """
 def test_demo_ui_serves_the_demos_runs_until_ctrl_c_then_nothing_of_it_is_left(tmp_path):
     demo_dir = tmp_path / "demo"
     output = tmp_path / "demo-ui.out"
+    # Started where the user's own project lives: its settings are not the demo's.
+    (tmp_path / "stripe_sync.yaml").write_text("catalog:\n  table: catalog_items\n")
+    (tmp_path / ".env").write_text(
+        "CATALOG_DATABASE_URL=postgresql://shop@127.0.0.1:9/shop\n"
+        "STRIPE_API_BASE=http://127.0.0.1:9\n"
+    )
     env = {name: value for name, value in os.environ.items() if name not in PIPELINE_ENV_VARS}
     command = [stripe_sync_script(), "demo", "--ui", "--products", str(PRODUCTS)]
     command += ["--dir", str(demo_dir), "--ui-port", str(free_port())]
