@@ -78,8 +78,8 @@ class Dagster:
 
 def open_dagster(settings: Settings, progress: RunProgress | None = None) -> Dagster:
     """The definitions and the instance of a migration. Writes nothing to the catalog, the
-    state or Stripe, so it may come before pre-flight, whose resources then need no
-    throwaway instance of their own. `progress`: where its runs say how far they are."""
+    state or Stripe, so it may come before pre-flight. `progress`: where its runs say how far
+    they are."""
     return Dagster(build_definitions(settings, progress), open_instance(dagster_home(settings)))
 
 
