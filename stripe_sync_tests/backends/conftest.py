@@ -1,6 +1,7 @@
 """Fixtures for the backends' tests: the session's database, a closed port, and the state store
-on each database it runs on: SQLite and PostgreSQL in the catalog's own database, PostgreSQL
-as a database of its own, and Supabase through the PostgREST look-alike."""
+on each database it runs on: SQLite and PostgreSQL in the catalog's own database, Supabase
+through the PostgREST look-alike, and PostgreSQL as a database of its own beside a SQL or a
+Supabase catalog."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from stripe_sync_tests.conftest import WRITE_BACK_MIGRATION, free_port, new_data
 from stripe_sync_tests.support.postgrest import grant_like_supabase, service_role_key
 from stripe_sync_tests.support.tables import create_postgres_products, create_sqlite_products
 
-STORES = ("sqlite", "postgres", "postgres_own_database", "supabase")
+STORES = ("sqlite", "postgres", "postgres_own_database", "supabase", "supabase_own_database")
 SHARED_DATABASE = ("sqlite", "postgres", "supabase")  # the state in the catalog's database
 ROWS = 5
 
@@ -94,7 +95,7 @@ class _opened:
                 _postgres_write_back(self.connection, "products"),
             )
         state_url = None
-        if self.kind == "postgres_own_database":
+        if self.kind.endswith("_own_database"):
             databases = new_database(self.postgres_url, "stripe_sync_state")
             state_url = databases.__enter__()
             self._exits.append(lambda: databases.__exit__(None, None, None))

@@ -101,7 +101,9 @@ def test_a_failed_write_back_leaves_the_state_as_it_was(store_case):
     assert {row[2] for row in store_case.write_back_columns()} == {None}
 
 
-@pytest.mark.parametrize("store_case", ["postgres_own_database"], indirect=True)
+@pytest.mark.parametrize(
+    "store_case", ["postgres_own_database", "supabase_own_database"], indirect=True
+)
 def test_in_a_database_of_its_own_the_state_is_kept_when_the_write_back_fails(store_case):
     state, a = store_case.state, store_case.ids[0]
     store_case.refuse_catalog_updates()
