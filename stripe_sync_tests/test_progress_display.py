@@ -20,7 +20,7 @@ import pytest
 from stripe_sync.core.progress import MigrationProgress, Tally
 from stripe_sync.progress_display import migration_progress
 from stripe_sync_tests.conftest import stripe_sync_script
-from stripe_sync_tests.e2e.test_pipeline import sample_products
+from stripe_sync_tests.support.sample_catalog import sample_products
 
 VALID, INVALID = 97, 3
 ROWS = VALID + INVALID

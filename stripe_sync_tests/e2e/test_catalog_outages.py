@@ -32,8 +32,8 @@ from stripe_sync_tests.conftest import (
     stripe_sync_script,
     write_requests,
 )
-from stripe_sync_tests.e2e.test_pipeline import assert_in_sync, sample_products
 from stripe_sync_tests.support.postgrest import grant_like_supabase, service_role_key
+from stripe_sync_tests.support.sample_catalog import assert_in_sync, sample_products
 
 PATIENT = {  # a retry policy that outlasts the proxy's failovers, quick in a test
     "STRIPE_SYNC_CATALOG_RETRY_ATTEMPTS": "30",

@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 
 from stripe_sync_tests.conftest import stripe_state, stripe_sync_script
-from stripe_sync_tests.e2e.test_pipeline import sample_products
 from stripe_sync_tests.support.interrupts import SIGNAL_PATTERNS, Interrupt, interrupt
+from stripe_sync_tests.support.sample_catalog import sample_products
 
 ROWS = 40
 REQUESTS = ROWS + 2  # the account (pre-flight), the backup's read, one create a product

@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 
 from stripe_sync_tests.conftest import kill_when, minor_units, stripe_state, stripe_sync_script
-from stripe_sync_tests.e2e.test_pipeline import expected_currency, sample_products
+from stripe_sync_tests.support.sample_catalog import expected_currency, sample_products
 
 PRODUCTS = 60
 BATCH_SIZE = 10

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from stripe_sync.cli import main
 from stripe_sync_tests.conftest import stripe_sync_script
-from stripe_sync_tests.e2e.test_pipeline import sample_products
 from stripe_sync_tests.support.interrupts import Interrupt, interrupt
+from stripe_sync_tests.support.sample_catalog import sample_products
 
 
 def test_a_migration_whose_runs_recorded_nothing_prints_neither_an_older_report_nor_a_rollback_hint(

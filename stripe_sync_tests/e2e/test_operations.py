@@ -14,7 +14,11 @@ from click.testing import CliRunner
 from stripe_sync.backends import open_catalog, open_state
 from stripe_sync.cli import main
 from stripe_sync_tests.conftest import TEST_SECRET_KEY, minor_units, stripe_state, write_requests
-from stripe_sync_tests.e2e.test_pipeline import assert_in_sync, expected_currency, sample_products
+from stripe_sync_tests.support.sample_catalog import (
+    assert_in_sync,
+    expected_currency,
+    sample_products,
+)
 
 
 def catalog(products_table, pipeline_env, count=8):

@@ -40,8 +40,8 @@ from stripe_sync_tests.conftest import (
     stripe_state,
     stripe_sync_script,
 )
-from stripe_sync_tests.e2e.test_pipeline import assert_in_sync, sample_products
 from stripe_sync_tests.support.rate_windows import max_in_window
+from stripe_sync_tests.support.sample_catalog import assert_in_sync, sample_products
 
 INSTANCE_YAML = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
 PRODUCTS_PER_BATCH = 100  # alone, a run would send these in well under a second

@@ -24,7 +24,7 @@ from psycopg import sql
 
 from stripe_sync.emulator.knobs import FAULT_KINDS
 from stripe_sync_tests.conftest import TEST_SECRET_KEY, stripe_state, stripe_sync_script
-from stripe_sync_tests.e2e.test_pipeline import assert_in_sync, sample_products
+from stripe_sync_tests.support.sample_catalog import assert_in_sync, sample_products
 
 # The pipeline's resilience knobs, at their defaults unless a test says otherwise (so the
 # developer's own environment can't change what a test means).

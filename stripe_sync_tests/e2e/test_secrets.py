@@ -18,7 +18,7 @@ from dagster._serdes import serialize_value
 
 from stripe_sync.emulator.server import mask_key
 from stripe_sync_tests.conftest import stripe_sync_script
-from stripe_sync_tests.e2e.test_pipeline import sample_products
+from stripe_sync_tests.support.sample_catalog import sample_products
 
 
 def random_text(length: int) -> str:

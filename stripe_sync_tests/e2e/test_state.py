@@ -15,8 +15,8 @@ from psycopg import sql
 from stripe_sync.backends import open_catalog, open_state
 from stripe_sync.operations.demo import seed_sample_catalog
 from stripe_sync_tests.conftest import stripe_state, write_requests
-from stripe_sync_tests.e2e.test_pipeline import assert_in_sync, sample_products
 from stripe_sync_tests.support.postgrest import grant_like_supabase, service_role_key
+from stripe_sync_tests.support.sample_catalog import assert_in_sync, sample_products
 
 PRODUCTS = 200
 
