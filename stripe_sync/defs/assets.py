@@ -162,7 +162,7 @@ def stripe_products(
     if config.dry_run:
         with catalog.opened() as source, ExitStack() as stack:
             reads = AdoptionReads(lambda: stack.enter_context(stripe.opened(source.retries)))
-            mapping = catalog.field_mapping()
+            mapping = settings.catalog_mapping()
             observe_plan(context, validated_products, source.state, options, mapping, reads)
         return
     with step_outcome(context), catalog.opened() as source, stripe.opened(source.retries) as api:

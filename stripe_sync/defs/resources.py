@@ -18,7 +18,6 @@ import pandas as pd
 from pydantic import Field, PrivateAttr
 
 from stripe_sync import factory
-from stripe_sync.core.mapping import FieldMapping
 from stripe_sync.core.progress import NoProgress, RunProgress
 from stripe_sync.core.retry import RetryStats
 from stripe_sync.core.state import TrackedCatalog
@@ -49,8 +48,8 @@ class SecretsResource(dg.ConfigurableResource):
         )
 
 
-class CatalogResource(dg.ConfigurableResource):
-    """The product catalog (direct SQL, or Supabase's PostgREST) and the pipeline's state."""
+class _BuiltFromSettings(dg.ConfigurableResource):
+    """A handle on what `factory` builds from the settings and the secrets."""
 
     settings: dg.ResourceDependency[Settings]
     secrets: SecretsResource
@@ -58,6 +57,10 @@ class CatalogResource(dg.ConfigurableResource):
     def resolved_settings(self) -> Settings:
         """The settings with the secrets Dagster resolved: what `factory` builds from."""
         return self.secrets.given(self.settings)
+
+
+class CatalogResource(_BuiltFromSettings):
+    """The product catalog (direct SQL, or Supabase's PostgREST) and the pipeline's state."""
 
     def opened(
         self,
@@ -70,23 +73,16 @@ class CatalogResource(dg.ConfigurableResource):
             self.resolved_settings(), deadline_s=deadline_s, on_waiting=on_waiting
         )
 
-    def field_mapping(self) -> FieldMapping:
-        """The catalog's field mapping (without a price of its own with a prices model)."""
-        return self.settings.catalog_mapping()
 
-
-class StripeResource(dg.ConfigurableResource):
+class StripeResource(_BuiltFromSettings):
     """Stripe through stripe-python's StripeClient, throttled to the account's shared budget."""
-
-    settings: dg.ResourceDependency[Settings]
-    secrets: SecretsResource
 
     def api(self, retries: RetryStats | None = None) -> StripeApi:
         """The API, its throttle's store retried as the catalog is (counted in `retries`)."""
-        return factory.open_stripe_api(self.secrets.given(self.settings), retries)
+        return factory.open_stripe_api(self.resolved_settings(), retries)
 
     def opened(self, retries: RetryStats | None = None) -> AbstractContextManager[StripeApi]:
-        return factory.opened_stripe_api(self.secrets.given(self.settings), retries)
+        return factory.opened_stripe_api(self.resolved_settings(), retries)
 
     def in_flight(self, api: StripeApi) -> int:
         """Products in progress at once (`factory.in_flight`)."""

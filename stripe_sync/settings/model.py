@@ -735,11 +735,6 @@ def setting_fields() -> Iterator[tuple[str, FieldInfo]]:
             yield f"{section}.{name}", info
 
 
-def secret_keys() -> list[str]:
-    """The keys of the settings that hold a secret (`stripe.secret_key`, ...)."""
-    return [key for key, info in setting_fields() if secret_kind(info)]
-
-
 def variables_of(info: FieldInfo) -> list[str]:
     return info.json_schema_extra["variables"]
 

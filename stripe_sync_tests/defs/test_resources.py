@@ -11,7 +11,7 @@ from stripe_sync.defs.resources import (
     build_resources,
 )
 from stripe_sync.settings.loader import load_settings
-from stripe_sync.settings.model import secret_keys
+from stripe_sync.settings.model import secret_kind, setting_fields
 from stripe_sync_tests.support.tables import create_sqlite_products
 
 
@@ -55,9 +55,9 @@ def test_the_only_dagster_config_of_the_resources_is_the_secrets_of_the_settings
         if isinstance(resource, dg.ConfigurableResource | dg.ConfigurableIOManager)
     }
 
-    assert configured.pop("secrets") == {key.replace(".", "_", 1) for key in secret_keys()} - {
-        key.replace(".", "_", 1) for key in celery
-    }
+    assert configured.pop("secrets") == {
+        key.replace(".", "_", 1) for key, info in setting_fields() if secret_kind(info)
+    } - {key.replace(".", "_", 1) for key in celery}
     assert configured == {"catalog": set(), "stripe": set(), "batch_frames": set()}
 
 
